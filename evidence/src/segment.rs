@@ -1,0 +1,162 @@
+//! The segment record: what the store keeps beside each payload, and the
+//! link of the per-stream hash chain (FORMAT.md, "Segments").
+//!
+//! A record has exactly one encoding ([`SegmentMeta::encode`]): compact JSON
+//! with the fields in the order declared here, followed by one `\n`. The
+//! chain hash of a segment is the SHA-256 of those stored bytes, never of a
+//! re-encoding.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{Category, HostId, InstanceId, SegmentSeq, Sha256, StreamId};
+use crate::timefmt::serde_utc;
+
+/// The value of the `format` field of every version-1 segment record.
+pub const SEGMENT_FORMAT_V1: &str = "custody.segment.v1";
+
+/// How the source is cut into units that are never split except when a
+/// single unit is larger than a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Framing {
+    /// Text lines ending in `\n`.
+    Lines,
+    /// Fixed-size binary records (utmp/wtmp/btmp: 384 bytes on Linux).
+    Records { size: u32 },
+}
+
+/// Which file the bytes came from. Identity is the content fingerprint plus
+/// device and inode: paths change on rotation, inodes are reused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Path at the time of reading (lossy UTF-8 if the name was not UTF-8).
+    pub path: String,
+    pub device: u64,
+    pub inode: u64,
+    /// SHA-256 of the first `fingerprint_len` bytes of the file.
+    pub fingerprint: Sha256,
+    pub fingerprint_len: u32,
+}
+
+/// Half-open byte range `[start, end)` of the source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Marks a line or record that is cut across segments: it happens only for
+/// a unit longer than the maximum segment size, a file that ended without a
+/// final newline, or a partial line held longer than the configured wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Split {
+    /// The first bytes continue a unit begun in the previous segment.
+    pub starts_mid_unit: bool,
+    /// The last bytes are not the end of a unit.
+    pub ends_mid_unit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Always [`SEGMENT_FORMAT_V1`] for this version.
+    pub format: String,
+    pub host_id: HostId,
+    pub stream_id: StreamId,
+    pub category: Category,
+    pub seq: SegmentSeq,
+    pub agent_instance: InstanceId,
+    pub framing: Framing,
+    pub source: SourceFile,
+    pub range: ByteRange,
+    pub split: Split,
+    #[serde(with = "serde_utc")]
+    pub first_read: OffsetDateTime,
+    #[serde(with = "serde_utc")]
+    pub last_read: OffsetDateTime,
+    pub raw_len: u64,
+    pub raw_sha256: Sha256,
+    pub object_len: u64,
+    pub object_sha256: Sha256,
+    /// Chain hash (SHA-256 of the stored record bytes) of segment `seq - 1`
+    /// of the same stream; `None` only for `seq == 0`.
+    pub prev_segment: Option<Sha256>,
+    /// Earliest time the store may delete the payload and this record.
+    #[serde(with = "serde_utc")]
+    pub retain_until: OffsetDateTime,
+}
+
+/// Why stored bytes are not a segment record. An unknown version is kept
+/// apart from corruption: a newer writer is not a tampered store.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown format {found:?} (this build reads {expected:?})")]
+    UnknownFormat { expected: &'static str, found: String },
+    #[error("not a valid record: {0}")]
+    Corrupt(String),
+    #[error("record is valid JSON but not in its single canonical encoding")]
+    NotCanonical,
+}
+
+impl SegmentMeta {
+    /// The single valid encoding: compact JSON in field order, then `\n`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("segment record always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Decodes stored bytes, refusing unknown versions and any encoding
+    /// other than [`SegmentMeta::encode`]'s.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let format = peek_format(bytes)?;
+        if format != SEGMENT_FORMAT_V1 {
+            return Err(DecodeError::UnknownFormat { expected: SEGMENT_FORMAT_V1, found: format });
+        }
+        let meta: SegmentMeta = serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        if meta.encode() != bytes {
+            return Err(DecodeError::NotCanonical);
+        }
+        Ok(meta)
+    }
+
+    /// The chain hash of an encoded record: what the next segment's
+    /// `prev_segment` must equal.
+    pub fn chain_hash(encoded: &[u8]) -> Sha256 {
+        Sha256::digest(encoded)
+    }
+}
+
+/// Reads the `format` field first so that a record of another version is
+/// reported as such rather than as a field mismatch.
+pub(crate) fn peek_format(bytes: &[u8]) -> Result<String, DecodeError> {
+    #[derive(Deserialize)]
+    struct Peek {
+        format: String,
+    }
+    serde_json::from_slice::<Peek>(bytes)
+        .map(|p| p.format)
+        .map_err(|e| DecodeError::Corrupt(e.to_string()))
+}
+
+/// Compresses raw bytes into the stored payload: one standard zstd frame
+/// with the content size recorded, so stock `zstd -d` reproduces them.
+pub fn compress_payload(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.include_contentsize(true)?;
+    c.include_checksum(true)?;
+    c.compress(raw)
+}
+
+/// Decompresses a payload, refusing output larger than `max_len` (the
+/// recorded `raw_len`), so a forged payload cannot exhaust memory.
+pub fn decompress_payload(object: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut dec = zstd::stream::read::Decoder::new(object)?;
+    let mut out = Vec::with_capacity(max_len.min(64 << 20));
+    (&mut dec).take(max_len as u64 + 1).read_to_end(&mut out)?;
+    if out.len() > max_len {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "payload decompresses to more than its recorded length"));
+    }
+    Ok(out)
+}

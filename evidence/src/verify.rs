@@ -1,0 +1,1 @@
+//! Store verification (to be written by the evidence implementer).
