@@ -18,9 +18,9 @@ pub mod memory;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-pub use fault::{Fault, FaultyStore};
-pub use fs::FsStore;
-pub use memory::MemoryStore;
+
+
+
 
 /// Options for one `put`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
