@@ -6,11 +6,14 @@
 //! the raw structs, parsing, defaults and validation are the config
 //! implementer's.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use custody_evidence::retention::RetentionPolicy;
-use custody_evidence::{Category, HostId};
+use custody_evidence::retention::{Level, RetentionPolicy};
+use custody_evidence::{Category, HostId, StreamId};
+use serde::Deserialize;
 
 /// Where shipped objects go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,4 +75,857 @@ pub struct Config {
     pub zstd_level: i32,
     /// On shutdown, how long to keep shipping before leaving the rest in the spool (default 10 s).
     pub shutdown_grace: Duration,
+}
+
+// ---------------------------------------------------------------------------
+// Defaults. Each is documented in docs/configuration.md with its reason.
+
+/// Where the agent keeps checkpoints, spool, host key and status by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/custody-agent";
+/// Responsibility level assumed when none is given (REQUIREMENTS.md §1: the
+/// lowest level the retention table binds).
+pub const DEFAULT_LEVEL: Level = Level::C;
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_SEGMENT_MAX_AGE_MS: u64 = 1_000;
+pub const DEFAULT_DIGEST_INTERVAL_MS: u64 = 60_000;
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 5_000;
+pub const DEFAULT_PARTIAL_LINE_WAIT_MS: u64 = 5_000;
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// Size of one utmp/wtmp/btmp record on Linux (glibc `struct utmp`).
+pub const UTMP_RECORD_SIZE: u32 = 384;
+/// Largest accepted segment: a segment is held in memory while it is cut,
+/// hashed and compressed, so an absurd value would only exhaust memory.
+pub const MAX_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// File-name prefixes that mean "binary login records" when no framing is given.
+const UTMP_PREFIXES: [&str; 3] = ["wtmp", "btmp", "utmp"];
+/// Store URL schemes reserved for later backends.
+const RESERVED_STORE_SCHEMES: [&str; 2] = ["s3", "https"];
+
+// ---------------------------------------------------------------------------
+// Raw configuration: what the file and the flags say, unchecked.
+
+/// Where a value came from, so that an error names what the user wrote: the
+/// key in the file or the flag on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceOrigin {
+    /// The `index`-th `[[sources]]` table of the file (from 0).
+    File { index: usize },
+    /// A `--source` flag, with its text as written.
+    Flag { text: String },
+}
+
+impl Default for SourceOrigin {
+    fn default() -> Self {
+        SourceOrigin::File { index: 0 }
+    }
+}
+
+/// One `[[sources]]` table or `--source` flag, unchecked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub paths: Option<Vec<String>>,
+    pub framing: Option<String>,
+    #[serde(skip)]
+    pub origin: SourceOrigin,
+}
+
+impl RawSource {
+    /// Parses the `--source CATEGORY[:FRAMING]=GLOB` syntax. Only the shape is
+    /// checked here (a malformed flag is a usage error); the category,
+    /// framing and glob are checked with the rest of the configuration.
+    pub fn parse_flag(text: &str) -> Result<RawSource, String> {
+        let (left, glob) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{text:?} is not CATEGORY[:FRAMING]=GLOB (for example os=/var/log/syslog*)"))?;
+        if glob.is_empty() {
+            return Err(format!("{text:?} has an empty GLOB after '='"));
+        }
+        let (category, framing) = match left.split_once(':') {
+            Some((c, f)) => (c, Some(f.to_string())),
+            None => (left, None),
+        };
+        Ok(RawSource {
+            name: None,
+            category: Some(category.to_string()),
+            paths: Some(vec![glob.to_string()]),
+            framing,
+            origin: SourceOrigin::Flag { text: text.to_string() },
+        })
+    }
+
+    /// The name a problem with `field` of this source is reported under.
+    fn key(&self, field: &str) -> String {
+        match &self.origin {
+            SourceOrigin::File { index } => format!("sources[{index}].{field}"),
+            SourceOrigin::Flag { text } => format!("--source {text}"),
+        }
+    }
+}
+
+/// The configuration as written in the TOML file, or assembled from flags:
+/// every key optional, nothing checked yet. [`RawConfig::check`] turns it
+/// into a [`Config`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub host_id: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub level: Option<String>,
+    pub retention_months: Option<u32>,
+    pub segment_max_bytes: Option<u64>,
+    pub segment_max_age_ms: Option<u64>,
+    pub digest_interval_ms: Option<u64>,
+    pub poll_interval_ms: Option<u64>,
+    pub partial_line_wait_ms: Option<u64>,
+    pub spool_max_bytes: Option<u64>,
+    pub start_at: Option<String>,
+    pub zstd_level: Option<i32>,
+    pub shutdown_grace_ms: Option<u64>,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    /// The file this came from, for error messages.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+    /// Top-level keys whose value came from a flag, so errors name the flag.
+    #[serde(skip)]
+    pub from_flags: BTreeSet<&'static str>,
+}
+
+/// A TOML document that could not be read as a configuration: the position
+/// is given as line and column (from 1) so an editor can jump to it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}, line {line}, column {column}: {message}")]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{}", render_problems(file.as_deref(), problems))]
+    Invalid { file: Option<PathBuf>, problems: Vec<Problem> },
+}
+
+/// One thing wrong with a configuration: the key or flag, and what is wrong
+/// with it and what would be valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+fn render_problems(file: Option<&Path>, problems: &[Problem]) -> String {
+    let mut out = match file {
+        Some(path) => format!("configuration {} is not valid", path.display()),
+        None => "configuration is not valid".to_string(),
+    };
+    for p in problems {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
+/// Line and column (both from 1) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+impl RawConfig {
+    /// Reads and parses a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        RawConfig::from_toml(&text, path)
+    }
+
+    /// Parses TOML `text`; `path` is only used in messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |span| line_column(text, span.start));
+            ConfigError::Parse { path: path.to_path_buf(), line, column, message: e.message().trim_end().to_string() }
+        })?;
+        for (index, source) in raw.sources.iter_mut().enumerate() {
+            source.origin = SourceOrigin::File { index };
+        }
+        raw.file = Some(path.to_path_buf());
+        Ok(raw)
+    }
+
+    /// Lays `flags` over `self`: every value given by a flag replaces the
+    /// file's, and sources given by flags are added after the file's.
+    pub fn merge_flags(mut self, flags: RawConfig) -> RawConfig {
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if flags.$field.is_some() {
+                    self.$field = flags.$field;
+                    self.from_flags.insert(stringify!($field));
+                }
+            )*};
+        }
+        take!(
+            host_id,
+            state_dir,
+            store,
+            level,
+            retention_months,
+            segment_max_bytes,
+            segment_max_age_ms,
+            digest_interval_ms,
+            poll_interval_ms,
+            partial_line_wait_ms,
+            spool_max_bytes,
+            start_at,
+            zstd_level,
+            shutdown_grace_ms
+        );
+        self.sources.extend(flags.sources);
+        self
+    }
+
+    /// The name a problem with top-level `field` is reported under: the flag
+    /// if a flag set it, the TOML key otherwise.
+    fn key(&self, field: &'static str) -> String {
+        if self.from_flags.contains(field) {
+            format!("--{}", field.replace('_', "-"))
+        } else {
+            field.to_string()
+        }
+    }
+
+    fn invalid(&self, problems: Vec<Problem>) -> ConfigError {
+        ConfigError::Invalid { file: self.file.clone(), problems }
+    }
+
+    fn problem(&self, field: &'static str, message: impl Into<String>) -> Problem {
+        Problem { key: self.key(field), message: message.into() }
+    }
+
+    /// The checked host id: the configured one, or this machine's hostname
+    /// made safe for object names.
+    pub fn checked_host_id(&self) -> Result<HostId, ConfigError> {
+        self.host_id_with(system_hostname().as_deref()).map_err(|p| self.invalid(vec![p]))
+    }
+
+    fn host_id_with(&self, hostname: Option<&str>) -> Result<HostId, Problem> {
+        match &self.host_id {
+            Some(id) => HostId::new(id.clone()).map_err(|e| {
+                self.problem("host_id", format!("{:?} {}; it becomes part of every object name", id, e.why))
+            }),
+            None => {
+                let Some(hostname) = hostname else {
+                    return Err(self.problem(
+                        "host_id",
+                        "not set and this machine's hostname could not be read; set host_id (letters, digits, '.', '_', '-')",
+                    ));
+                };
+                let sanitized = sanitize_host_id(hostname);
+                HostId::new(sanitized.clone()).map_err(|e| {
+                    self.problem(
+                        "host_id",
+                        format!(
+                            "not set, and the hostname {hostname:?} does not give a usable one ({:?} {}); set host_id explicitly",
+                            sanitized, e.why
+                        ),
+                    )
+                })
+            }
+        }
+    }
+
+    /// The checked state directory (absolute; default [`DEFAULT_STATE_DIR`]).
+    pub fn checked_state_dir(&self) -> Result<PathBuf, ConfigError> {
+        self.state_dir_problem().map_err(|p| self.invalid(vec![p]))
+    }
+
+    fn state_dir_problem(&self) -> Result<PathBuf, Problem> {
+        match &self.state_dir {
+            None => Ok(PathBuf::from(DEFAULT_STATE_DIR)),
+            Some(dir) if dir.is_absolute() => Ok(dir.clone()),
+            Some(dir) => Err(self.problem(
+                "state_dir",
+                format!("{} is relative; use an absolute path such as {DEFAULT_STATE_DIR}", dir.display()),
+            )),
+        }
+    }
+
+    /// The checked store target. There is no default: where evidence goes
+    /// must be a deliberate choice (REQUIREMENTS.md §1: a physically
+    /// separate system).
+    pub fn checked_store(&self) -> Result<StoreTarget, ConfigError> {
+        self.store_problem().map_err(|p| self.invalid(vec![p]))
+    }
+
+    fn store_problem(&self) -> Result<StoreTarget, Problem> {
+        let Some(store) = &self.store else {
+            return Err(self.problem(
+                "store",
+                "not set; give the directory of the filesystem store (store = \"/srv/custody\" or --store DIR), \
+                 ideally on a physically separate system such as an NFS mount",
+            ));
+        };
+        let scheme = store
+            .split_once("://")
+            .map(|(scheme, _)| scheme)
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-'));
+        if let Some(scheme) = scheme {
+            return Err(if RESERVED_STORE_SCHEMES.contains(&scheme) {
+                self.problem(
+                    "store",
+                    format!("store kind {scheme} is not supported by this build; use an absolute directory path"),
+                )
+            } else {
+                self.problem(
+                    "store",
+                    format!("{store:?} is not a known store kind; use an absolute directory path"),
+                )
+            });
+        }
+        let path = PathBuf::from(store);
+        if !path.is_absolute() {
+            return Err(self.problem(
+                "store",
+                format!("{store:?} is relative; use an absolute directory path such as /srv/custody"),
+            ));
+        }
+        Ok(StoreTarget::Filesystem(path))
+    }
+
+    fn retention_problem(&self) -> Result<RetentionPolicy, Problem> {
+        let level = match &self.level {
+            None => DEFAULT_LEVEL,
+            Some(text) => text.parse::<Level>().map_err(|_| {
+                self.problem("level", format!("{text:?} is not a responsibility level; use one of A, B, C, D, E"))
+            })?,
+        };
+        RetentionPolicy::new(level, self.retention_months).map_err(|e| {
+            let field = if self.retention_months.is_some() { "retention_months" } else { "level" };
+            self.problem(field, e.to_string())
+        })
+    }
+
+    fn check_sources(&self, problems: &mut Vec<Problem>) -> Vec<SourceConfig> {
+        if self.sources.is_empty() {
+            problems.push(Problem {
+                key: "sources".to_string(),
+                message: "no source configured; add a [[sources]] table or --source CATEGORY=GLOB \
+                          (for example --source os=/var/log/syslog*)"
+                    .to_string(),
+            });
+        }
+        let mut checked = Vec::with_capacity(self.sources.len());
+        // name -> the key of the source that first used it
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for raw in &self.sources {
+            let Some(source) = check_source(raw, problems) else { continue };
+            if let Some((_, first)) = seen.iter().find(|(name, _)| *name == source.name) {
+                let how = if raw.name.is_some() {
+                    "set here"
+                } else {
+                    "derived from the category and the first path"
+                };
+                problems.push(Problem {
+                    key: raw.key("name"),
+                    message: format!(
+                        "{:?} ({how}) is already used by {first}; source names must be unique because they are part \
+                         of the stream id: set a distinct name",
+                        source.name
+                    ),
+                });
+                continue;
+            }
+            seen.push((source.name.clone(), raw.key("name")));
+            checked.push(source);
+        }
+        checked
+    }
+
+    /// Checks everything and returns the configuration the agent runs with,
+    /// or every problem found (not only the first).
+    pub fn check(&self) -> Result<Config, ConfigError> {
+        self.check_with_hostname(system_hostname().as_deref())
+    }
+
+    /// [`RawConfig::check`] with the machine's hostname given, for tests.
+    pub fn check_with_hostname(&self, hostname: Option<&str>) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let host_id = keep(self.host_id_with(hostname), &mut problems);
+        let state_dir = keep(self.state_dir_problem(), &mut problems);
+        let store = keep(self.store_problem(), &mut problems);
+        let retention = keep(self.retention_problem(), &mut problems);
+
+        let mut positive = |field: &'static str, value: Option<u64>, default: u64| -> Option<u64> {
+            let v = value.unwrap_or(default);
+            if v == 0 {
+                problems.push(self.problem(field, "must be greater than 0"));
+                return None;
+            }
+            Some(v)
+        };
+        let segment_max_bytes = positive("segment_max_bytes", self.segment_max_bytes, DEFAULT_SEGMENT_MAX_BYTES);
+        let segment_max_age_ms = positive("segment_max_age_ms", self.segment_max_age_ms, DEFAULT_SEGMENT_MAX_AGE_MS);
+        let digest_interval_ms = positive("digest_interval_ms", self.digest_interval_ms, DEFAULT_DIGEST_INTERVAL_MS);
+        let poll_interval_ms = positive("poll_interval_ms", self.poll_interval_ms, DEFAULT_POLL_INTERVAL_MS);
+        let spool_max_bytes = positive("spool_max_bytes", self.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+        let partial_line_wait_ms = self.partial_line_wait_ms.unwrap_or(DEFAULT_PARTIAL_LINE_WAIT_MS);
+        let shutdown_grace_ms = self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS);
+
+        let segment_max_bytes = segment_max_bytes.and_then(|v| {
+            if v > MAX_SEGMENT_MAX_BYTES {
+                problems.push(self.problem(
+                    "segment_max_bytes",
+                    format!("{v} is too large; use at most {MAX_SEGMENT_MAX_BYTES} (a segment is held in memory)"),
+                ));
+                return None;
+            }
+            usize::try_from(v).ok()
+        });
+        if let (Some(seg), Some(spool)) = (segment_max_bytes, spool_max_bytes) {
+            if (seg as u64) > spool {
+                problems.push(self.problem(
+                    "spool_max_bytes",
+                    format!("{spool} is smaller than segment_max_bytes ({seg}); the spool must hold at least one segment"),
+                ));
+            }
+        }
+        let start_at = match self.start_at.as_deref() {
+            None | Some("beginning") => Some(StartAt::Beginning),
+            Some("end") => Some(StartAt::End),
+            Some(other) => {
+                problems.push(self.problem("start_at", format!("{other:?} is not one of beginning, end")));
+                None
+            }
+        };
+        let zstd_level = match self.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL) {
+            level @ 1..=19 => Some(level),
+            other => {
+                problems.push(self.problem("zstd_level", format!("{other} is out of range; use 1 to 19")));
+                None
+            }
+        };
+        let sources = self.check_sources(&mut problems);
+
+        let (
+            Some(host_id),
+            Some(state_dir),
+            Some(store),
+            Some(retention),
+            Some(segment_max_bytes),
+            Some(segment_max_age_ms),
+            Some(digest_interval_ms),
+            Some(poll_interval_ms),
+            Some(spool_max_bytes),
+            Some(start_at),
+            Some(zstd_level),
+            true,
+        ) = (
+            host_id,
+            state_dir,
+            store,
+            retention,
+            segment_max_bytes,
+            segment_max_age_ms,
+            digest_interval_ms,
+            poll_interval_ms,
+            spool_max_bytes,
+            start_at,
+            zstd_level,
+            problems.is_empty(),
+        )
+        else {
+            return Err(self.invalid(problems));
+        };
+        Ok(Config {
+            host_id,
+            state_dir,
+            store,
+            retention,
+            sources,
+            segment_max_bytes,
+            segment_max_age: Duration::from_millis(segment_max_age_ms),
+            spool_max_bytes,
+            digest_interval: Duration::from_millis(digest_interval_ms),
+            poll_interval: Duration::from_millis(poll_interval_ms),
+            partial_line_wait: Duration::from_millis(partial_line_wait_ms),
+            start_at,
+            zstd_level,
+            shutdown_grace: Duration::from_millis(shutdown_grace_ms),
+        })
+    }
+}
+
+/// The value, or `None` with the problem recorded.
+fn keep<T>(result: Result<T, Problem>, problems: &mut Vec<Problem>) -> Option<T> {
+    result.map_err(|p| problems.push(p)).ok()
+}
+
+fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceConfig> {
+    let before = problems.len();
+    let category = match raw.category.as_deref() {
+        None => {
+            problems.push(Problem {
+                key: raw.key("category"),
+                message: "missing; use one of os, web, app, logon".to_string(),
+            });
+            None
+        }
+        Some(text) => match text.parse::<Category>() {
+            Ok(c) => Some(c),
+            Err(_) => {
+                problems.push(Problem {
+                    key: raw.key("category"),
+                    message: format!("{text:?} is not one of os, web, app, logon"),
+                });
+                None
+            }
+        },
+    };
+    let paths = raw.paths.clone().unwrap_or_default();
+    if paths.is_empty() {
+        problems.push(Problem {
+            key: raw.key("paths"),
+            message: "must list at least one absolute path or glob, for example [\"/var/log/syslog*\"]".to_string(),
+        });
+    }
+    for (i, pattern) in paths.iter().enumerate() {
+        let key = match raw.origin {
+            SourceOrigin::File { .. } => format!("{}[{i}]", raw.key("paths")),
+            SourceOrigin::Flag { .. } => raw.key("paths"),
+        };
+        if !Path::new(pattern).is_absolute() {
+            problems.push(Problem { key, message: format!("{pattern:?} is relative; use an absolute path or glob") });
+        } else if let Err(e) = glob::Pattern::new(pattern) {
+            problems.push(Problem {
+                key,
+                message: format!("{pattern:?} is not a valid glob: {} at character {}", e.msg, e.pos + 1),
+            });
+        }
+    }
+    let framing = match raw.framing.as_deref() {
+        None => paths.first().map(|p| auto_framing(p)),
+        Some("lines") => Some(SourceFraming::Lines),
+        Some("utmp") => Some(SourceFraming::Records { size: UTMP_RECORD_SIZE }),
+        Some(other) => {
+            problems.push(Problem {
+                key: raw.key("framing"),
+                message: format!("{other:?} is not one of lines, utmp"),
+            });
+            None
+        }
+    };
+    let name = match (&raw.name, category, paths.first()) {
+        (Some(name), _, _) => Some(name.clone()),
+        (None, Some(category), Some(first)) => Some(derive_name(category, first)),
+        _ => None,
+    };
+    if let Some(name) = &name {
+        if let Err(e) = StreamId::new(name.clone()) {
+            let message = if raw.name.is_some() {
+                format!("{name:?} {}; the name is part of the stream id", e.why)
+            } else {
+                format!("the name derived from the first path, {name:?}, {}; set name explicitly", e.why)
+            };
+            problems.push(Problem { key: raw.key("name"), message });
+        }
+    }
+    if problems.len() != before {
+        return None;
+    }
+    Some(SourceConfig { name: name?, category: category?, paths, framing: framing? })
+}
+
+/// utmp framing for files named like the login record files, lines otherwise.
+fn auto_framing(pattern: &str) -> SourceFraming {
+    let file = pattern.rsplit('/').next().unwrap_or(pattern);
+    if UTMP_PREFIXES.iter().any(|p| file.starts_with(p)) {
+        SourceFraming::Records { size: UTMP_RECORD_SIZE }
+    } else {
+        SourceFraming::Lines
+    }
+}
+
+/// `<category>-<file name of the glob without wildcards>`, for example
+/// `os-syslog` for `/var/log/syslog*`: stable as long as the config is.
+fn derive_name(category: Category, pattern: &str) -> String {
+    let file = pattern.rsplit('/').next().unwrap_or(pattern);
+    let mut stem = String::new();
+    let mut in_class = false;
+    for c in file.chars() {
+        match c {
+            '[' => in_class = true,
+            ']' => in_class = false,
+            '*' | '?' => {}
+            _ if in_class => {}
+            c if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' => stem.push(c),
+            _ => stem.push('_'),
+        }
+    }
+    let stem = stem.trim_matches(|c| c == '.' || c == '-' || c == '_');
+    if stem.is_empty() {
+        category.as_str().to_string()
+    } else {
+        format!("{category}-{stem}")
+    }
+}
+
+/// The machine's hostname (Linux), or `None` if it cannot be read.
+pub fn system_hostname() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+}
+
+/// Makes a hostname usable as a host id: characters outside
+/// `[A-Za-z0-9._-]` become `-`, leading `.`/`-` are dropped, at most 128.
+pub fn sanitize_host_id(hostname: &str) -> String {
+    let mapped: String = hostname
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' })
+        .collect();
+    mapped.trim_start_matches(['.', '-']).chars().take(128).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        RawConfig::from_toml(text, Path::new("/etc/custody/agent.toml"))
+    }
+
+    /// Checks `text`; the error rendered as the user would see it.
+    fn check(text: &str) -> Result<Config, String> {
+        parse(text).map_err(|e| e.to_string())?.check_with_hostname(Some("host")).map_err(|e| e.to_string())
+    }
+
+    const MINIMAL: &str = r#"
+store = "/srv/custody"
+[[sources]]
+category = "os"
+paths = ["/var/log/syslog*"]
+"#;
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let config = check(MINIMAL).unwrap();
+        assert_eq!(config.host_id.as_str(), "host");
+        assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(config.store, StoreTarget::Filesystem("/srv/custody".into()));
+        assert_eq!(config.retention.level(), Level::C);
+        assert_eq!(config.retention.months(), 6);
+        assert_eq!(config.segment_max_bytes, 4_194_304);
+        assert_eq!(config.segment_max_age, Duration::from_millis(1000));
+        assert_eq!(config.digest_interval, Duration::from_millis(60_000));
+        assert_eq!(config.poll_interval, Duration::from_millis(5000));
+        assert_eq!(config.partial_line_wait, Duration::from_millis(5000));
+        assert_eq!(config.spool_max_bytes, 1_073_741_824);
+        assert_eq!(config.start_at, StartAt::Beginning);
+        assert_eq!(config.zstd_level, 3);
+        assert_eq!(config.shutdown_grace, Duration::from_millis(10_000));
+        assert_eq!(
+            config.sources,
+            [SourceConfig {
+                name: "os-syslog".into(),
+                category: Category::Os,
+                paths: vec!["/var/log/syslog*".into()],
+                framing: SourceFraming::Lines,
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_category_names_the_key_and_the_valid_values() {
+        let text = format!("{MINIMAL}\n[[sources]]\ncategory = \"web\"\npaths = [\"/a\"]\n[[sources]]\ncategory = \"weblog\"\npaths = [\"/b\"]\n");
+        let err = check(&text).unwrap_err();
+        assert!(err.contains("sources[2].category: \"weblog\" is not one of os, web, app, logon"), "{err}");
+        assert!(err.contains("/etc/custody/agent.toml"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_source_names_are_refused_explicit_or_derived() {
+        let text = r#"
+store = "/srv/custody"
+[[sources]]
+category = "web"
+paths = ["/var/log/nginx/access.log*"]
+[[sources]]
+category = "web"
+paths = ["/var/log/apache2/access.log*"]
+[[sources]]
+name = "x"
+category = "os"
+paths = ["/a"]
+[[sources]]
+name = "x"
+category = "app"
+paths = ["/b"]
+"#;
+        let err = check(text).unwrap_err();
+        assert!(
+            err.contains("sources[1].name: \"web-access.log\" (derived from the category and the first path) is already used by sources[0].name"),
+            "{err}"
+        );
+        assert!(err.contains("sources[3].name: \"x\" (set here) is already used by sources[2].name"), "{err}");
+    }
+
+    #[test]
+    fn level_a_with_three_months_cites_the_rule() {
+        let err = check(&format!("level = \"A\"\nretention_months = 3\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("retention_months:"), "{err}");
+        assert!(err.contains("Taipei §24"), "{err}");
+        // D may keep less; the table does not bind it.
+        let config = check(&format!("level = \"D\"\nretention_months = 3\n{MINIMAL}")).unwrap();
+        assert_eq!(config.retention.months(), 3);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_key_and_position() {
+        let err = check(&format!("levle = \"A\"\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("unknown field `levle`"), "{err}");
+        assert!(err.contains("/etc/custody/agent.toml, line 1, column 1"), "{err}");
+
+        let err = check(&format!("{MINIMAL}framings = \"utmp\"\n")).unwrap_err();
+        assert!(err.contains("unknown field `framings`"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_refused_naming_the_key() {
+        let err = check("store = \"store\"\nstate_dir = \"state\"\n[[sources]]\ncategory = \"os\"\npaths = [\"/ok\", \"var/log/x\"]\n")
+            .unwrap_err();
+        assert!(err.contains("store: \"store\" is relative"), "{err}");
+        assert!(err.contains("state_dir: state is relative"), "{err}");
+        assert!(err.contains("sources[0].paths[1]: \"var/log/x\" is relative"), "{err}");
+    }
+
+    #[test]
+    fn empty_or_missing_paths_are_refused() {
+        let err = check("store = \"/s\"\n[[sources]]\ncategory = \"os\"\npaths = []\n[[sources]]\ncategory = \"web\"\n")
+            .unwrap_err();
+        assert!(err.contains("sources[0].paths: must list at least one"), "{err}");
+        assert!(err.contains("sources[1].paths: must list at least one"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_listed_not_only_the_first() {
+        let err = check("zstd_level = 0\nstart_at = \"middle\"\nlevel = \"F\"\n").unwrap_err();
+        for needle in [
+            "zstd_level: 0 is out of range; use 1 to 19",
+            "start_at: \"middle\" is not one of beginning, end",
+            "level: \"F\" is not a responsibility level; use one of A, B, C, D, E",
+            "store: not set",
+            "sources: no source configured",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn reserved_store_kinds_are_refused_by_name() {
+        let err = check(&MINIMAL.replace("/srv/custody", "s3://bucket/prefix")).unwrap_err();
+        assert!(err.contains("store kind s3 is not supported by this build"), "{err}");
+        let err = check(&MINIMAL.replace("/srv/custody", "https://example.org/store")).unwrap_err();
+        assert!(err.contains("store kind https is not supported by this build"), "{err}");
+    }
+
+    #[test]
+    fn framing_is_automatic_for_login_record_files_and_can_be_forced() {
+        let text = r#"
+store = "/s"
+[[sources]]
+category = "logon"
+paths = ["/var/log/wtmp", "/var/log/wtmp.1"]
+[[sources]]
+category = "logon"
+paths = ["/var/log/btmp*"]
+[[sources]]
+name = "forced"
+category = "logon"
+paths = ["/var/log/wtmp-copy"]
+framing = "lines"
+[[sources]]
+category = "app"
+paths = ["/srv/app/state.bin"]
+framing = "utmp"
+"#;
+        let config = check(text).unwrap();
+        let framings: Vec<_> = config.sources.iter().map(|s| s.framing).collect();
+        let utmp = SourceFraming::Records { size: UTMP_RECORD_SIZE };
+        assert_eq!(framings, [utmp, utmp, SourceFraming::Lines, utmp]);
+        let err = check(&format!("{MINIMAL}framing = \"json\"\n")).unwrap_err();
+        assert!(err.contains("sources[0].framing: \"json\" is not one of lines, utmp"), "{err}");
+    }
+
+    #[test]
+    fn invalid_names_and_globs_are_refused() {
+        let err = check("store = \"/s\"\n[[sources]]\nname = \"a/b\"\ncategory = \"os\"\npaths = [\"/var/log/[x\"]\n")
+            .unwrap_err();
+        assert!(err.contains("sources[0].name: \"a/b\" may contain only"), "{err}");
+        assert!(err.contains("sources[0].paths[0]: \"/var/log/[x\" is not a valid glob"), "{err}");
+    }
+
+    #[test]
+    fn spool_must_hold_a_segment() {
+        let err = check(&format!("segment_max_bytes = 2048\nspool_max_bytes = 1024\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("spool_max_bytes: 1024 is smaller than segment_max_bytes (2048)"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_give_line_and_column() {
+        let err = check("store = \"/s\"\nzstd_level = \"high\"\n").unwrap_err();
+        assert!(err.contains("line 2, column 14"), "{err}");
+    }
+
+    #[test]
+    fn derived_names_drop_wildcards() {
+        assert_eq!(derive_name(Category::Os, "/var/log/syslog*"), "os-syslog");
+        assert_eq!(derive_name(Category::Logon, "/var/log/auth.log.[0-9]"), "logon-auth.log");
+        assert_eq!(derive_name(Category::App, "/srv/*.log"), "app-log");
+        assert_eq!(derive_name(Category::App, "/srv/*"), "app");
+        assert_eq!(derive_name(Category::Web, "/srv/my app.log"), "web-my_app.log");
+    }
+
+    #[test]
+    fn hostnames_are_sanitised_into_host_ids() {
+        assert_eq!(sanitize_host_id("web01.example.org\n"), "web01.example.org");
+        assert_eq!(sanitize_host_id("-weird host!"), "weird-host-");
+        let raw = parse(MINIMAL).unwrap();
+        let config = raw.check_with_hostname(Some("db 1")).unwrap();
+        assert_eq!(config.host_id.as_str(), "db-1");
+        let err = raw.check_with_hostname(None).unwrap_err().to_string();
+        assert!(err.contains("host_id: not set and this machine's hostname could not be read"), "{err}");
+    }
+
+    #[test]
+    fn source_flag_syntax() {
+        let s = RawSource::parse_flag("logon:utmp=/var/log/wtmp").unwrap();
+        assert_eq!(s.category.as_deref(), Some("logon"));
+        assert_eq!(s.framing.as_deref(), Some("utmp"));
+        assert_eq!(s.paths, Some(vec!["/var/log/wtmp".to_string()]));
+        assert!(RawSource::parse_flag("os").is_err());
+        assert!(RawSource::parse_flag("os=").is_err());
+        // A glob may itself contain '=' and ':'; only the first '=' splits.
+        let s = RawSource::parse_flag("app=/srv/a=b:c.log").unwrap();
+        assert_eq!(s.paths, Some(vec!["/srv/a=b:c.log".to_string()]));
+        assert_eq!(s.framing, None);
+    }
 }

@@ -1,1 +1,109 @@
-fn main() {}
+//! `custody-agent`: parses the command line, sets up logging and signal
+//! handling, and hands over to the library. Exit codes: 0 ok, 1 failure (a
+//! one-paragraph error naming the flag, key or path), 2 usage error (or
+//! `status` without a status file).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use custody_agent::cli::{self, Cli, Command, HoldCommand, KeyCommand, LogFormat, EXIT_FAILURE, EXIT_OK};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run(args) => {
+            let config = args.checked()?;
+            runtime()?.block_on(async {
+                custody_agent::run::run(config, shutdown_signal()).await?;
+                Ok(EXIT_OK)
+            })
+        }
+        Command::CheckConfig(args) => Ok(cli::check_config(&args)),
+        Command::Status(args) => cli::status(&args, &pid_alive),
+        Command::Key { command: KeyCommand::Show(args) } => cli::key_show(&args).map(|()| EXIT_OK),
+        Command::Prune(args) => runtime()?.block_on(cli::prune(&args)).map(|()| EXIT_OK),
+        Command::Hold { command: HoldCommand::Set(args) } => {
+            runtime()?.block_on(cli::hold(&args, true)).map(|()| EXIT_OK)
+        }
+        Command::Hold { command: HoldCommand::Release(args) } => {
+            runtime()?.block_on(cli::hold(&args, false)).map(|()| EXIT_OK)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Logs go to stderr (stdout is for command output). The default level is
+/// info, raised by `-v`; `RUST_LOG` wins when set.
+fn init_logging(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGTERM (systemd stop) or Ctrl-C. If a handler cannot be
+/// installed the agent still runs; it logs why it cannot be stopped that way.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Whether a process with this id exists. `kill(pid, 0)` sends no signal; it
+/// only checks existence and permission. EPERM means the process exists but
+/// belongs to another user (status run by an operator, agent by root).
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    if pid <= 0 {
+        // 0 and negative ids address process groups, not one process.
+        return false;
+    }
+    // SAFETY: kill with signal 0 has no effect on the target and touches no
+    // memory of ours; any pid value is acceptable to the system call.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}

@@ -1,11 +1,302 @@
-//! The running agent (being written by the lead).
-use std::future::Future;
+//! The running agent: wires the stages together, waits for the shutdown
+//! signal, then stops them in order (sources flush → committer writes the
+//! final digest and checkpoint → shipper drains within the grace period).
 
-use crate::config::Config;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+use anyhow::Context;
+use custody_evidence::{InstanceId, StreamId};
+use custody_store::{FsStore, ObjectStore};
+use notify::{RecursiveMode, Watcher};
+use time::OffsetDateTime;
+
+use crate::board::Board;
+use crate::checkpoint::{self, Loaded};
+use crate::committer::{self, Committer};
+use crate::config::{Config, SourceConfig, StoreTarget};
+use crate::seal::Sealer;
+use crate::ship::Shipper;
+use crate::source::{Source, SourceSettings};
+use crate::spool::Spool;
+use crate::status::{AgentStatus, SourceStatus, STATUS_FORMAT_V1};
+use crate::wake::Wake;
+
+/// The stream a source writes: category and source name, stable across
+/// restarts so the hash chain continues.
+pub fn stream_id(source: &SourceConfig) -> anyhow::Result<StreamId> {
+    StreamId::new(format!("{}.{}", source.category, source.name))
+        .with_context(|| format!("source {:?} gives an invalid stream id", source.name))
+}
+
+/// Directories to watch for a glob: the literal part before the first
+/// wildcard (events in them wake the source; the poll covers the rest).
+fn watch_dir(pattern: &str) -> PathBuf {
+    let mut dir = PathBuf::new();
+    for comp in Path::new(pattern).components() {
+        let s = comp.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[']) {
+            break;
+        }
+        dir.push(comp);
+    }
+    if dir.as_os_str() == pattern {
+        dir.pop();
+    }
+    dir
+}
+
+fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    match target {
+        StoreTarget::Filesystem(dir) => Ok(Arc::new(
+            FsStore::open(dir.clone()).with_context(|| format!("opening the filesystem store {}", dir.display()))?,
+        )),
+    }
+}
+
+/// Takes an exclusive lock on the state directory so two agents never
+/// share a checkpoint.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("agent.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(_) => anyhow::bail!(
+            "another custody-agent is already running with state directory {} (it holds {}); stop it first or use another --state-dir",
+            dir.display(),
+            path.display()
+        ),
+    }
+}
 
 /// Runs the agent until `shutdown` resolves, then flushes open segments,
 /// ships what it can within `config.shutdown_grace` and persists checkpoints.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let _ = (config, shutdown);
-    anyhow::bail!("the pipeline is being written")
+    let state_dir = config.state_dir.clone();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating state directory {}; make its parent writable by the agent's user", state_dir.display()))?;
+    let _lock = lock_state_dir(&state_dir)?;
+    let key = crate::key::load_or_create_for_host(&state_dir, &config.host_id)?;
+    let public_key_line = key.public_key_line("");
+    let public_key_line = public_key_line.trim_end().to_string();
+    let store = open_store(&config.store)?;
+    let spool = Arc::new(Spool::open(&state_dir)?);
+    let (mut cp, loaded) = checkpoint::load(&state_dir)?;
+    if let Loaded::Previous(why) = &loaded {
+        tracing::warn!("checkpoint damaged ({why}); using the previous generation and rolling forward from the spool");
+    }
+    committer::recover(&mut cp, &spool)?;
+    checkpoint::save(&state_dir, &cp)?;
+
+    let instance = InstanceId::random();
+    let started = OffsetDateTime::now_utc();
+    let streams: Vec<StreamId> = config.sources.iter().map(stream_id).collect::<anyhow::Result<_>>()?;
+    let board = Arc::new(Board::new(
+        &state_dir,
+        AgentStatus {
+            format: STATUS_FORMAT_V1.to_string(),
+            host_id: config.host_id.to_string(),
+            pid: std::process::id(),
+            agent_instance: instance.to_string(),
+            running: true,
+            store: store.describe(),
+            sources: config
+                .sources
+                .iter()
+                .zip(&streams)
+                .map(|(s, id)| SourceStatus {
+                    name: s.name.clone(),
+                    category: s.category.to_string(),
+                    stream_id: id.to_string(),
+                    patterns: s.paths.clone(),
+                    last_segment_seq: cp.streams.get(id).and_then(|st| st.next_seq.checked_sub(1)),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+    ));
+    board.spool(spool.bytes(), spool.segment_count(), false, None);
+    let _ = board.write();
+    tracing::info!(
+        host = %config.host_id,
+        instance = %instance,
+        store = %store.describe(),
+        sources = config.sources.len(),
+        key = %key.fingerprint(),
+        "custody-agent started"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let ship_wake = Arc::new(tokio::sync::Notify::new());
+    let (tx, rx) = sync_channel(4);
+    let wakes: Vec<Arc<Wake>> = streams.iter().map(|_| Arc::new(Wake::default())).collect();
+
+    // File-system events wake the sources watching that directory.
+    let mut dirs: Vec<(PathBuf, usize)> = Vec::new();
+    for (i, s) in config.sources.iter().enumerate() {
+        for p in &s.paths {
+            dirs.push((watch_dir(p), i));
+        }
+    }
+    let event_dirs = dirs.clone();
+    let event_wakes = wakes.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        for path in &ev.paths {
+            let parent = path.parent().unwrap_or(path);
+            for (dir, i) in &event_dirs {
+                if parent == dir || path == dir {
+                    event_wakes[*i].notify();
+                }
+            }
+        }
+    })
+    .context("starting the file-system watcher (inotify)")?;
+    let mut watched: Vec<PathBuf> = dirs.iter().map(|(d, _)| d.clone()).collect();
+    watched.sort();
+    watched.dedup();
+    for d in &watched {
+        if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
+            tracing::debug!(dir = %d.display(), "not watching (the poll covers it): {e}");
+        }
+    }
+
+    // Sources, each on its own thread.
+    let mut threads = Vec::new();
+    for ((src, stream), wake) in config.sources.iter().zip(&streams).zip(&wakes) {
+        let st = cp.streams.get(stream).cloned().unwrap_or_default();
+        let settings = SourceSettings {
+            segment_max_bytes: config.segment_max_bytes,
+            segment_max_age: config.segment_max_age,
+            poll_interval: config.poll_interval,
+            partial_line_wait: config.partial_line_wait,
+            start_at: config.start_at,
+            first_start: !cp.streams.contains_key(stream) || (st.next_seq == 0 && st.files.is_empty()),
+        };
+        let source = Source::new(
+            src.clone(),
+            stream.clone(),
+            settings,
+            st.next_seq,
+            st.files.clone(),
+            Sealer::new(config.zstd_level).context("creating a zstd context")?,
+            tx.clone(),
+            board.clone(),
+            wake.clone(),
+            stop.clone(),
+            paused.clone(),
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("source {stream}"))
+                .spawn(move || source.run())
+                .context("starting a source thread")?,
+        );
+    }
+    drop(tx);
+
+    let committer = Committer {
+        host: config.host_id.clone(),
+        instance: instance.clone(),
+        state_dir: state_dir.clone(),
+        retention: config.retention,
+        key,
+        public_key_line: public_key_line.clone(),
+        spool: spool.clone(),
+        spool_max_bytes: config.spool_max_bytes,
+        digest_interval: config.digest_interval,
+        board: board.clone(),
+        paused: paused.clone(),
+        source_wakes: wakes.clone(),
+        ship_wake: ship_wake.clone(),
+        stop: stop.clone(),
+        shutdown_grace: config.shutdown_grace,
+        started,
+    };
+    let n_sources = streams.len();
+    let committer_done = Arc::new(AtomicBool::new(false));
+    let committer_done2 = committer_done.clone();
+    let ship_wake2 = ship_wake.clone();
+    let committer_thread = std::thread::Builder::new()
+        .name("committer".into())
+        .spawn(move || {
+            let r = committer.run(cp, rx, n_sources);
+            committer_done2.store(true, Ordering::SeqCst);
+            ship_wake2.notify_one();
+            r
+        })
+        .context("starting the committer thread")?;
+
+    let shipper = Shipper {
+        store,
+        spool: spool.clone(),
+        host: config.host_id.clone(),
+        public_key_line,
+        retention: config.retention,
+        board: board.clone(),
+        wake: ship_wake.clone(),
+    };
+    let shipper_task = tokio::spawn(shipper.run(stop.clone(), config.shutdown_grace, committer_done.clone()));
+
+    let status_board = board.clone();
+    let status_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = status_board.write() {
+                tracing::debug!("writing status.json: {e}");
+            }
+        }
+    });
+
+    // A source thread or the committer ending early is fatal; so is the signal.
+    let committer_watch = {
+        let done = committer_done.clone();
+        async move {
+            while !done.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutdown requested: flushing open segments"),
+        _ = committer_watch => tracing::error!("the committer stopped unexpectedly"),
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in &wakes {
+        w.notify();
+    }
+    drop(watcher);
+    let committer_result = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+        committer_thread.join()
+    })
+    .await
+    .context("joining the agent's threads")?;
+    ship_wake.notify_one();
+    let _ = shipper_task.await;
+    status_task.abort();
+    board.spool(spool.bytes(), spool.segment_count(), false, None);
+    board.stopped();
+    let _ = board.write();
+    match committer_result {
+        Ok(Ok(())) => {
+            tracing::info!(unshipped_segments = spool.segment_count(), "custody-agent stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => anyhow::bail!("the committer thread panicked"),
+    }
 }

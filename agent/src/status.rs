@@ -5,7 +5,13 @@
 //! CONTRACT: the struct is fixed (the pipeline fills it); printing is the
 //! CLI implementer's.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use custody_evidence::timefmt;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 pub const STATUS_FORMAT_V1: &str = "custody.agent-status.v1";
 pub const STATUS_FILE: &str = "status.json";
@@ -62,4 +68,281 @@ pub struct FileStatus {
     pub size: u64,
     /// `size - offset`: bytes not yet in a segment.
     pub behind: u64,
+}
+
+/// A status file as read: the parsed value, and the text exactly as the
+/// agent wrote it (for `status --json`, which must not re-encode).
+#[derive(Debug, Clone)]
+pub struct StatusFile {
+    pub raw: String,
+    pub status: AgentStatus,
+}
+
+/// Why a status file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not an agent status file: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path} has format {found:?}, this build reads {STATUS_FORMAT_V1:?}")]
+    UnknownFormat { path: PathBuf, found: String },
+}
+
+/// Reads `STATE/status.json`; `Ok(None)` if there is none (the agent never
+/// ran with this state directory).
+pub fn read_status(state_dir: &Path) -> Result<Option<StatusFile>, StatusError> {
+    let path = state_dir.join(STATUS_FILE);
+    let raw = match std::fs::read_to_string(&path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StatusError::Read { path, source }),
+    };
+    let status: AgentStatus =
+        serde_json::from_str(&raw).map_err(|source| StatusError::Parse { path: path.clone(), source })?;
+    if status.format != STATUS_FORMAT_V1 {
+        return Err(StatusError::UnknownFormat { path, found: status.format });
+    }
+    Ok(Some(StatusFile { raw, status }))
+}
+
+/// A running agent rewrites its status about once a second; one that has
+/// not for this long is not doing its work even if its process exists.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether the agent that wrote a status file is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// Process alive and the file fresh.
+    Running { age: Option<Duration> },
+    /// The agent said it shut down cleanly.
+    Stopped,
+    /// The file says running, but the process is gone (a crash, a kill -9).
+    Dead,
+    /// The process exists but has not updated the file for [`STALE_AFTER`]
+    /// (hung, or the pid was reused by another program).
+    Stale { age: Duration },
+}
+
+/// Judges liveness from the file, whether its pid is alive, and the time.
+pub fn liveness(status: &AgentStatus, pid_alive: bool, now: OffsetDateTime) -> Liveness {
+    let age = timefmt::parse_utc(&status.updated)
+        .ok()
+        .map(|updated| Duration::try_from(now - updated).unwrap_or(Duration::ZERO));
+    if !status.running {
+        return Liveness::Stopped;
+    }
+    if !pid_alive {
+        return Liveness::Dead;
+    }
+    match age {
+        Some(age) if age > STALE_AFTER => Liveness::Stale { age },
+        // An unparseable `updated` cannot show staleness; the pid check stands.
+        _ => Liveness::Running { age },
+    }
+}
+
+/// Every error the agent reports, each prefixed with where it is.
+pub fn problems(status: &AgentStatus) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(e) = &status.last_ship_error {
+        out.push(format!("ship: {e}"));
+    }
+    if let Some(e) = &status.spool.error {
+        out.push(format!("spool: {e}"));
+    }
+    for source in &status.sources {
+        for e in &source.errors {
+            out.push(format!("source {}: {e}", source.name));
+        }
+    }
+    out
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn human_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    match secs {
+        0..=119 => format!("{:.1} s ago", age.as_secs_f64()),
+        120..=7199 => format!("{} min ago", secs / 60),
+        _ => format!("{} h ago", secs / 3600),
+    }
+}
+
+/// The human form of `custody-agent status`.
+pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
+    let mut out = String::new();
+    let agent = match liveness {
+        Liveness::Running { age } => {
+            let ago = age.map(|a| format!(", {}", human_age(a))).unwrap_or_default();
+            format!("running (pid {}, updated {}{ago})", status.pid, status.updated)
+        }
+        Liveness::Stopped => format!("not running (shut down cleanly), last update {}", status.updated),
+        Liveness::Dead => {
+            format!("not running (pid {} is gone without a clean shutdown), last update {}", status.pid, status.updated)
+        }
+        Liveness::Stale { age } => format!(
+            "not responding: pid {} exists but the status was last updated {} ({})",
+            status.pid,
+            status.updated,
+            human_age(*age)
+        ),
+    };
+    let none = || "never".to_string();
+    let _ = writeln!(out, "agent: {agent}");
+    let _ = writeln!(out, "host: {}  instance: {}", status.host_id, status.agent_instance);
+    let _ = writeln!(out, "store: {}", status.store);
+    let _ = writeln!(
+        out,
+        "spool: {} of {} in {} segment(s), back-pressure: {}",
+        human_bytes(status.spool.bytes),
+        human_bytes(status.spool.max_bytes),
+        status.spool.segments,
+        if status.spool.backpressure { "YES (reading paused)" } else { "no" }
+    );
+    if let Some(e) = &status.spool.error {
+        let _ = writeln!(out, "spool error: {e}");
+    }
+    let _ = writeln!(out, "last ship: {}", status.last_ship.clone().unwrap_or_else(none));
+    let _ = writeln!(out, "last ship error: {}", status.last_ship_error.as_deref().unwrap_or("none"));
+    let digest = match (&status.last_digest_seq, &status.last_digest_at) {
+        (Some(seq), Some(at)) => format!("#{seq} at {at}"),
+        (Some(seq), None) => format!("#{seq}"),
+        (None, Some(at)) => at.clone(),
+        (None, None) => none(),
+    };
+    let _ = writeln!(out, "last digest: {digest}");
+    let _ = writeln!(out, "sources: {}", status.sources.len());
+    for source in &status.sources {
+        let last = match (&source.last_segment_seq, &source.last_segment_at) {
+            (Some(seq), Some(at)) => format!("#{seq} at {at}"),
+            (Some(seq), None) => format!("#{seq}"),
+            _ => none(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  category {}  stream {}  last segment {last}",
+            source.name, source.category, source.stream_id
+        );
+        if source.errors.is_empty() {
+            let _ = writeln!(out, "    errors: none");
+        }
+        for e in &source.errors {
+            let _ = writeln!(out, "    error: {e}");
+        }
+        if source.files.is_empty() {
+            let _ = writeln!(out, "    no file matches {}", source.patterns.join(", "));
+        }
+        for f in &source.files {
+            let _ = writeln!(out, "    {}  offset {} of {}  behind {}", f.path, f.offset, f.size, f.behind);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn sample() -> AgentStatus {
+        AgentStatus {
+            format: STATUS_FORMAT_V1.to_string(),
+            host_id: "web01".into(),
+            pid: 4242,
+            agent_instance: "0f0e0d0c-0b0a-4908-8706-050403020100".into(),
+            updated: "2026-11-22T02:00:00.000000Z".into(),
+            running: true,
+            store: "/srv/custody".into(),
+            spool: SpoolStatus { bytes: 3 * 1024 * 1024, max_bytes: 1 << 30, segments: 2, backpressure: false, error: None },
+            last_ship: Some("2026-11-22T01:59:59.000000Z".into()),
+            last_ship_error: None,
+            last_digest_seq: Some(7),
+            last_digest_at: Some("2026-11-22T01:59:00.000000Z".into()),
+            sources: vec![SourceStatus {
+                name: "os-syslog".into(),
+                category: "os".into(),
+                stream_id: "os-syslog".into(),
+                patterns: vec!["/var/log/syslog*".into()],
+                files: vec![FileStatus {
+                    path: "/var/log/syslog".into(),
+                    device: 1,
+                    inode: 2,
+                    offset: 100,
+                    size: 150,
+                    behind: 50,
+                }],
+                last_segment_seq: Some(3),
+                last_segment_at: None,
+                errors: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn liveness_from_flag_pid_and_age() {
+        let s = sample();
+        let soon = datetime!(2026-11-22 02:00:01 UTC);
+        assert_eq!(liveness(&s, true, soon), Liveness::Running { age: Some(Duration::from_secs(1)) });
+        assert_eq!(liveness(&s, false, soon), Liveness::Dead);
+        let late = datetime!(2026-11-22 02:05:00 UTC);
+        assert_eq!(liveness(&s, true, late), Liveness::Stale { age: Duration::from_secs(300) });
+        let stopped = AgentStatus { running: false, ..sample() };
+        assert_eq!(liveness(&stopped, true, soon), Liveness::Stopped);
+    }
+
+    #[test]
+    fn render_shows_files_and_errors() {
+        let mut s = sample();
+        let text = render(&s, &Liveness::Running { age: Some(Duration::from_secs(1)) });
+        assert!(text.contains("agent: running (pid 4242"), "{text}");
+        assert!(text.contains("spool: 3.0 MiB of 1.0 GiB in 2 segment(s), back-pressure: no"), "{text}");
+        assert!(text.contains("last digest: #7 at 2026-11-22T01:59:00.000000Z"), "{text}");
+        assert!(text.contains("/var/log/syslog  offset 100 of 150  behind 50"), "{text}");
+        assert!(problems(&s).is_empty());
+
+        s.sources[0].errors.push("permission denied: /var/log/syslog".into());
+        s.last_ship_error = Some("store unavailable".into());
+        let text = render(&s, &Liveness::Dead);
+        assert!(text.contains("not running (pid 4242 is gone"), "{text}");
+        assert!(text.contains("error: permission denied"), "{text}");
+        assert_eq!(problems(&s).len(), 2);
+    }
+
+    #[test]
+    fn read_status_keeps_raw_text_and_refuses_unknown_format() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_status(dir.path()).unwrap().is_none());
+        let raw = serde_json::to_string_pretty(&sample()).unwrap();
+        std::fs::write(dir.path().join(STATUS_FILE), &raw).unwrap();
+        let file = read_status(dir.path()).unwrap().unwrap();
+        assert_eq!(file.raw, raw);
+        assert_eq!(file.status.pid, 4242);
+
+        let other = AgentStatus { format: "custody.agent-status.v9".into(), ..sample() };
+        std::fs::write(dir.path().join(STATUS_FILE), serde_json::to_string(&other).unwrap()).unwrap();
+        assert!(matches!(read_status(dir.path()), Err(StatusError::UnknownFormat { .. })));
+    }
 }

@@ -16,11 +16,11 @@ pub mod fs;
 pub mod memory;
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
-
-
-
+pub use fault::{CallCounts, Fault, FaultyStore};
+pub use fs::FsStore;
+pub use memory::MemoryStore;
 
 /// Options for one `put`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,9 @@ pub struct PruneReport {
     pub held: Vec<String>,
     /// Still within retention.
     pub retained: u64,
+    /// Kept because the store cannot prove they expired (retention record
+    /// missing or unreadable): `(key, why)`. Nothing is deleted on a guess.
+    pub unproven: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +89,12 @@ impl StoreError {
 /// Names are `/`-separated relative paths of `[A-Za-z0-9._-]` components,
 /// none empty or starting with `.`, so no store can be led outside its root.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
-    let bad = |why| Err(StoreError::InvalidKey { key: key.to_string(), why });
+    let bad = |why| {
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            why,
+        })
+    };
     if key.is_empty() || key.len() > 1024 {
         return bad("must be 1 to 1024 characters");
     }
@@ -94,7 +102,10 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
         if part.is_empty() || part.starts_with('.') {
             return bad("components must not be empty or start with '.' (reserved for the store's own bookkeeping)");
         }
-        if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        if !part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        {
             return bad("components may contain only letters, digits, '.', '_' and '-'");
         }
     }
@@ -106,7 +117,12 @@ pub trait ObjectStore: Send + Sync {
     /// Human-readable location for logs and errors (a path, a URL).
     fn describe(&self) -> String;
     /// Create-only write; see the crate documentation.
-    async fn put(&self, key: &str, bytes: &[u8], opts: PutOptions) -> Result<PutOutcome, StoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        opts: PutOptions,
+    ) -> Result<PutOutcome, StoreError>;
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
     /// Whether an object exists, with its retention facts.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
@@ -115,4 +131,62 @@ pub trait ObjectStore: Send + Sync {
     async fn set_legal_hold(&self, key: &str, hold: bool) -> Result<(), StoreError>;
     /// Deletes objects whose retain-until is before `now` and that are not held.
     async fn prune(&self, now: OffsetDateTime) -> Result<PruneReport, StoreError>;
+}
+
+/// The one text form of a retain-until time in every store record:
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, six fractional digits), the same
+/// encoding as `custody_evidence::timefmt`, written here because this crate
+/// sits below `custody-evidence` and must not depend on it.
+pub(crate) fn format_utc(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Parses an RFC 3339 time; the result is in UTC.
+pub(crate) fn parse_utc(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    use time::format_description::well_known::Rfc3339;
+    Ok(OffsetDateTime::parse(s, &Rfc3339)?.to_offset(UtcOffset::UTC))
+}
+
+/// A time as a store keeps it: UTC, whole microseconds. Every store
+/// rounds the same way (down) so they report identical `retain_until`s.
+pub(crate) fn stored_precision(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(UtcOffset::UTC);
+    let nanos = t.nanosecond();
+    // Cannot fail: the value stays within 0..1_000_000_000.
+    t.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn one_time_encoding_in_utc_to_the_microsecond() {
+        let t = datetime!(2026-11-22 10:11:12.5000019 +08:00);
+        assert_eq!(format_utc(t), "2026-11-22T02:11:12.500001Z");
+        let back = parse_utc(&format_utc(t)).unwrap();
+        assert_eq!(back, stored_precision(t));
+        assert_eq!(back.nanosecond(), 500_001_000);
+    }
+
+    #[test]
+    fn keys_cannot_leave_the_root() {
+        for bad in [
+            "", "/a", "a/", "a//b", "../x", "a/../b", ".hidden", "a/.tmp-1", "a b", "a\\b",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?} accepted");
+        }
+        check_key("v1/host-1/streams/os.auth/00000000000000000001-ab.zst").unwrap();
+    }
 }

@@ -1,0 +1,690 @@
+//! The command line: clap definitions (the "raw" arguments, ripgrep's
+//! `lowargs`), their conversion to a checked [`Config`] (`hiargs`), and the
+//! small commands that are not the pipeline: `check-config`, `status`,
+//! `key show`, `prune` and `hold`.
+//!
+//! Only the conversion to checked values can fail for reasons of
+//! configuration; its errors name the flag or key and say what would be
+//! valid. Malformed flags (a number that is not a number, a `--source`
+//! without `=`) are usage errors, reported by clap with exit code 2.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use custody_store::{FsStore, ObjectStore};
+use time::OffsetDateTime;
+
+use crate::config::{Config, RawConfig, RawSource, SourceFraming, StartAt, StoreTarget};
+use crate::status::{self, Liveness};
+
+/// Exit code: the command did what was asked and found nothing wrong.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a failure, or a report of problems.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: usage error (clap's own), or `status` without a status file.
+pub const EXIT_USAGE_OR_NO_STATUS: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "custody-agent",
+    version,
+    about = "Keeps this host's logs the way evidence must be kept: segments, hashes, chains, signs and ships them to a store."
+)]
+pub struct Cli {
+    /// Log more (debug; twice for trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Format of the agent's own log on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent until SIGTERM or Ctrl-C.
+    Run(ConfigArgs),
+    /// Check a configuration (and the globs, state and store directories it names) without running.
+    CheckConfig(ConfigArgs),
+    /// Print what the running (or last) agent reports about itself.
+    Status(StatusArgs),
+    /// Host key commands.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Delete store objects past their retain-until time that are not under legal hold.
+    Prune(PruneArgs),
+    /// Set or release a legal hold on every object under some prefixes.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the host public key as an `allowed_signers` line (creating the key if there is none yet).
+    Show(KeyShowArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Put every object under each PREFIX under legal hold: prune will not delete them.
+    Set(HoldArgs),
+    /// Lift the legal hold from every object under each PREFIX.
+    Release(HoldArgs),
+}
+
+/// Every configuration key as a flag; flags override the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Store directory (filesystem store). Required, here or in the file.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<String>,
+    /// State directory: checkpoints, spool, host key, status [default: /var/lib/custody-agent].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Host id in object names [default: the hostname, sanitised].
+    #[arg(long, value_name = "ID")]
+    pub host_id: Option<String>,
+    /// Responsibility level A|B|C|D|E [default: C].
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Option<String>,
+    /// Months to keep every object [default: 6; at least 6 for levels A, B, C].
+    #[arg(long, value_name = "N")]
+    pub retention_months: Option<u32>,
+    /// A source: CATEGORY[:FRAMING]=GLOB, CATEGORY os|web|app|logon, FRAMING lines|utmp. Repeatable.
+    #[arg(long = "source", value_name = "CATEGORY[:FRAMING]=GLOB", value_parser = RawSource::parse_flag)]
+    pub sources: Vec<RawSource>,
+    /// Close a segment at this many raw bytes [default: 4194304].
+    #[arg(long, value_name = "N")]
+    pub segment_max_bytes: Option<u64>,
+    /// Close a segment when its first byte is this old [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub segment_max_age_ms: Option<u64>,
+    /// Sign a digest this often [default: 60000].
+    #[arg(long, value_name = "N")]
+    pub digest_interval_ms: Option<u64>,
+    /// Rescan every source this often, as a safety net for missed events [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub poll_interval_ms: Option<u64>,
+    /// Hold an unterminated last line this long before shipping it [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub partial_line_wait_ms: Option<u64>,
+    /// Pause reading when the spool holds this many bytes [default: 1073741824].
+    #[arg(long, value_name = "N")]
+    pub spool_max_bytes: Option<u64>,
+    /// Where to start in files present at the first start: beginning|end [default: beginning].
+    #[arg(long, value_name = "WHERE")]
+    pub start_at: Option<String>,
+    /// zstd compression level, 1..=19 [default: 3].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub zstd_level: Option<i32>,
+    /// On shutdown, keep shipping this long before leaving the rest in the spool [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct StatusArgs {
+    /// Configuration file, to find the state directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory [default: from the config, else /var/lib/custody-agent].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print status.json as written by the agent.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyShowArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Principal for the allowed_signers line [default: from the config, else the hostname].
+    #[arg(long, value_name = "ID")]
+    pub host_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct PruneArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<String>,
+    /// Report what would be deleted without deleting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct HoldArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<String>,
+    /// Object name prefixes, for example v1/web01/ or v1/web01/streams/web-access.log/.
+    #[arg(value_name = "PREFIX", required = true)]
+    pub prefixes: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Raw → checked.
+
+/// A path given on the command line is taken relative to the working
+/// directory (unlike one in the file, which must be absolute).
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    }
+}
+
+fn absolute_store(cwd: &Path, store: &str) -> String {
+    if store.contains("://") {
+        store.to_string()
+    } else {
+        absolute(cwd, Path::new(store)).to_string_lossy().into_owned()
+    }
+}
+
+fn current_dir() -> anyhow::Result<PathBuf> {
+    std::env::current_dir().context("cannot determine the working directory to resolve relative paths in flags")
+}
+
+impl ConfigArgs {
+    /// The flags as a raw configuration (relative paths resolved against `cwd`).
+    pub fn to_raw(&self, cwd: &Path) -> RawConfig {
+        let sources = self
+            .sources
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                if let Some(paths) = &mut s.paths {
+                    for p in paths.iter_mut() {
+                        *p = absolute(cwd, Path::new(p.as_str())).to_string_lossy().into_owned();
+                    }
+                }
+                s
+            })
+            .collect();
+        RawConfig {
+            host_id: self.host_id.clone(),
+            state_dir: self.state_dir.as_deref().map(|p| absolute(cwd, p)),
+            store: self.store.as_deref().map(|s| absolute_store(cwd, s)),
+            level: self.level.clone(),
+            retention_months: self.retention_months,
+            segment_max_bytes: self.segment_max_bytes,
+            segment_max_age_ms: self.segment_max_age_ms,
+            digest_interval_ms: self.digest_interval_ms,
+            poll_interval_ms: self.poll_interval_ms,
+            partial_line_wait_ms: self.partial_line_wait_ms,
+            spool_max_bytes: self.spool_max_bytes,
+            start_at: self.start_at.clone(),
+            zstd_level: self.zstd_level,
+            shutdown_grace_ms: self.shutdown_grace_ms,
+            sources,
+            file: None,
+            from_flags: Default::default(),
+        }
+    }
+
+    /// The file (if any) with the flags laid over it.
+    pub fn raw(&self) -> anyhow::Result<RawConfig> {
+        load_raw(self.config.as_deref(), self.to_raw(&current_dir()?))
+    }
+
+    /// The checked configuration the agent runs with.
+    pub fn checked(&self) -> anyhow::Result<Config> {
+        Ok(self.raw()?.check()?)
+    }
+}
+
+/// Reads `file` if given and lays `flags` over it.
+pub fn load_raw(file: Option<&Path>, flags: RawConfig) -> anyhow::Result<RawConfig> {
+    let base = match file {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    Ok(base.merge_flags(flags))
+}
+
+/// The raw configuration for the commands that need only the state
+/// directory, host id or store: a file if given, plus those few flags.
+fn partial_raw(
+    config: Option<&Path>,
+    state_dir: Option<&Path>,
+    store: Option<&str>,
+    host_id: Option<&str>,
+) -> anyhow::Result<RawConfig> {
+    let cwd = current_dir()?;
+    let flags = ConfigArgs {
+        state_dir: state_dir.map(Path::to_path_buf),
+        store: store.map(str::to_string),
+        host_id: host_id.map(str::to_string),
+        ..ConfigArgs::default()
+    }
+    .to_raw(&cwd);
+    load_raw(config, flags)
+}
+
+// ---------------------------------------------------------------------------
+// check-config
+
+/// What `check-config` found outside the configuration itself.
+#[derive(Debug, Default)]
+pub struct EnvironmentReport {
+    pub lines: Vec<String>,
+    pub warnings: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// Checks the places a configuration names: how many files each glob
+/// matches now (none is only a warning: files may appear later), and
+/// whether the state and store directories exist or can be created, and
+/// are writable. Creates nothing except a probe file it removes again.
+pub fn check_environment(config: &Config) -> EnvironmentReport {
+    let mut report = EnvironmentReport::default();
+    for source in &config.sources {
+        let framing = match source.framing {
+            SourceFraming::Lines => "lines".to_string(),
+            SourceFraming::Records { size } => format!("utmp ({size}-byte records)"),
+        };
+        report.lines.push(format!("source {} (category {}, framing {framing})", source.name, source.category));
+        for pattern in &source.paths {
+            match glob::glob(pattern) {
+                Err(e) => report.problems.push(format!("source {}: glob {pattern:?}: {e}", source.name)),
+                Ok(paths) => {
+                    let mut files = 0usize;
+                    let mut unreadable = Vec::new();
+                    for entry in paths {
+                        match entry {
+                            Ok(path) if path.is_file() => {
+                                files += 1;
+                                if let Err(e) = std::fs::File::open(&path) {
+                                    unreadable.push(format!("{} ({e})", path.display()));
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => unreadable.push(format!("{} ({})", e.path().display(), e.error())),
+                        }
+                    }
+                    report.lines.push(format!("  {pattern}: {files} file(s) now"));
+                    if files == 0 {
+                        report.warnings.push(format!(
+                            "source {}: {pattern:?} matches no file now (it will be picked up when it appears)",
+                            source.name
+                        ));
+                    }
+                    if !unreadable.is_empty() {
+                        report.warnings.push(format!(
+                            "source {}: not readable by this user: {}",
+                            source.name,
+                            unreadable.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Err(e) = check_writable_dir(&config.state_dir) {
+        report.problems.push(format!("state_dir {}: {e}", config.state_dir.display()));
+    }
+    match &config.store {
+        StoreTarget::Filesystem(dir) => {
+            if let Err(e) = check_writable_dir(dir) {
+                report.problems.push(format!("store {}: {e}", dir.display()));
+            }
+        }
+    }
+    report
+}
+
+/// Whether `dir` is (or could be created as) a writable directory: probes
+/// the directory itself or, if it does not exist, its nearest existing
+/// ancestor, by creating and removing a file.
+fn check_writable_dir(dir: &Path) -> Result<(), String> {
+    let mut probe_dir = dir;
+    loop {
+        match std::fs::metadata(probe_dir) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => return Err(format!("{} exists and is not a directory", probe_dir.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match probe_dir.parent() {
+                Some(parent) => probe_dir = parent,
+                None => return Err("no existing ancestor directory".to_string()),
+            },
+            Err(e) => return Err(format!("cannot stat {}: {e}", probe_dir.display())),
+        }
+    }
+    let probe = probe_dir.join(format!(".custody-agent-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if probe_dir == dir => Err(format!("not writable: {e}")),
+        Err(e) => Err(format!("does not exist and cannot be created in {}: {e}", probe_dir.display())),
+    }
+}
+
+/// `check-config`: prints a summary and every problem; exit 0 when usable.
+pub fn check_config(args: &ConfigArgs) -> u8 {
+    let config = match args.checked() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_FAILURE;
+        }
+    };
+    let report = check_environment(&config);
+    print!("{}", summary(&config));
+    for line in &report.lines {
+        println!("{line}");
+    }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    if report.problems.is_empty() {
+        println!("configuration is usable");
+        EXIT_OK
+    } else {
+        println!("configuration is not usable: {} problem(s)", report.problems.len());
+        EXIT_FAILURE
+    }
+}
+
+/// The effective configuration, one key per line.
+pub fn summary(config: &Config) -> String {
+    let store = match &config.store {
+        StoreTarget::Filesystem(dir) => format!("filesystem {}", dir.display()),
+    };
+    let start_at = match config.start_at {
+        StartAt::Beginning => "beginning",
+        StartAt::End => "end",
+    };
+    format!(
+        "host_id: {}\nstate_dir: {}\nstore: {store}\nlevel: {} (retention {} months)\n\
+         segment_max_bytes: {}\nsegment_max_age_ms: {}\ndigest_interval_ms: {}\npoll_interval_ms: {}\n\
+         partial_line_wait_ms: {}\nspool_max_bytes: {}\nstart_at: {start_at}\nzstd_level: {}\nshutdown_grace_ms: {}\n",
+        config.host_id,
+        config.state_dir.display(),
+        config.retention.level(),
+        config.retention.months(),
+        config.segment_max_bytes,
+        config.segment_max_age.as_millis(),
+        config.digest_interval.as_millis(),
+        config.poll_interval.as_millis(),
+        config.partial_line_wait.as_millis(),
+        config.spool_max_bytes,
+        config.zstd_level,
+        config.shutdown_grace.as_millis(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// status
+
+/// `status`: exit 0 if the agent runs and reports no errors, 1 if it
+/// reports errors or does not run, 2 if there is no status file.
+/// `pid_alive` answers whether a process id exists (the binary does the
+/// `kill(pid, 0)`, which needs `unsafe`, outside this library).
+pub fn status(args: &StatusArgs, pid_alive: &dyn Fn(u32) -> bool) -> anyhow::Result<u8> {
+    let raw = partial_raw(args.config.as_deref(), args.state_dir.as_deref(), None, None)?;
+    let state_dir = raw.checked_state_dir()?;
+    let Some(file) = status::read_status(&state_dir)? else {
+        eprintln!(
+            "no status file {}: the agent has not run with this state directory (give --state-dir or --config)",
+            state_dir.join(status::STATUS_FILE).display()
+        );
+        return Ok(EXIT_USAGE_OR_NO_STATUS);
+    };
+    let now = OffsetDateTime::from(SystemTime::now());
+    let liveness = status::liveness(&file.status, pid_alive(file.status.pid), now);
+    if args.json {
+        print!("{}", file.raw);
+        if !file.raw.ends_with('\n') {
+            println!();
+        }
+    } else {
+        print!("{}", status::render(&file.status, &liveness));
+    }
+    let healthy = matches!(liveness, Liveness::Running { .. }) && status::problems(&file.status).is_empty();
+    Ok(if healthy { EXIT_OK } else { EXIT_FAILURE })
+}
+
+// ---------------------------------------------------------------------------
+// key show
+
+/// `key show`: the `allowed_signers` line for this host's key.
+pub fn key_show(args: &KeyShowArgs) -> anyhow::Result<()> {
+    let raw = partial_raw(args.config.as_deref(), args.state_dir.as_deref(), None, args.host_id.as_deref())?;
+    let state_dir = raw.checked_state_dir()?;
+    let host_id = raw.checked_host_id()?;
+    let key = crate::key::load_or_create_for_host(&state_dir, &host_id)?;
+    println!("{}", crate::key::allowed_signers_entry(&key, &host_id));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// prune and hold
+
+/// Opens the store a configuration names, refusing a directory that does
+/// not exist: pruning or holding a mistyped path must not create a store.
+fn open_store(config: Option<&Path>, store: Option<&str>) -> anyhow::Result<FsStore> {
+    let raw = partial_raw(config, None, store, None)?;
+    match raw.checked_store()? {
+        StoreTarget::Filesystem(dir) => {
+            let meta = std::fs::metadata(&dir)
+                .with_context(|| format!("store {} (--store or store in the config)", dir.display()))?;
+            if !meta.is_dir() {
+                bail!("store {} is not a directory", dir.display());
+            }
+            FsStore::open(&dir).with_context(|| format!("cannot open the filesystem store {}", dir.display()))
+        }
+    }
+}
+
+/// What `prune` did (or, with `--dry-run`, would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PruneSummary {
+    pub dry_run: bool,
+    pub deleted: Vec<String>,
+    pub held: Vec<String>,
+    pub retained: u64,
+}
+
+/// Computes what a prune at `now` would delete, without deleting.
+pub async fn prune_plan(store: &dyn ObjectStore, now: OffsetDateTime) -> anyhow::Result<PruneSummary> {
+    let mut summary = PruneSummary { dry_run: true, ..PruneSummary::default() };
+    for key in store.list("").await.with_context(|| format!("listing {}", store.describe()))? {
+        let Some(info) = store.head(&key).await.with_context(|| format!("reading retention of {key}"))? else {
+            continue; // deleted meanwhile
+        };
+        if info.retain_until >= now {
+            summary.retained += 1;
+        } else if info.legal_hold {
+            summary.held.push(key);
+        } else {
+            summary.deleted.push(key);
+        }
+    }
+    Ok(summary)
+}
+
+pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
+    let store = open_store(args.config.as_deref(), args.store.as_deref())?;
+    let now = OffsetDateTime::from(SystemTime::now());
+    let summary = if args.dry_run {
+        prune_plan(&store, now).await?
+    } else {
+        let report = store.prune(now).await.with_context(|| format!("pruning {}", store.describe()))?;
+        PruneSummary { dry_run: false, deleted: report.deleted, held: report.held, retained: report.retained }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary).context("encoding the prune report")?);
+    } else {
+        let verb = if summary.dry_run { "would delete" } else { "deleted" };
+        for key in &summary.deleted {
+            println!("{verb} {key}");
+        }
+        for key in &summary.held {
+            println!("held (legal hold, past retention) {key}");
+        }
+        println!(
+            "{verb} {}, held {}, retained {} (store {})",
+            summary.deleted.len(),
+            summary.held.len(),
+            summary.retained,
+            store.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Sets (`hold`) or lifts the legal hold on every object under each prefix.
+/// A prefix with no object is an error, so a typo does not pass silently.
+pub async fn hold(args: &HoldArgs, hold: bool) -> anyhow::Result<()> {
+    let store = open_store(args.config.as_deref(), args.store.as_deref())?;
+    let verb = if hold { "set legal hold on" } else { "released legal hold on" };
+    for prefix in &args.prefixes {
+        let keys = store.list(prefix).await.with_context(|| format!("listing {prefix:?} in {}", store.describe()))?;
+        if keys.is_empty() {
+            bail!("no object under prefix {prefix:?} in {}; object names look like v1/<host>/…", store.describe());
+        }
+        for key in &keys {
+            store
+                .set_legal_hold(key, hold)
+                .await
+                .with_context(|| format!("{verb} {key}"))?;
+        }
+        println!("{verb} {} object(s) under {prefix}", keys.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("custody-agent").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn run_by_flags_alone() {
+        let cli = parse(&[
+            "run",
+            "--store",
+            "/srv/store",
+            "--state-dir",
+            "/tmp/state",
+            "--host-id",
+            "web01",
+            "--level",
+            "B",
+            "--retention-months",
+            "7",
+            "--source",
+            "web=/var/log/nginx/access.log*",
+            "--source",
+            "logon=/var/log/wtmp",
+            "--source",
+            "app:utmp=/srv/app/records*",
+            "--zstd-level",
+            "9",
+            "--start-at",
+            "end",
+        ]);
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let config = args.to_raw(Path::new("/")).check_with_hostname(None).unwrap();
+        assert_eq!(config.host_id.as_str(), "web01");
+        assert_eq!(config.store, StoreTarget::Filesystem("/srv/store".into()));
+        assert_eq!(config.retention.months(), 7);
+        assert_eq!(config.zstd_level, 9);
+        assert_eq!(config.start_at, StartAt::End);
+        let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web-access.log", "logon-wtmp", "app-records"]);
+        assert_eq!(config.sources[0].framing, SourceFraming::Lines);
+        assert_eq!(config.sources[1].framing, SourceFraming::Records { size: 384 });
+        assert_eq!(config.sources[2].framing, SourceFraming::Records { size: 384 });
+    }
+
+    #[test]
+    fn relative_flag_paths_resolve_against_the_working_directory() {
+        let cli = parse(&["run", "--store", "store", "--state-dir", "st", "--source", "os=logs/*.log"]);
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let config = args.to_raw(Path::new("/home/op")).check_with_hostname(Some("h")).unwrap();
+        assert_eq!(config.store, StoreTarget::Filesystem("/home/op/store".into()));
+        assert_eq!(config.state_dir, PathBuf::from("/home/op/st"));
+        assert_eq!(config.sources[0].paths, ["/home/op/logs/*.log"]);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_add_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "store = \"/srv/a\"\nlevel = \"A\"\nzstd_level = 5\n[[sources]]\ncategory = \"os\"\npaths = [\"/var/log/syslog*\"]\n",
+        )
+        .unwrap();
+        let cli = parse(&["run", "--config", file.to_str().unwrap(), "--store", "/srv/b", "--source", "web=/w/access.log"]);
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let config = load_raw(args.config.as_deref(), args.to_raw(Path::new("/")))
+            .unwrap()
+            .check_with_hostname(Some("h"))
+            .unwrap();
+        assert_eq!(config.store, StoreTarget::Filesystem("/srv/b".into()));
+        assert_eq!(config.zstd_level, 5);
+        assert_eq!(config.sources.len(), 2);
+    }
+
+    #[test]
+    fn an_error_names_the_flag_when_a_flag_set_the_value() {
+        let cli = parse(&["run", "--store", "/s", "--zstd-level", "25", "--source", "weblog=/x"]);
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let err = args.to_raw(Path::new("/")).check_with_hostname(Some("h")).unwrap_err().to_string();
+        assert!(err.contains("--zstd-level: 25 is out of range; use 1 to 19"), "{err}");
+        assert!(err.contains("--source weblog=/x: \"weblog\" is not one of os, web, app, logon"), "{err}");
+    }
+
+    #[test]
+    fn malformed_source_flag_is_a_usage_error() {
+        let err = Cli::try_parse_from(["custody-agent", "run", "--source", "os/var/log/syslog"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn check_writable_dir_probes_the_nearest_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_writable_dir(&dir.path().join("a/b/c")).is_ok());
+        assert!(!dir.path().join("a").exists(), "the check must not create directories");
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let err = check_writable_dir(&file.join("sub")).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Shipping: spool → store, at least once and idempotently. Object names
+//! derive from stream, sequence and hash, and stores are create-only, so a
+//! retry after a lost acknowledgement is a no-op; a different object under
+//! an existing name is an integrity alarm and is never overwritten.
+//! Segments go before the digests that list them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use custody_evidence::digest::DigestBody;
+use custody_evidence::layout;
+use custody_evidence::retention::RetentionPolicy;
+use custody_evidence::segment::SegmentMeta;
+use custody_evidence::{HostId, Sha256};
+use custody_store::{ObjectStore, PutOptions, PutOutcome, StoreError};
+use time::OffsetDateTime;
+
+use crate::board::Board;
+use crate::spool::Spool;
+
+pub struct Shipper {
+    pub store: Arc<dyn ObjectStore>,
+    pub spool: Arc<Spool>,
+    pub host: HostId,
+    pub public_key_line: String,
+    pub retention: RetentionPolicy,
+    pub board: Arc<Board>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl Shipper {
+    /// Ships until `stop` is set, then keeps shipping until the spool is
+    /// empty or `grace` has passed (the rest waits in the spool).
+    pub async fn run(self, stop: Arc<AtomicBool>, grace: Duration, committer_done: Arc<AtomicBool>) {
+        let mut backoff = Duration::from_millis(500);
+        let mut key_published = false;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            if stopping && deadline.is_none() {
+                deadline = Some(Instant::now() + grace);
+            }
+            let result = async {
+                if !key_published {
+                    self.publish_key().await?;
+                    key_published = true;
+                }
+                self.ship_pending().await
+            }
+            .await;
+            match result {
+                Ok(_) => backoff = Duration::from_millis(500),
+                Err(e) => {
+                    let msg = format!("shipping to {}: {e:#}", self.store.describe());
+                    tracing::warn!("{msg}; will retry (data stays in the spool)");
+                    self.board.ship_failed(msg);
+                }
+            }
+            let empty = self.spool.segment_count() == 0
+                && self.spool.pending_digests().map(|d| d.is_empty()).unwrap_or(false);
+            if committer_done.load(Ordering::SeqCst) && empty {
+                return;
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d && committer_done.load(Ordering::SeqCst) {
+                    tracing::warn!(
+                        segments = self.spool.segment_count(),
+                        "shutdown grace over: leaving unshipped data in the spool for the next start"
+                    );
+                    return;
+                }
+            }
+            let wait = if result_is_err(&self.board) { backoff } else { Duration::from_millis(1000) };
+            if result_is_err(&self.board) {
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            let wait = if stopping { wait.min(Duration::from_millis(200)) } else { wait };
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: &[u8], retain_until: OffsetDateTime) -> anyhow::Result<()> {
+        match self.store.put(key, bytes, PutOptions { retain_until }).await {
+            Ok(PutOutcome::Created) => Ok(()),
+            Ok(PutOutcome::AlreadyPresent) => {
+                tracing::debug!(key, "already in the store (retry after a lost acknowledgement)");
+                Ok(())
+            }
+            Err(StoreError::Conflict { key }) => {
+                tracing::error!(%key, "INTEGRITY ALARM: the store holds different content under this name; not overwriting");
+                bail!("integrity alarm: the store holds different content under {key}; it was not overwritten. Run custody-verify on the store")
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn publish_key(&self) -> anyhow::Result<()> {
+        let key = layout::public_key_key(&self.host, &self.public_key_line);
+        let line = format!("{}\n", self.public_key_line.trim_end());
+        let far = self.retention.retain_until(OffsetDateTime::now_utc());
+        self.put(&key, line.as_bytes(), far).await.context("publishing the host public key")
+    }
+
+    async fn ship_pending(&self) -> anyhow::Result<usize> {
+        let mut shipped = 0;
+        for seg in self.spool.pending_segments()? {
+            let record = std::fs::read(&seg.record).with_context(|| format!("reading {}", seg.record.display()))?;
+            let payload = std::fs::read(&seg.payload).with_context(|| format!("reading {}", seg.payload.display()))?;
+            let meta = SegmentMeta::decode(&record).with_context(|| format!("spooled record {}", seg.record.display()))?;
+            if Sha256::digest(&payload) != meta.object_sha256 {
+                bail!(
+                    "spooled payload {} does not match its record's object_sha256: the spool was altered or the disk is failing",
+                    seg.payload.display()
+                );
+            }
+            let payload_key = layout::segment_payload_key(&self.host, &meta.stream_id, meta.seq, &meta.object_sha256);
+            let meta_key = layout::segment_meta_key(&self.host, &meta.stream_id, meta.seq, &meta.object_sha256);
+            self.put(&payload_key, &payload, meta.retain_until).await?;
+            self.put(&meta_key, &record, meta.retain_until).await?;
+            self.spool.mark_segment_shipped(&seg, payload.len() as u64)?;
+            self.board.shipped();
+            shipped += 1;
+        }
+        for d in self.spool.pending_digests()? {
+            let body = std::fs::read(&d.body).with_context(|| format!("reading {}", d.body.display()))?;
+            let sig = std::fs::read(&d.sig).with_context(|| format!("reading {}", d.sig.display()))?;
+            let parsed = DigestBody::decode(&body).with_context(|| format!("spooled digest {}", d.body.display()))?;
+            let hash = Sha256::digest(&body);
+            let retain = self.retention.retain_until(parsed.window_end);
+            self.put(&layout::digest_key(&self.host, d.seq, &hash), &body, retain).await?;
+            self.put(&layout::digest_sig_key(&self.host, d.seq, &hash), &sig, retain).await?;
+            self.spool.mark_digest_shipped(&d)?;
+            self.board.shipped();
+            shipped += 1;
+        }
+        Ok(shipped)
+    }
+}
+
+fn result_is_err(board: &Board) -> bool {
+    board.has_ship_error()
+}

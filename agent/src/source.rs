@@ -1,0 +1,796 @@
+//! One configured source: discovers its files by glob, follows each by
+//! identity through rotation, truncation and deletion, and cuts what it reads
+//! into sealed segments at line (or record) boundaries.
+//!
+//! Runs on its own thread. It never commits anything itself: segments go to
+//! the committer, which makes them durable and only then advances the
+//! checkpoint, so a crash anywhere here re-reads from the last durable
+//! segment, never skips.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use custody_evidence::segment::{ByteRange, Framing, SourceFile, Split};
+use custody_evidence::{Category, Sha256, StreamId};
+use time::OffsetDateTime;
+
+use crate::board::Board;
+use crate::checkpoint::FileState;
+use crate::config::{SourceConfig, SourceFraming, StartAt};
+use crate::fingerprint::{looks_compressed, read_exact_at, FileKey, Fingerprint, TailCheck, FINGERPRINT_WINDOW};
+use crate::seal::Sealer;
+use crate::wake::Wake;
+
+/// A segment cut and sealed by a source, on its way to the committer.
+pub struct SealedSegment {
+    pub stream: StreamId,
+    pub category: Category,
+    pub seq: u64,
+    pub framing: Framing,
+    pub source: SourceFile,
+    pub range: ByteRange,
+    pub split: Split,
+    pub first_read: OffsetDateTime,
+    pub last_read: OffsetDateTime,
+    pub raw_len: u64,
+    pub raw_sha256: Sha256,
+    pub object: Vec<u8>,
+    pub object_sha256: Sha256,
+    /// The file's committed state once this segment is durable.
+    pub file_after: FileState,
+}
+
+/// What sources tell the committer, in order.
+pub enum SourceEvent {
+    Segment(Box<SealedSegment>),
+    /// A file is now followed from this state (new file, copy, resumed).
+    Track(StreamId, FileState),
+    /// A file is finished and gone: drop it from the checkpoint.
+    Forget(StreamId, FileKey),
+    /// The source has flushed and stopped (shutdown).
+    Done(StreamId),
+}
+
+/// Settings a source needs, taken from the checked config.
+#[derive(Clone)]
+pub struct SourceSettings {
+    pub segment_max_bytes: usize,
+    pub segment_max_age: Duration,
+    pub poll_interval: Duration,
+    pub partial_line_wait: Duration,
+    pub start_at: StartAt,
+    /// True when this stream has no checkpoint yet (first start).
+    pub first_start: bool,
+}
+
+struct Tracked {
+    state: FileState,
+    file: File,
+    size: u64,
+    /// Matched by the glob at the last scan (else: renamed away or deleted,
+    /// read to its end and then forgotten).
+    matched: bool,
+    last_change: Instant,
+    /// Since when the bytes after `offset` have been an incomplete unit.
+    partial_since: Option<(u64, Instant)>,
+    mtime: i64,
+}
+
+struct OpenSegment {
+    key: FileKey,
+    path: String,
+    fingerprint: Fingerprint,
+    start: u64,
+    buf: Vec<u8>,
+    starts_mid: bool,
+    first_read: OffsetDateTime,
+    opened: Instant,
+    last_read: OffsetDateTime,
+}
+
+pub struct Source {
+    cfg: SourceConfig,
+    stream: StreamId,
+    settings: SourceSettings,
+    next_seq: u64,
+    tracked: Vec<Tracked>,
+    /// Files from the checkpoint not yet found again (only after a start).
+    persisted: Vec<FileState>,
+    /// Candidates that look like copies of a followed file whose original is
+    /// still intact: decided later (see `decide_start`).
+    deferred: HashMap<FileKey, Instant>,
+    ignored: HashSet<FileKey>,
+    open: Option<OpenSegment>,
+    sealer: Sealer,
+    out: SyncSender<SourceEvent>,
+    board: Arc<Board>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    errors: Vec<String>,
+    last_scan: Option<Instant>,
+}
+
+impl Source {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: SourceConfig,
+        stream: StreamId,
+        settings: SourceSettings,
+        next_seq: u64,
+        persisted: Vec<FileState>,
+        sealer: Sealer,
+        out: SyncSender<SourceEvent>,
+        board: Arc<Board>,
+        wake: Arc<Wake>,
+        stop: Arc<AtomicBool>,
+        paused: Arc<AtomicBool>,
+    ) -> Self {
+        Source {
+            cfg,
+            stream,
+            settings,
+            next_seq,
+            tracked: Vec::new(),
+            persisted,
+            deferred: HashMap::new(),
+            ignored: HashSet::new(),
+            open: None,
+            sealer,
+            out,
+            board,
+            wake,
+            stop,
+            paused,
+            errors: Vec::new(),
+            last_scan: None,
+        }
+    }
+
+    fn framing(&self) -> Framing {
+        match self.cfg.framing {
+            SourceFraming::Lines => Framing::Lines,
+            SourceFraming::Records { size } => Framing::Records { size },
+        }
+    }
+
+    /// The source's loop: scan, read, seal, sleep; until stopped.
+    pub fn run(mut self) {
+        let min_gap = Duration::from_millis(10);
+        loop {
+            let stopping = self.stop.load(Ordering::SeqCst);
+            if !stopping && !self.paused.load(Ordering::SeqCst) {
+                // Rescan on wake-ups, at most every 100 ms, and at every poll.
+                if self.last_scan.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+                    self.scan();
+                }
+                if self.read_all().is_err() {
+                    return; // the committer is gone
+                }
+            }
+            if self.open.as_ref().is_some_and(|o| o.opened.elapsed() >= self.settings.segment_max_age) || stopping {
+                if self.seal_open().is_err() {
+                    return;
+                }
+            }
+            self.publish_status();
+            if stopping {
+                let _ = self.out.send(SourceEvent::Done(self.stream.clone()));
+                return;
+            }
+            let mut deadline = Instant::now() + self.settings.poll_interval;
+            if let Some(o) = &self.open {
+                deadline = deadline.min(o.opened + self.settings.segment_max_age);
+            }
+            for t in &self.tracked {
+                if let Some((_, since)) = t.partial_since {
+                    deadline = deadline.min(since + self.settings.partial_line_wait);
+                }
+                if !t.matched {
+                    deadline = deadline.min(t.last_change + self.settings.partial_line_wait);
+                }
+            }
+            let start = Instant::now();
+            self.wake.wait_until(deadline.max(start + Duration::from_millis(1)));
+            // Bound the rate of work under a flood of events.
+            let spent = start.elapsed();
+            if spent < min_gap {
+                std::thread::sleep(min_gap - spent);
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let files = self
+            .tracked
+            .iter()
+            .map(|t| crate::status::FileStatus {
+                path: t.state.path.clone(),
+                device: t.state.key.device,
+                inode: t.state.key.inode,
+                offset: t.state.offset,
+                size: t.size,
+                behind: t.size.saturating_sub(t.state.offset),
+            })
+            .collect();
+        self.board.set_source_files(&self.stream, files, self.errors.clone());
+    }
+
+    // ---- discovery -------------------------------------------------------
+
+    fn glob_all(&mut self) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        for pattern in &self.cfg.paths {
+            match glob::glob(pattern) {
+                Ok(entries) => {
+                    for entry in entries {
+                        match entry {
+                            Ok(p) => paths.push(p),
+                            Err(e) => self.errors.push(format!(
+                                "cannot read {}: {}; grant the agent's user access to it",
+                                e.path().display(),
+                                e.error()
+                            )),
+                        }
+                    }
+                }
+                Err(e) => self.errors.push(format!("invalid glob {pattern:?}: {e}")),
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// Finds new, renamed, truncated and deleted files.
+    fn scan(&mut self) {
+        self.last_scan = Some(Instant::now());
+        self.errors.clear();
+        let paths = self.glob_all();
+        if paths.is_empty() {
+            self.errors.push(format!(
+                "no file matches {} yet (checked again every {:?})",
+                self.cfg.paths.join(", "),
+                self.settings.poll_interval
+            ));
+        }
+        for t in &mut self.tracked {
+            t.matched = false;
+        }
+        let mut candidates: Vec<(PathBuf, fs::Metadata)> = Vec::new();
+        for path in paths {
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    self.errors.push(format!("cannot stat {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let key = FileKey::of(&meta);
+            if self.ignored.contains(&key) {
+                continue;
+            }
+            if let Some(t) = self.tracked.iter_mut().find(|t| t.state.key == key) {
+                t.matched = true;
+                let p = path.to_string_lossy().into_owned();
+                if t.state.path != p {
+                    tracing::info!(stream = %self.stream, from = %t.state.path, to = %p, "followed a rename");
+                    t.state.path = p;
+                }
+            } else {
+                candidates.push((path, meta));
+            }
+        }
+        // New files first, judged against the followed files as they were
+        // before this scan (a copytruncate copy must see the original's
+        // offset before the truncation resets it).
+        // Files the checkpoint knows go last, so that a copy made while the
+        // agent was stopped is matched against the original's saved offset
+        // before the original is found truncated.
+        let known: HashSet<FileKey> = self.persisted.iter().map(|p| p.key).collect();
+        candidates.sort_by_key(|(p, m)| (known.contains(&FileKey::of(m)), m.mtime(), m.mtime_nsec(), p.clone()));
+        for (path, meta) in candidates {
+            self.consider_candidate(&path, &meta, true);
+        }
+        self.find_persisted_elsewhere();
+        self.check_followed();
+        // Files matched by nothing that are done: forget them.
+        self.drop_finished();
+    }
+
+    fn open_file(&mut self, path: &Path) -> Option<(File, fs::Metadata)> {
+        match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
+            Ok(fm) => Some(fm),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let mode = fs::metadata(path).map(|m| describe_mode(&m)).unwrap_or_default();
+                let msg = format!(
+                    "cannot read {} ({mode}): permission denied; grant the agent's user read access (for example membership of the file's group, such as adm); the other sources keep going",
+                    path.display()
+                );
+                tracing::warn!(stream = %self.stream, "{msg}");
+                self.errors.push(msg);
+                None
+            }
+            Err(e) => {
+                self.errors.push(format!("cannot open {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn consider_candidate(&mut self, path: &Path, meta: &fs::Metadata, matched: bool) {
+        let key = FileKey::of(meta);
+        let Some((file, meta)) = self.open_file(path) else { return };
+        if FileKey::of(&meta) != key {
+            return; // replaced between stat and open; next scan sees it
+        }
+        let size = meta.len();
+        let head = read_exact_at(&file, 0, size.min(8)).ok().flatten().unwrap_or_default();
+        if looks_compressed(path, &head) {
+            tracing::debug!(path = %path.display(), "not reading compressed rotation");
+            self.ignored.insert(key);
+            return;
+        }
+        let fingerprint = match Fingerprint::compute(&file, size) {
+            Ok(f) => f,
+            Err(e) => {
+                self.errors.push(format!("cannot read {}: {e}", path.display()));
+                return;
+            }
+        };
+        let Some((offset, tail, mid_unit)) = self.decide_start(&file, key, size, path) else { return };
+        let state = FileState {
+            path: path.to_string_lossy().into_owned(),
+            key,
+            fingerprint,
+            offset,
+            tail,
+            mid_unit,
+        };
+        if self.out.send(SourceEvent::Track(self.stream.clone(), state.clone())).is_err() {
+            return;
+        }
+        self.tracked.push(Tracked {
+            state,
+            file,
+            size,
+            matched,
+            last_change: Instant::now(),
+            partial_since: None,
+            mtime: meta.mtime(),
+        });
+    }
+
+    /// Where to start reading a file not followed yet: a saved offset
+    /// (validated), the unread tail of a copy of a followed file, or the
+    /// beginning. `None` defers the decision to a later scan.
+    fn decide_start(&mut self, file: &File, key: FileKey, size: u64, path: &Path) -> Option<(u64, Option<TailCheck>, bool)> {
+        // 1. The checkpoint knows this device/inode.
+        if let Some(i) = self.persisted.iter().position(|p| p.key == key) {
+            let p = self.persisted.remove(i);
+            let same = size >= p.offset
+                && p.fingerprint.matches(file).unwrap_or(false)
+                && p.tail.is_none_or(|t| t.holds(file, p.offset).unwrap_or(false));
+            if same {
+                return Some((p.offset, p.tail, p.mid_unit));
+            }
+            tracing::info!(stream = %self.stream, path = %path.display(), "inode reused or file rewritten since the checkpoint: reading it from the start");
+            let _ = self.out.send(SourceEvent::Forget(self.stream.clone(), key));
+        }
+        // 2. A copy of a followed file (copytruncate), recognised by content.
+        let mut copy_of: Option<(u64, Option<TailCheck>, bool, bool)> = None; // offset, tail, mid, original intact
+        let known = self
+            .tracked
+            .iter()
+            .map(|t| (&t.state, Some(t)))
+            .chain(self.persisted.iter().map(|p| (p, None)));
+        for (st, tracked) in known {
+            if st.key == key || st.offset == 0 || st.fingerprint.len == 0 {
+                continue;
+            }
+            if !st.fingerprint.matches(file).unwrap_or(false) {
+                continue;
+            }
+            if size < st.offset {
+                // Same beginning but shorter: a copy still being written.
+                copy_of = Some((st.offset, st.tail, st.mid_unit, true));
+                continue;
+            }
+            if !st.tail.is_none_or(|t| t.holds(file, st.offset).unwrap_or(false)) {
+                continue;
+            }
+            let intact = match tracked {
+                Some(t) => {
+                    let now = t.file.metadata().map(|m| m.len()).unwrap_or(0);
+                    now >= st.offset && st.tail.is_none_or(|tc| tc.holds(&t.file, st.offset).unwrap_or(false))
+                }
+                None => false,
+            };
+            copy_of = Some((st.offset, st.tail, st.mid_unit, intact));
+            if !intact {
+                break;
+            }
+        }
+        if let Some((offset, tail, mid, intact)) = copy_of {
+            let first = *self.deferred.entry(key).or_insert_with(Instant::now);
+            if !intact {
+                self.deferred.remove(&key);
+                tracing::info!(stream = %self.stream, path = %path.display(), offset, "recognised a copy of a followed file: reading only its unread tail");
+                return Some((offset, tail, mid));
+            }
+            if first.elapsed() < self.settings.poll_interval * 2 {
+                return None;
+            }
+            tracing::info!(stream = %self.stream, path = %path.display(), "a file begins like a followed one, but the original is intact: treating it as a new file");
+        }
+        self.deferred.remove(&key);
+        // 3. A new file.
+        if self.settings.first_start && self.settings.start_at == StartAt::End {
+            let tail = if size > 0 {
+                read_exact_at(file, size - size.min(crate::fingerprint::TAIL_WINDOW), size.min(crate::fingerprint::TAIL_WINDOW))
+                    .ok()
+                    .flatten()
+                    .map(|b| TailCheck::of_bytes_before(&b))
+            } else {
+                None
+            };
+            return Some((size, tail, false));
+        }
+        Some((0, None, false))
+    }
+
+    /// After a restart: files from the checkpoint that the glob no longer
+    /// finds were renamed away while the agent was down; look for them by
+    /// device/inode beside their old path and finish them.
+    fn find_persisted_elsewhere(&mut self) {
+        if self.persisted.is_empty() {
+            self.settings.first_start = false;
+            return;
+        }
+        let lost = std::mem::take(&mut self.persisted);
+        let mut still_lost = Vec::new();
+        for p in lost {
+            let dir = Path::new(&p.path).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+            let found = fs::read_dir(&dir).ok().and_then(|rd| {
+                rd.filter_map(Result::ok).map(|e| e.path()).find(|path| {
+                    fs::metadata(path).map(|m| m.is_file() && FileKey::of(&m) == p.key).unwrap_or(false)
+                })
+            });
+            match found {
+                Some(path) => {
+                    let meta = match fs::metadata(&path) {
+                        Ok(m) => m,
+                        Err(_) => continue,
+                    };
+                    tracing::info!(stream = %self.stream, from = %p.path, to = %path.display(), "found a file renamed while the agent was stopped; finishing it");
+                    self.persisted.push(p);
+                    self.consider_candidate(&path, &meta, false);
+                }
+                None => still_lost.push(p),
+            }
+        }
+        for p in still_lost {
+            tracing::warn!(stream = %self.stream, path = %p.path, offset = p.offset, "a followed file disappeared while the agent was stopped; anything written to it after offset {} could not be read", p.offset);
+            let _ = self.out.send(SourceEvent::Forget(self.stream.clone(), p.key));
+        }
+        self.persisted.clear();
+        self.settings.first_start = false;
+    }
+
+    /// Stat followed files through their open handles: growth, truncation,
+    /// in-place rewrites and deletion.
+    fn check_followed(&mut self) {
+        let mut truncated = Vec::new();
+        for (i, t) in self.tracked.iter_mut().enumerate() {
+            let Ok(meta) = t.file.metadata() else { continue };
+            if meta.nlink() == 0 {
+                t.matched = false;
+            }
+            let size = meta.len();
+            if size != t.size || meta.mtime() != t.mtime {
+                t.last_change = Instant::now();
+                t.mtime = meta.mtime();
+            }
+            t.size = size;
+            let rewritten = size < t.state.offset
+                || t.state.tail.is_some_and(|tc| !tc.holds(&t.file, t.state.offset).unwrap_or(true));
+            if rewritten {
+                truncated.push(i);
+            } else if t.state.fingerprint.len < FINGERPRINT_WINDOW && size > t.state.fingerprint.len {
+                if let Ok(fp) = Fingerprint::compute(&t.file, size) {
+                    t.state.fingerprint = fp;
+                }
+            }
+        }
+        for i in truncated {
+            self.handle_truncation(i);
+        }
+    }
+
+    /// The file was truncated (copytruncate) or rewritten. Before starting it
+    /// again from 0, look beside it for the rotated copy that holds what was
+    /// not read yet (when the glob does not match the copy).
+    fn handle_truncation(&mut self, i: usize) {
+        let old = self.tracked[i].state.clone();
+        if self.open.as_ref().is_some_and(|o| o.key == old.key) {
+            let _ = self.seal_open();
+        }
+        let dir = Path::new(&old.path).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let followed: HashSet<FileKey> = self.tracked.iter().map(|t| t.state.key).collect();
+        if let Ok(rd) = fs::read_dir(&dir) {
+            let mut siblings: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+            siblings.sort();
+            for path in siblings {
+                let Ok(meta) = fs::metadata(&path) else { continue };
+                let key = FileKey::of(&meta);
+                if !meta.is_file() || followed.contains(&key) || self.ignored.contains(&key) || meta.len() < old.offset {
+                    continue;
+                }
+                let Ok(f) = File::open(&path) else { continue };
+                let same = old.fingerprint.matches(&f).unwrap_or(false)
+                    && old.tail.is_none_or(|t| t.holds(&f, old.offset).unwrap_or(false));
+                if same {
+                    tracing::info!(stream = %self.stream, original = %old.path, copy = %path.display(), offset = old.offset, "truncated; reading the unread tail from its rotated copy");
+                    let state = FileState { path: path.to_string_lossy().into_owned(), key, ..old.clone() };
+                    if self.out.send(SourceEvent::Track(self.stream.clone(), state.clone())).is_err() {
+                        return;
+                    }
+                    self.tracked.push(Tracked {
+                        state,
+                        file: f,
+                        size: meta.len(),
+                        matched: false,
+                        last_change: Instant::now(),
+                        partial_since: None,
+                        mtime: meta.mtime(),
+                    });
+                    break;
+                }
+            }
+        }
+        let t = &mut self.tracked[i];
+        tracing::info!(stream = %self.stream, path = %t.state.path, was = old.offset, now = t.size, "file truncated or rewritten: reading it again from the start");
+        t.state.offset = 0;
+        t.state.tail = None;
+        t.state.mid_unit = false;
+        t.partial_since = None;
+        if let Ok(fp) = Fingerprint::compute(&t.file, t.size) {
+            t.state.fingerprint = fp;
+        }
+        let _ = self.out.send(SourceEvent::Track(self.stream.clone(), t.state.clone()));
+    }
+
+    fn drop_finished(&mut self) {
+        let wait = self.settings.partial_line_wait;
+        let mut keep = Vec::with_capacity(self.tracked.len());
+        for t in std::mem::take(&mut self.tracked) {
+            let done = !t.matched
+                && t.state.offset >= t.size
+                && t.last_change.elapsed() >= wait
+                && self.open.as_ref().is_none_or(|o| o.key != t.state.key);
+            if done {
+                tracing::debug!(stream = %self.stream, path = %t.state.path, "finished a rotated or deleted file");
+                let _ = self.out.send(SourceEvent::Forget(self.stream.clone(), t.state.key));
+            } else {
+                keep.push(t);
+            }
+        }
+        self.tracked = keep;
+    }
+
+    // ---- reading ----------------------------------------------------------
+
+    /// Reads every followed file up to its current end, oldest first.
+    fn read_all(&mut self) -> Result<(), Closed> {
+        let mut order: Vec<usize> = (0..self.tracked.len()).collect();
+        order.sort_by_key(|&i| (self.tracked[i].matched, self.tracked[i].mtime));
+        for i in order {
+            if let Ok(meta) = self.tracked[i].file.metadata() {
+                let t = &mut self.tracked[i];
+                if meta.len() != t.size {
+                    t.last_change = Instant::now();
+                }
+                if meta.len() < t.state.offset {
+                    continue; // truncation: handled by the next scan
+                }
+                t.size = meta.len();
+            }
+            self.read_file(i)?;
+        }
+        Ok(())
+    }
+
+    fn read_file(&mut self, i: usize) -> Result<(), Closed> {
+        let max = self.settings.segment_max_bytes;
+        let framing = self.cfg.framing;
+        loop {
+            if self.stop.load(Ordering::SeqCst) || self.paused.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let t = &self.tracked[i];
+            let avail = t.size.saturating_sub(t.state.offset);
+            if avail == 0 {
+                self.tracked[i].partial_since = None;
+                return Ok(());
+            }
+            if self.open.as_ref().is_some_and(|o| o.key != t.state.key) {
+                self.seal_open()?;
+            }
+            let used = self.open.as_ref().map_or(0, |o| o.buf.len());
+            let room = max - used;
+            let want = avail.min(room as u64) as usize;
+            let t = &self.tracked[i];
+            let mut chunk = vec![0u8; want];
+            let n = match read_at_most(&t.file, t.state.offset, &mut chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    let msg = format!("reading {} at offset {}: {e}", t.state.path, t.state.offset);
+                    tracing::warn!(stream = %self.stream, "{msg}");
+                    self.errors.push(msg);
+                    return Ok(());
+                }
+            };
+            chunk.truncate(n);
+            if n == 0 {
+                return Ok(());
+            }
+            let full = n == room;
+            let mut cut = match framing {
+                SourceFraming::Lines => memchr::memrchr(b'\n', &chunk).map_or(0, |p| p + 1),
+                SourceFraming::Records { size } => {
+                    let size = size as u64;
+                    let pos = t.state.offset;
+                    // Align to record boundaries relative to the file start.
+                    let first = (size - pos % size) % size;
+                    if (n as u64) < first {
+                        0
+                    } else {
+                        (first + (n as u64 - first) / size * size) as usize
+                    }
+                }
+            };
+            if cut == 0 && full && used == 0 {
+                // One unit longer than a whole segment: split it.
+                cut = n;
+            } else if cut == 0 && full {
+                // The segment is full of complete units; seal and go on.
+                self.seal_open()?;
+                continue;
+            } else if cut == 0 {
+                let t = &mut self.tracked[i];
+                let since = match t.partial_since {
+                    Some((off, since)) if off == t.state.offset => since,
+                    _ => {
+                        t.partial_since = Some((t.state.offset, Instant::now()));
+                        Instant::now()
+                    }
+                };
+                let finished = !t.matched && t.last_change.elapsed() >= self.settings.partial_line_wait;
+                if since.elapsed() >= self.settings.partial_line_wait || finished {
+                    cut = n;
+                } else {
+                    return Ok(());
+                }
+            }
+            self.append(i, &chunk[..cut]);
+            if self.open.as_ref().is_some_and(|o| o.buf.len() >= max) {
+                self.seal_open()?;
+            }
+            if cut < n && !full {
+                // The rest is an incomplete unit: wait for it.
+                let t = &mut self.tracked[i];
+                t.partial_since = Some((t.state.offset, Instant::now()));
+                return Ok(());
+            }
+        }
+    }
+
+    fn append(&mut self, i: usize, bytes: &[u8]) {
+        let t = &mut self.tracked[i];
+        let now = OffsetDateTime::now_utc();
+        let open = self.open.get_or_insert_with(|| OpenSegment {
+            key: t.state.key,
+            path: t.state.path.clone(),
+            fingerprint: t.state.fingerprint,
+            start: t.state.offset,
+            buf: Vec::new(),
+            starts_mid: t.state.mid_unit,
+            first_read: now,
+            opened: Instant::now(),
+            last_read: now,
+        });
+        open.buf.extend_from_slice(bytes);
+        open.last_read = now;
+        open.path = t.state.path.clone();
+        open.fingerprint = t.state.fingerprint;
+        t.state.offset += bytes.len() as u64;
+        t.state.mid_unit = match self.cfg.framing {
+            SourceFraming::Lines => bytes.last() != Some(&b'\n'),
+            SourceFraming::Records { size } => t.state.offset % size as u64 != 0,
+        };
+        t.partial_since = None;
+        let tail_src = &open.buf[open.buf.len().saturating_sub(crate::fingerprint::TAIL_WINDOW as usize)..];
+        t.state.tail = Some(TailCheck::of_bytes_before(tail_src));
+    }
+
+    /// Hashes and compresses the open segment and hands it to the committer.
+    fn seal_open(&mut self) -> Result<(), Closed> {
+        let Some(open) = self.open.take() else { return Ok(()) };
+        let Some(t) = self.tracked.iter().find(|t| t.state.key == open.key) else {
+            return Ok(()); // cannot happen: a file is dropped only with no open segment
+        };
+        let end = open.start + open.buf.len() as u64;
+        let ends_mid = match self.cfg.framing {
+            SourceFraming::Lines => open.buf.last() != Some(&b'\n'),
+            SourceFraming::Records { size } => end % size as u64 != 0,
+        };
+        let file_after = FileState {
+            path: open.path.clone(),
+            key: open.key,
+            fingerprint: t.state.fingerprint,
+            offset: end,
+            tail: Some(TailCheck::of_bytes_before(&open.buf)),
+            mid_unit: ends_mid,
+        };
+        let sealed = self.sealer.seal(&open.buf);
+        let seg = SealedSegment {
+            stream: self.stream.clone(),
+            category: self.cfg.category,
+            seq: self.next_seq,
+            framing: self.framing(),
+            source: SourceFile {
+                path: open.path,
+                device: open.key.device,
+                inode: open.key.inode,
+                fingerprint: open.fingerprint.hash,
+                fingerprint_len: open.fingerprint.len as u32,
+            },
+            range: ByteRange { start: open.start, end },
+            split: Split { starts_mid_unit: open.starts_mid, ends_mid_unit: ends_mid },
+            first_read: open.first_read,
+            last_read: open.last_read,
+            raw_len: open.buf.len() as u64,
+            raw_sha256: sealed.raw_sha256,
+            object: sealed.object,
+            object_sha256: sealed.object_sha256,
+            file_after,
+        };
+        self.next_seq += 1;
+        self.out.send(SourceEvent::Segment(Box::new(seg))).map_err(|_| Closed)
+    }
+}
+
+/// The committer has gone away (fatal error or shutdown).
+#[derive(Debug)]
+pub struct Closed;
+
+fn read_at_most(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// A readable description of a file's mode, for permission errors.
+pub fn describe_mode(meta: &fs::Metadata) -> String {
+    format!("mode {:o}, owner {}:{}", meta.permissions().mode() & 0o7777, meta.uid(), meta.gid())
+}
