@@ -108,6 +108,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             agent_instance: instance.to_string(),
             running: true,
             store: store.describe(),
+            spool: crate::status::SpoolStatus { max_bytes: config.spool_max_bytes, ..Default::default() },
             sources: config
                 .sources
                 .iter()

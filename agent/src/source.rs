@@ -116,6 +116,7 @@ pub struct Source {
     paused: Arc<AtomicBool>,
     errors: Vec<String>,
     last_scan: Option<Instant>,
+    scratch: Vec<u8>,
 }
 
 impl Source {
@@ -151,6 +152,7 @@ impl Source {
             paused,
             errors: Vec::new(),
             last_scan: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -380,13 +382,21 @@ impl Source {
         // 1. The checkpoint knows this device/inode.
         if let Some(i) = self.persisted.iter().position(|p| p.key == key) {
             let p = self.persisted.remove(i);
-            let same = size >= p.offset
-                && p.fingerprint.matches(file).unwrap_or(false)
-                && p.tail.is_none_or(|t| t.holds(file, p.offset).unwrap_or(false));
-            if same {
+            let long_enough = size >= p.offset;
+            let head_same = p.fingerprint.matches(file).unwrap_or(false);
+            let tail_same = p.tail.is_none_or(|t| t.holds(file, p.offset).unwrap_or(false));
+            if long_enough && head_same && tail_same {
                 return Some((p.offset, p.tail, p.mid_unit));
             }
-            tracing::info!(stream = %self.stream, path = %path.display(), "inode reused or file rewritten since the checkpoint: reading it from the start");
+            tracing::info!(
+                stream = %self.stream,
+                path = %path.display(),
+                saved_offset = p.offset,
+                size,
+                head_same,
+                tail_same,
+                "inode reused, truncated or rewritten since the checkpoint: reading it from the start"
+            );
             let _ = self.out.send(SourceEvent::Forget(self.stream.clone(), key));
         }
         // 2. A copy of a followed file (copytruncate), recognised by content.
@@ -632,7 +642,13 @@ impl Source {
             let room = max - used;
             let want = avail.min(room as u64) as usize;
             let t = &self.tracked[i];
-            let mut chunk = vec![0u8; want];
+            // One read buffer per source, kept between reads (catch-up reads
+            // whole segments) and shrunk again when reads become small.
+            let mut chunk = std::mem::take(&mut self.scratch);
+            if want < 64 * 1024 && chunk.capacity() > 1 << 20 {
+                chunk = Vec::new();
+            }
+            chunk.resize(want, 0);
             let n = match read_at_most(&t.file, t.state.offset, &mut chunk) {
                 Ok(n) => n,
                 Err(e) => {
@@ -685,6 +701,7 @@ impl Source {
                 }
             }
             self.append(i, &chunk[..cut]);
+            self.scratch = chunk;
             if self.open.as_ref().is_some_and(|o| o.buf.len() >= max) {
                 self.seal_open()?;
             }
@@ -721,6 +738,14 @@ impl Source {
             SourceFraming::Records { size } => t.state.offset % size as u64 != 0,
         };
         t.partial_since = None;
+        // Keep the fingerprint as long as the file allows (up to the window):
+        // copies are recognised by it, so it must cover what was read.
+        if t.state.fingerprint.len < FINGERPRINT_WINDOW && t.state.offset > t.state.fingerprint.len {
+            if let Ok(fp) = Fingerprint::compute(&t.file, t.state.offset) {
+                t.state.fingerprint = fp;
+                open.fingerprint = fp;
+            }
+        }
         let tail_src = &open.buf[open.buf.len().saturating_sub(crate::fingerprint::TAIL_WINDOW as usize)..];
         t.state.tail = Some(TailCheck::of_bytes_before(tail_src));
     }
