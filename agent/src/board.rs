@@ -21,7 +21,10 @@ fn now() -> String {
 
 impl Board {
     pub fn new(state_dir: &std::path::Path, initial: AgentStatus) -> Self {
-        Board { inner: Mutex::new(initial), path: state_dir.join(STATUS_FILE) }
+        Board {
+            inner: Mutex::new(initial),
+            path: state_dir.join(STATUS_FILE),
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut AgentStatus) -> R) -> R {
@@ -30,7 +33,12 @@ impl Board {
     }
 
     fn source<R>(&self, stream: &StreamId, f: impl FnOnce(&mut SourceStatus) -> R) -> Option<R> {
-        self.with(|s| s.sources.iter_mut().find(|x| x.stream_id == stream.as_str()).map(f))
+        self.with(|s| {
+            s.sources
+                .iter_mut()
+                .find(|x| x.stream_id == stream.as_str())
+                .map(f)
+        })
     }
 
     pub fn set_source_files(&self, stream: &StreamId, files: Vec<FileStatus>, errors: Vec<String>) {

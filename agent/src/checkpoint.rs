@@ -86,16 +86,28 @@ fn encode(cp: &Checkpoint) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8], path: &Path) -> anyhow::Result<Checkpoint> {
-    let nl = bytes.iter().position(|&b| b == b'\n').with_context(|| format!("{}: no header line (torn write?)", path.display()))?;
-    let header = std::str::from_utf8(&bytes[..nl]).with_context(|| format!("{}: header is not text", path.display()))?;
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .with_context(|| format!("{}: no header line (torn write?)", path.display()))?;
+    let header = std::str::from_utf8(&bytes[..nl])
+        .with_context(|| format!("{}: header is not text", path.display()))?;
     let Some(hex) = header.strip_prefix(HEADER) else {
-        bail!("{}: unknown header {header:?} (expected {HEADER}…)", path.display());
+        bail!(
+            "{}: unknown header {header:?} (expected {HEADER}…)",
+            path.display()
+        );
     };
-    let want: Sha256 = hex.parse().with_context(|| format!("{}: bad checksum in header", path.display()))?;
+    let want: Sha256 = hex
+        .parse()
+        .with_context(|| format!("{}: bad checksum in header", path.display()))?;
     let body = &bytes[nl + 1..];
     let got = Sha256::digest(body);
     if got != want {
-        bail!("{}: checksum mismatch (header {want}, body {got}): torn or altered", path.display());
+        bail!(
+            "{}: checksum mismatch (header {want}, body {got}): torn or altered",
+            path.display()
+        );
     }
     serde_json::from_slice(body).with_context(|| format!("{}: body does not parse", path.display()))
 }
@@ -147,9 +159,12 @@ pub fn save(dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     match fs::rename(&cur, dir.join(PREVIOUS)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("keeping previous checkpoint {}", cur.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("keeping previous checkpoint {}", cur.display()))
+        }
     }
-    fs::rename(&tmp, &cur).with_context(|| format!("renaming {} to {}", tmp.display(), cur.display()))?;
+    fs::rename(&tmp, &cur)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), cur.display()))?;
     sync_dir(dir)
 }
 
@@ -161,8 +176,10 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .truncate(true)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
-    f.sync_all().with_context(|| format!("syncing {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
 

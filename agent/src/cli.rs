@@ -204,12 +204,15 @@ fn absolute_store(cwd: &Path, store: &str) -> String {
     if store.contains("://") {
         store.to_string()
     } else {
-        absolute(cwd, Path::new(store)).to_string_lossy().into_owned()
+        absolute(cwd, Path::new(store))
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
 fn current_dir() -> anyhow::Result<PathBuf> {
-    std::env::current_dir().context("cannot determine the working directory to resolve relative paths in flags")
+    std::env::current_dir()
+        .context("cannot determine the working directory to resolve relative paths in flags")
 }
 
 impl ConfigArgs {
@@ -222,7 +225,9 @@ impl ConfigArgs {
             .map(|mut s| {
                 if let Some(paths) = &mut s.paths {
                     for p in paths.iter_mut() {
-                        *p = absolute(cwd, Path::new(p.as_str())).to_string_lossy().into_owned();
+                        *p = absolute(cwd, Path::new(p.as_str()))
+                            .to_string_lossy()
+                            .into_owned();
                     }
                 }
                 s
@@ -310,10 +315,15 @@ pub fn check_environment(config: &Config) -> EnvironmentReport {
             SourceFraming::Lines => "lines".to_string(),
             SourceFraming::Records { size } => format!("utmp ({size}-byte records)"),
         };
-        report.lines.push(format!("source {} (category {}, framing {framing})", source.name, source.category));
+        report.lines.push(format!(
+            "source {} (category {}, framing {framing})",
+            source.name, source.category
+        ));
         for pattern in &source.paths {
             match glob::glob(pattern) {
-                Err(e) => report.problems.push(format!("source {}: glob {pattern:?}: {e}", source.name)),
+                Err(e) => report
+                    .problems
+                    .push(format!("source {}: glob {pattern:?}: {e}", source.name)),
                 Ok(paths) => {
                     let mut files = 0usize;
                     let mut unreadable = Vec::new();
@@ -326,10 +336,14 @@ pub fn check_environment(config: &Config) -> EnvironmentReport {
                                 }
                             }
                             Ok(_) => {}
-                            Err(e) => unreadable.push(format!("{} ({})", e.path().display(), e.error())),
+                            Err(e) => {
+                                unreadable.push(format!("{} ({})", e.path().display(), e.error()))
+                            }
                         }
                     }
-                    report.lines.push(format!("  {pattern}: {files} file(s) now"));
+                    report
+                        .lines
+                        .push(format!("  {pattern}: {files} file(s) now"));
                     if files == 0 {
                         report.warnings.push(format!(
                             "source {}: {pattern:?} matches no file now (it will be picked up when it appears)",
@@ -348,16 +362,37 @@ pub fn check_environment(config: &Config) -> EnvironmentReport {
         }
     }
     if let Err(e) = check_writable_dir(&config.state_dir) {
-        report.problems.push(format!("state_dir {}: {e}", config.state_dir.display()));
+        report
+            .problems
+            .push(format!("state_dir {}: {e}", config.state_dir.display()));
     }
     match &config.store {
         StoreTarget::Filesystem(dir) => {
-            if let Err(e) = check_writable_dir(dir) {
-                report.problems.push(format!("store {}: {e}", dir.display()));
+            if let Err(e) = check_writable_dir(dir).and_then(|()| check_store_dir(dir)) {
+                report
+                    .problems
+                    .push(format!("store {}: {e}", dir.display()));
             }
         }
     }
     report
+}
+
+/// The filesystem store refuses a non-empty directory without its marker
+/// (so a typo cannot scatter evidence into an unrelated directory); say so
+/// now rather than at the agent's start.
+fn check_store_dir(dir: &Path) -> Result<(), String> {
+    let Ok(mut entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // absent: it will be created
+    };
+    if entries.next().is_some() && !dir.join(custody_store::fs::MARKER_NAME).exists() {
+        return Err(format!(
+            "the directory is not empty and has no {} marker, so it is not a custody store; use a new or empty \
+             directory, or the store's own root",
+            custody_store::fs::MARKER_NAME
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `dir` is (or could be created as) a writable directory: probes
@@ -368,7 +403,12 @@ fn check_writable_dir(dir: &Path) -> Result<(), String> {
     loop {
         match std::fs::metadata(probe_dir) {
             Ok(meta) if meta.is_dir() => break,
-            Ok(_) => return Err(format!("{} exists and is not a directory", probe_dir.display())),
+            Ok(_) => {
+                return Err(format!(
+                    "{} exists and is not a directory",
+                    probe_dir.display()
+                ))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match probe_dir.parent() {
                 Some(parent) => probe_dir = parent,
                 None => return Err("no existing ancestor directory".to_string()),
@@ -377,13 +417,20 @@ fn check_writable_dir(dir: &Path) -> Result<(), String> {
         }
     }
     let probe = probe_dir.join(format!(".custody-agent-check-{}", std::process::id()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
         Err(e) if probe_dir == dir => Err(format!("not writable: {e}")),
-        Err(e) => Err(format!("does not exist and cannot be created in {}: {e}", probe_dir.display())),
+        Err(e) => Err(format!(
+            "does not exist and cannot be created in {}: {e}",
+            probe_dir.display()
+        )),
     }
 }
 
@@ -411,7 +458,10 @@ pub fn check_config(args: &ConfigArgs) -> u8 {
         println!("configuration is usable");
         EXIT_OK
     } else {
-        println!("configuration is not usable: {} problem(s)", report.problems.len());
+        println!(
+            "configuration is not usable: {} problem(s)",
+            report.problems.len()
+        );
         EXIT_FAILURE
     }
 }
@@ -452,7 +502,12 @@ pub fn summary(config: &Config) -> String {
 /// `pid_alive` answers whether a process id exists (the binary does the
 /// `kill(pid, 0)`, which needs `unsafe`, outside this library).
 pub fn status(args: &StatusArgs, pid_alive: &dyn Fn(u32) -> bool) -> anyhow::Result<u8> {
-    let raw = partial_raw(args.config.as_deref(), args.state_dir.as_deref(), None, None)?;
+    let raw = partial_raw(
+        args.config.as_deref(),
+        args.state_dir.as_deref(),
+        None,
+        None,
+    )?;
     let state_dir = raw.checked_state_dir()?;
     let Some(file) = status::read_status(&state_dir)? else {
         eprintln!(
@@ -471,7 +526,8 @@ pub fn status(args: &StatusArgs, pid_alive: &dyn Fn(u32) -> bool) -> anyhow::Res
     } else {
         print!("{}", status::render(&file.status, &liveness));
     }
-    let healthy = matches!(liveness, Liveness::Running { .. }) && status::problems(&file.status).is_empty();
+    let healthy =
+        matches!(liveness, Liveness::Running { .. }) && status::problems(&file.status).is_empty();
     Ok(if healthy { EXIT_OK } else { EXIT_FAILURE })
 }
 
@@ -480,7 +536,12 @@ pub fn status(args: &StatusArgs, pid_alive: &dyn Fn(u32) -> bool) -> anyhow::Res
 
 /// `key show`: the `allowed_signers` line for this host's key.
 pub fn key_show(args: &KeyShowArgs) -> anyhow::Result<()> {
-    let raw = partial_raw(args.config.as_deref(), args.state_dir.as_deref(), None, args.host_id.as_deref())?;
+    let raw = partial_raw(
+        args.config.as_deref(),
+        args.state_dir.as_deref(),
+        None,
+        args.host_id.as_deref(),
+    )?;
     let state_dir = raw.checked_state_dir()?;
     let host_id = raw.checked_host_id()?;
     let key = crate::key::load_or_create_for_host(&state_dir, &host_id)?;
@@ -491,19 +552,17 @@ pub fn key_show(args: &KeyShowArgs) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------
 // prune and hold
 
-/// Opens the store a configuration names, refusing a directory that does
-/// not exist: pruning or holding a mistyped path must not create a store.
+/// Opens the existing store a configuration names; never creates one, so
+/// pruning or holding a mistyped path fails instead of making a new store.
 fn open_store(config: Option<&Path>, store: Option<&str>) -> anyhow::Result<FsStore> {
     let raw = partial_raw(config, None, store, None)?;
     match raw.checked_store()? {
-        StoreTarget::Filesystem(dir) => {
-            let meta = std::fs::metadata(&dir)
-                .with_context(|| format!("store {} (--store or store in the config)", dir.display()))?;
-            if !meta.is_dir() {
-                bail!("store {} is not a directory", dir.display());
-            }
-            FsStore::open(&dir).with_context(|| format!("cannot open the filesystem store {}", dir.display()))
-        }
+        StoreTarget::Filesystem(dir) => FsStore::open_existing(&dir).with_context(|| {
+            format!(
+                "cannot open the filesystem store {} (--store or store in the config)",
+                dir.display()
+            )
+        }),
     }
 }
 
@@ -517,10 +576,24 @@ pub struct PruneSummary {
 }
 
 /// Computes what a prune at `now` would delete, without deleting.
-pub async fn prune_plan(store: &dyn ObjectStore, now: OffsetDateTime) -> anyhow::Result<PruneSummary> {
-    let mut summary = PruneSummary { dry_run: true, ..PruneSummary::default() };
-    for key in store.list("").await.with_context(|| format!("listing {}", store.describe()))? {
-        let Some(info) = store.head(&key).await.with_context(|| format!("reading retention of {key}"))? else {
+pub async fn prune_plan(
+    store: &dyn ObjectStore,
+    now: OffsetDateTime,
+) -> anyhow::Result<PruneSummary> {
+    let mut summary = PruneSummary {
+        dry_run: true,
+        ..PruneSummary::default()
+    };
+    for key in store
+        .list("")
+        .await
+        .with_context(|| format!("listing {}", store.describe()))?
+    {
+        let Some(info) = store
+            .head(&key)
+            .await
+            .with_context(|| format!("reading retention of {key}"))?
+        else {
             continue; // deleted meanwhile
         };
         if info.retain_until >= now {
@@ -540,13 +613,28 @@ pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
     let summary = if args.dry_run {
         prune_plan(&store, now).await?
     } else {
-        let report = store.prune(now).await.with_context(|| format!("pruning {}", store.describe()))?;
-        PruneSummary { dry_run: false, deleted: report.deleted, held: report.held, retained: report.retained }
+        let report = store
+            .prune(now)
+            .await
+            .with_context(|| format!("pruning {}", store.describe()))?;
+        PruneSummary {
+            dry_run: false,
+            deleted: report.deleted,
+            held: report.held,
+            retained: report.retained,
+        }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary).context("encoding the prune report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).context("encoding the prune report")?
+        );
     } else {
-        let verb = if summary.dry_run { "would delete" } else { "deleted" };
+        let verb = if summary.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         for key in &summary.deleted {
             println!("{verb} {key}");
         }
@@ -568,11 +656,21 @@ pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
 /// A prefix with no object is an error, so a typo does not pass silently.
 pub async fn hold(args: &HoldArgs, hold: bool) -> anyhow::Result<()> {
     let store = open_store(args.config.as_deref(), args.store.as_deref())?;
-    let verb = if hold { "set legal hold on" } else { "released legal hold on" };
+    let verb = if hold {
+        "set legal hold on"
+    } else {
+        "released legal hold on"
+    };
     for prefix in &args.prefixes {
-        let keys = store.list(prefix).await.with_context(|| format!("listing {prefix:?} in {}", store.describe()))?;
+        let keys = store
+            .list(prefix)
+            .await
+            .with_context(|| format!("listing {prefix:?} in {}", store.describe()))?;
         if keys.is_empty() {
-            bail!("no object under prefix {prefix:?} in {}; object names look like v1/<host>/…", store.describe());
+            bail!(
+                "no object under prefix {prefix:?} in {}; object names look like v1/<host>/…",
+                store.describe()
+            );
         }
         for key in &keys {
             store
@@ -618,8 +716,13 @@ mod tests {
             "--start-at",
             "end",
         ]);
-        let Command::Run(args) = cli.command else { panic!("not run") };
-        let config = args.to_raw(Path::new("/")).check_with_hostname(None).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let config = args
+            .to_raw(Path::new("/"))
+            .check_with_hostname(None)
+            .unwrap();
         assert_eq!(config.host_id.as_str(), "web01");
         assert_eq!(config.store, StoreTarget::Filesystem("/srv/store".into()));
         assert_eq!(config.retention.months(), 7);
@@ -628,16 +731,38 @@ mod tests {
         let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["web-access.log", "logon-wtmp", "app-records"]);
         assert_eq!(config.sources[0].framing, SourceFraming::Lines);
-        assert_eq!(config.sources[1].framing, SourceFraming::Records { size: 384 });
-        assert_eq!(config.sources[2].framing, SourceFraming::Records { size: 384 });
+        assert_eq!(
+            config.sources[1].framing,
+            SourceFraming::Records { size: 384 }
+        );
+        assert_eq!(
+            config.sources[2].framing,
+            SourceFraming::Records { size: 384 }
+        );
     }
 
     #[test]
     fn relative_flag_paths_resolve_against_the_working_directory() {
-        let cli = parse(&["run", "--store", "store", "--state-dir", "st", "--source", "os=logs/*.log"]);
-        let Command::Run(args) = cli.command else { panic!("not run") };
-        let config = args.to_raw(Path::new("/home/op")).check_with_hostname(Some("h")).unwrap();
-        assert_eq!(config.store, StoreTarget::Filesystem("/home/op/store".into()));
+        let cli = parse(&[
+            "run",
+            "--store",
+            "store",
+            "--state-dir",
+            "st",
+            "--source",
+            "os=logs/*.log",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let config = args
+            .to_raw(Path::new("/home/op"))
+            .check_with_hostname(Some("h"))
+            .unwrap();
+        assert_eq!(
+            config.store,
+            StoreTarget::Filesystem("/home/op/store".into())
+        );
         assert_eq!(config.state_dir, PathBuf::from("/home/op/st"));
         assert_eq!(config.sources[0].paths, ["/home/op/logs/*.log"]);
     }
@@ -651,8 +776,18 @@ mod tests {
             "store = \"/srv/a\"\nlevel = \"A\"\nzstd_level = 5\n[[sources]]\ncategory = \"os\"\npaths = [\"/var/log/syslog*\"]\n",
         )
         .unwrap();
-        let cli = parse(&["run", "--config", file.to_str().unwrap(), "--store", "/srv/b", "--source", "web=/w/access.log"]);
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let cli = parse(&[
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--store",
+            "/srv/b",
+            "--source",
+            "web=/w/access.log",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let config = load_raw(args.config.as_deref(), args.to_raw(Path::new("/")))
             .unwrap()
             .check_with_hostname(Some("h"))
@@ -664,16 +799,37 @@ mod tests {
 
     #[test]
     fn an_error_names_the_flag_when_a_flag_set_the_value() {
-        let cli = parse(&["run", "--store", "/s", "--zstd-level", "25", "--source", "weblog=/x"]);
-        let Command::Run(args) = cli.command else { panic!("not run") };
-        let err = args.to_raw(Path::new("/")).check_with_hostname(Some("h")).unwrap_err().to_string();
-        assert!(err.contains("--zstd-level: 25 is out of range; use 1 to 19"), "{err}");
-        assert!(err.contains("--source weblog=/x: \"weblog\" is not one of os, web, app, logon"), "{err}");
+        let cli = parse(&[
+            "run",
+            "--store",
+            "/s",
+            "--zstd-level",
+            "25",
+            "--source",
+            "weblog=/x",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let err = args
+            .to_raw(Path::new("/"))
+            .check_with_hostname(Some("h"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--zstd-level: 25 is out of range; use 1 to 19"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--source weblog=/x: \"weblog\" is not one of os, web, app, logon"),
+            "{err}"
+        );
     }
 
     #[test]
     fn malformed_source_flag_is_a_usage_error() {
-        let err = Cli::try_parse_from(["custody-agent", "run", "--source", "os/var/log/syslog"]).unwrap_err();
+        let err = Cli::try_parse_from(["custody-agent", "run", "--source", "os/var/log/syslog"])
+            .unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 
@@ -681,7 +837,10 @@ mod tests {
     fn check_writable_dir_probes_the_nearest_existing_ancestor() {
         let dir = tempfile::tempdir().unwrap();
         assert!(check_writable_dir(&dir.path().join("a/b/c")).is_ok());
-        assert!(!dir.path().join("a").exists(), "the check must not create directories");
+        assert!(
+            !dir.path().join("a").exists(),
+            "the check must not create directories"
+        );
         let file = dir.path().join("f");
         std::fs::write(&file, "").unwrap();
         let err = check_writable_dir(&file.join("sub")).unwrap_err();

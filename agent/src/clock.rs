@@ -14,7 +14,11 @@ pub fn clock_state() -> ClockState {
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     let state = unsafe { libc::adjtimex(&mut tx) };
     if state < 0 {
-        return ClockState { synchronized: None, max_error_us: None, est_error_us: None };
+        return ClockState {
+            synchronized: None,
+            max_error_us: None,
+            est_error_us: None,
+        };
     }
     ClockState {
         synchronized: Some(state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0),
@@ -25,5 +29,9 @@ pub fn clock_state() -> ClockState {
 
 #[cfg(not(target_os = "linux"))]
 pub fn clock_state() -> ClockState {
-    ClockState { synchronized: None, max_error_us: None, est_error_us: None }
+    ClockState {
+        synchronized: None,
+        max_error_us: None,
+        est_error_us: None,
+    }
 }

@@ -45,11 +45,13 @@ pub fn recover(cp: &mut Checkpoint, spool: &Spool) -> anyhow::Result<()> {
                     spool_hint()
                 );
             }
-            let meta = SegmentMeta::decode(&record).with_context(|| format!("spooled record {stream}/{seq}"))?;
+            let meta = SegmentMeta::decode(&record)
+                .with_context(|| format!("spooled record {stream}/{seq}"))?;
             if meta.prev_segment != st.head {
                 bail!("spooled record {stream}/{seq} does not chain to the checkpoint's head: the spool was altered");
             }
-            let file: FileState = serde_json::from_slice(&state).with_context(|| format!("spooled file state {stream}/{seq}"))?;
+            let file: FileState = serde_json::from_slice(&state)
+                .with_context(|| format!("spooled file state {stream}/{seq}"))?;
             st.next_seq = seq + 1;
             st.head = Some(SegmentMeta::chain_hash(&record));
             upsert(&mut st.files, file);
@@ -59,15 +61,20 @@ pub fn recover(cp: &mut Checkpoint, spool: &Spool) -> anyhow::Result<()> {
     }
     for (seq, body) in spool.digests_from(cp.digest.next_seq)? {
         if seq != cp.digest.next_seq {
-            bail!("spooled digests jump from {} to {seq}: the spool was altered", cp.digest.next_seq);
+            bail!(
+                "spooled digests jump from {} to {seq}: the spool was altered",
+                cp.digest.next_seq
+            );
         }
         let d = DigestBody::decode(&body).with_context(|| format!("spooled digest {seq}"))?;
         cp.digest.next_seq = seq + 1;
         cp.digest.prev = Some(Sha256::digest(&body));
         cp.digest.window_start = Some(format_utc(d.window_end));
-        cp.digest
-            .pending
-            .retain(|e| !d.segments.iter().any(|x| x.stream_id == e.stream_id && x.seq == e.seq));
+        cp.digest.pending.retain(|e| {
+            !d.segments
+                .iter()
+                .any(|x| x.stream_id == e.stream_id && x.seq == e.seq)
+        });
     }
     Ok(())
 }
@@ -114,19 +121,30 @@ pub struct Committer {
 
 impl Committer {
     /// Runs until every source has reported `Done` (or all are gone).
-    pub fn run(self, mut cp: Checkpoint, rx: Receiver<SourceEvent>, sources: usize) -> anyhow::Result<()> {
+    pub fn run(
+        self,
+        mut cp: Checkpoint,
+        rx: Receiver<SourceEvent>,
+        sources: usize,
+    ) -> anyhow::Result<()> {
         let mut queue: VecDeque<SourceEvent> = VecDeque::new();
         let mut done = 0usize;
         let mut dirty = false;
         let mut next_digest = Instant::now() + self.digest_interval;
-        let mut prev_gen: BTreeMap<StreamId, u64> = cp.streams.iter().map(|(k, v)| (k.clone(), v.next_seq)).collect();
+        let mut prev_gen: BTreeMap<StreamId, u64> = cp
+            .streams
+            .iter()
+            .map(|(k, v)| (k.clone(), v.next_seq))
+            .collect();
         let mut prev_digest_gen = cp.digest.next_seq;
         let mut failing_since: Option<Instant> = None;
         let mut disconnected = false;
         loop {
             // Take what has arrived, waiting at most until the next digest.
             if queue.is_empty() && !disconnected {
-                let wait = next_digest.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
+                let wait = next_digest
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(500));
                 match rx.recv_timeout(wait) {
                     Ok(ev) => queue.push_back(ev),
                     Err(RecvTimeoutError::Timeout) => {}
@@ -165,7 +183,9 @@ impl Committer {
                 }
             }
             let finishing = done >= sources || disconnected;
-            if (Instant::now() >= next_digest || (finishing && queue.is_empty())) && blocked.is_none() {
+            if (Instant::now() >= next_digest || (finishing && queue.is_empty()))
+                && blocked.is_none()
+            {
                 match self.write_digest(&mut cp) {
                     Ok(()) => {
                         dirty = true;
@@ -182,7 +202,11 @@ impl Committer {
                             self.spool.forget_shipped_segments(stream, *below);
                         }
                         self.spool.forget_shipped_digests(prev_digest_gen);
-                        prev_gen = cp.streams.iter().map(|(k, v)| (k.clone(), v.next_seq)).collect();
+                        prev_gen = cp
+                            .streams
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.next_seq))
+                            .collect();
                         prev_digest_gen = cp.digest.next_seq;
                         self.ship_wake.notify_one();
                     }
@@ -208,7 +232,12 @@ impl Committer {
                     }
                 }
             }
-            self.board.spool(self.spool.bytes(), self.spool.segment_count(), pause, blocked.clone());
+            self.board.spool(
+                self.spool.bytes(),
+                self.spool.segment_count(),
+                pause,
+                blocked.clone(),
+            );
             if let Some(why) = &blocked {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 tracing::error!("cannot make data durable in the spool: {why}; retrying (nothing is lost: unread data stays in the source files)");
@@ -228,7 +257,12 @@ impl Committer {
     fn commit_segment(&self, cp: &mut Checkpoint, seg: &SealedSegment) -> anyhow::Result<()> {
         let st = cp.streams.entry(seg.stream.clone()).or_default();
         if seg.seq != st.next_seq {
-            bail!("internal: stream {} sealed segment {} but the chain expects {}", seg.stream, seg.seq, st.next_seq);
+            bail!(
+                "internal: stream {} sealed segment {} but the chain expects {}",
+                seg.stream,
+                seg.seq,
+                st.next_seq
+            );
         }
         let meta = SegmentMeta {
             format: SEGMENT_FORMAT_V1.to_string(),
@@ -284,7 +318,10 @@ impl Committer {
             segments,
         };
         let bytes = body.encode();
-        let sig = self.key.sign(DIGEST_NAMESPACE, &bytes).context("signing digest")?;
+        let sig = self
+            .key
+            .sign(DIGEST_NAMESPACE, &bytes)
+            .context("signing digest")?;
         self.spool
             .write_digest(body.seq, &bytes, sig.as_bytes())
             .with_context(|| format!("spooling digest {}", body.seq))?;
@@ -293,7 +330,11 @@ impl Committer {
         cp.digest.window_start = Some(format_utc(body.window_end));
         cp.digest.pending.clear();
         self.board.digest_written(body.seq);
-        tracing::debug!(seq = body.seq, segments = body.segments.len(), "digest written");
+        tracing::debug!(
+            seq = body.seq,
+            segments = body.segments.len(),
+            "digest written"
+        );
         Ok(())
     }
 }

@@ -27,7 +27,9 @@ pub enum StoreTarget {
 pub enum SourceFraming {
     Lines,
     /// Fixed-size binary records (utmp: 384 bytes).
-    Records { size: u32 },
+    Records {
+        size: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +141,9 @@ impl RawSource {
     /// checked here (a malformed flag is a usage error); the category,
     /// framing and glob are checked with the rest of the configuration.
     pub fn parse_flag(text: &str) -> Result<RawSource, String> {
-        let (left, glob) = text
-            .split_once('=')
-            .ok_or_else(|| format!("{text:?} is not CATEGORY[:FRAMING]=GLOB (for example os=/var/log/syslog*)"))?;
+        let (left, glob) = text.split_once('=').ok_or_else(|| {
+            format!("{text:?} is not CATEGORY[:FRAMING]=GLOB (for example os=/var/log/syslog*)")
+        })?;
         if glob.is_empty() {
             return Err(format!("{text:?} has an empty GLOB after '='"));
         }
@@ -154,7 +156,9 @@ impl RawSource {
             category: Some(category.to_string()),
             paths: Some(vec![glob.to_string()]),
             framing,
-            origin: SourceOrigin::Flag { text: text.to_string() },
+            origin: SourceOrigin::Flag {
+                text: text.to_string(),
+            },
         })
     }
 
@@ -208,9 +212,17 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("configuration file {path}, line {line}, column {column}: {message}")]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{}", render_problems(file.as_deref(), problems))]
-    Invalid { file: Option<PathBuf>, problems: Vec<Problem> },
+    Invalid {
+        file: Option<PathBuf>,
+        problems: Vec<Problem>,
+    },
 }
 
 /// One thing wrong with a configuration: the key or flag, and what is wrong
@@ -251,15 +263,25 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 impl RawConfig {
     /// Reads and parses a TOML configuration file.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         RawConfig::from_toml(&text, path)
     }
 
     /// Parses TOML `text`; `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |span| line_column(text, span.start));
-            ConfigError::Parse { path: path.to_path_buf(), line, column, message: e.message().trim_end().to_string() }
+            let (line, column) = e
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
         })?;
         for (index, source) in raw.sources.iter_mut().enumerate() {
             source.origin = SourceOrigin::File { index };
@@ -310,23 +332,33 @@ impl RawConfig {
     }
 
     fn invalid(&self, problems: Vec<Problem>) -> ConfigError {
-        ConfigError::Invalid { file: self.file.clone(), problems }
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            problems,
+        }
     }
 
     fn problem(&self, field: &'static str, message: impl Into<String>) -> Problem {
-        Problem { key: self.key(field), message: message.into() }
+        Problem {
+            key: self.key(field),
+            message: message.into(),
+        }
     }
 
     /// The checked host id: the configured one, or this machine's hostname
     /// made safe for object names.
     pub fn checked_host_id(&self) -> Result<HostId, ConfigError> {
-        self.host_id_with(system_hostname().as_deref()).map_err(|p| self.invalid(vec![p]))
+        self.host_id_with(system_hostname().as_deref())
+            .map_err(|p| self.invalid(vec![p]))
     }
 
     fn host_id_with(&self, hostname: Option<&str>) -> Result<HostId, Problem> {
         match &self.host_id {
             Some(id) => HostId::new(id.clone()).map_err(|e| {
-                self.problem("host_id", format!("{:?} {}; it becomes part of every object name", id, e.why))
+                self.problem(
+                    "host_id",
+                    format!("{:?} {}; it becomes part of every object name", id, e.why),
+                )
             }),
             None => {
                 let Some(hostname) = hostname else {
@@ -360,7 +392,10 @@ impl RawConfig {
             Some(dir) if dir.is_absolute() => Ok(dir.clone()),
             Some(dir) => Err(self.problem(
                 "state_dir",
-                format!("{} is relative; use an absolute path such as {DEFAULT_STATE_DIR}", dir.display()),
+                format!(
+                    "{} is relative; use an absolute path such as {DEFAULT_STATE_DIR}",
+                    dir.display()
+                ),
             )),
         }
     }
@@ -383,7 +418,11 @@ impl RawConfig {
         let scheme = store
             .split_once("://")
             .map(|(scheme, _)| scheme)
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-'));
+            .filter(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-')
+            });
         if let Some(scheme) = scheme {
             return Err(if RESERVED_STORE_SCHEMES.contains(&scheme) {
                 self.problem(
@@ -401,7 +440,9 @@ impl RawConfig {
         if !path.is_absolute() {
             return Err(self.problem(
                 "store",
-                format!("{store:?} is relative; use an absolute directory path such as /srv/custody"),
+                format!(
+                    "{store:?} is relative; use an absolute directory path such as /srv/custody"
+                ),
             ));
         }
         Ok(StoreTarget::Filesystem(path))
@@ -411,11 +452,18 @@ impl RawConfig {
         let level = match &self.level {
             None => DEFAULT_LEVEL,
             Some(text) => text.parse::<Level>().map_err(|_| {
-                self.problem("level", format!("{text:?} is not a responsibility level; use one of A, B, C, D, E"))
+                self.problem(
+                    "level",
+                    format!("{text:?} is not a responsibility level; use one of A, B, C, D, E"),
+                )
             })?,
         };
         RetentionPolicy::new(level, self.retention_months).map_err(|e| {
-            let field = if self.retention_months.is_some() { "retention_months" } else { "level" };
+            let field = if self.retention_months.is_some() {
+                "retention_months"
+            } else {
+                "level"
+            };
             self.problem(field, e.to_string())
         })
     }
@@ -433,7 +481,9 @@ impl RawConfig {
         // name -> the key of the source that first used it
         let mut seen: Vec<(String, String)> = Vec::new();
         for raw in &self.sources {
-            let Some(source) = check_source(raw, problems) else { continue };
+            let Some(source) = check_source(raw, problems) else {
+                continue;
+            };
             if let Some((_, first)) = seen.iter().find(|(name, _)| *name == source.name) {
                 let how = if raw.name.is_some() {
                     "set here"
@@ -478,12 +528,34 @@ impl RawConfig {
             }
             Some(v)
         };
-        let segment_max_bytes = positive("segment_max_bytes", self.segment_max_bytes, DEFAULT_SEGMENT_MAX_BYTES);
-        let segment_max_age_ms = positive("segment_max_age_ms", self.segment_max_age_ms, DEFAULT_SEGMENT_MAX_AGE_MS);
-        let digest_interval_ms = positive("digest_interval_ms", self.digest_interval_ms, DEFAULT_DIGEST_INTERVAL_MS);
-        let poll_interval_ms = positive("poll_interval_ms", self.poll_interval_ms, DEFAULT_POLL_INTERVAL_MS);
-        let spool_max_bytes = positive("spool_max_bytes", self.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
-        let partial_line_wait_ms = self.partial_line_wait_ms.unwrap_or(DEFAULT_PARTIAL_LINE_WAIT_MS);
+        let segment_max_bytes = positive(
+            "segment_max_bytes",
+            self.segment_max_bytes,
+            DEFAULT_SEGMENT_MAX_BYTES,
+        );
+        let segment_max_age_ms = positive(
+            "segment_max_age_ms",
+            self.segment_max_age_ms,
+            DEFAULT_SEGMENT_MAX_AGE_MS,
+        );
+        let digest_interval_ms = positive(
+            "digest_interval_ms",
+            self.digest_interval_ms,
+            DEFAULT_DIGEST_INTERVAL_MS,
+        );
+        let poll_interval_ms = positive(
+            "poll_interval_ms",
+            self.poll_interval_ms,
+            DEFAULT_POLL_INTERVAL_MS,
+        );
+        let spool_max_bytes = positive(
+            "spool_max_bytes",
+            self.spool_max_bytes,
+            DEFAULT_SPOOL_MAX_BYTES,
+        );
+        let partial_line_wait_ms = self
+            .partial_line_wait_ms
+            .unwrap_or(DEFAULT_PARTIAL_LINE_WAIT_MS);
         let shutdown_grace_ms = self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS);
 
         let segment_max_bytes = segment_max_bytes.and_then(|v| {
@@ -508,14 +580,20 @@ impl RawConfig {
             None | Some("beginning") => Some(StartAt::Beginning),
             Some("end") => Some(StartAt::End),
             Some(other) => {
-                problems.push(self.problem("start_at", format!("{other:?} is not one of beginning, end")));
+                problems.push(self.problem(
+                    "start_at",
+                    format!("{other:?} is not one of beginning, end"),
+                ));
                 None
             }
         };
         let zstd_level = match self.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL) {
             level @ 1..=19 => Some(level),
             other => {
-                problems.push(self.problem("zstd_level", format!("{other} is out of range; use 1 to 19")));
+                problems.push(self.problem(
+                    "zstd_level",
+                    format!("{other} is out of range; use 1 to 19"),
+                ));
                 None
             }
         };
@@ -600,7 +678,9 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
     if paths.is_empty() {
         problems.push(Problem {
             key: raw.key("paths"),
-            message: "must list at least one absolute path or glob, for example [\"/var/log/syslog*\"]".to_string(),
+            message:
+                "must list at least one absolute path or glob, for example [\"/var/log/syslog*\"]"
+                    .to_string(),
         });
     }
     for (i, pattern) in paths.iter().enumerate() {
@@ -609,18 +689,27 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
             SourceOrigin::Flag { .. } => raw.key("paths"),
         };
         if !Path::new(pattern).is_absolute() {
-            problems.push(Problem { key, message: format!("{pattern:?} is relative; use an absolute path or glob") });
+            problems.push(Problem {
+                key,
+                message: format!("{pattern:?} is relative; use an absolute path or glob"),
+            });
         } else if let Err(e) = glob::Pattern::new(pattern) {
             problems.push(Problem {
                 key,
-                message: format!("{pattern:?} is not a valid glob: {} at character {}", e.msg, e.pos + 1),
+                message: format!(
+                    "{pattern:?} is not a valid glob: {} at character {}",
+                    e.msg,
+                    e.pos + 1
+                ),
             });
         }
     }
     let framing = match raw.framing.as_deref() {
         None => paths.first().map(|p| auto_framing(p)),
         Some("lines") => Some(SourceFraming::Lines),
-        Some("utmp") => Some(SourceFraming::Records { size: UTMP_RECORD_SIZE }),
+        Some("utmp") => Some(SourceFraming::Records {
+            size: UTMP_RECORD_SIZE,
+        }),
         Some(other) => {
             problems.push(Problem {
                 key: raw.key("framing"),
@@ -639,22 +728,35 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
             let message = if raw.name.is_some() {
                 format!("{name:?} {}; the name is part of the stream id", e.why)
             } else {
-                format!("the name derived from the first path, {name:?}, {}; set name explicitly", e.why)
+                format!(
+                    "the name derived from the first path, {name:?}, {}; set name explicitly",
+                    e.why
+                )
             };
-            problems.push(Problem { key: raw.key("name"), message });
+            problems.push(Problem {
+                key: raw.key("name"),
+                message,
+            });
         }
     }
     if problems.len() != before {
         return None;
     }
-    Some(SourceConfig { name: name?, category: category?, paths, framing: framing? })
+    Some(SourceConfig {
+        name: name?,
+        category: category?,
+        paths,
+        framing: framing?,
+    })
 }
 
 /// utmp framing for files named like the login record files, lines otherwise.
 fn auto_framing(pattern: &str) -> SourceFraming {
     let file = pattern.rsplit('/').next().unwrap_or(pattern);
     if UTMP_PREFIXES.iter().any(|p| file.starts_with(p)) {
-        SourceFraming::Records { size: UTMP_RECORD_SIZE }
+        SourceFraming::Records {
+            size: UTMP_RECORD_SIZE,
+        }
     } else {
         SourceFraming::Lines
     }
@@ -699,9 +801,19 @@ pub fn sanitize_host_id(hostname: &str) -> String {
     let mapped: String = hostname
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    mapped.trim_start_matches(['.', '-']).chars().take(128).collect()
+    mapped
+        .trim_start_matches(['.', '-'])
+        .chars()
+        .take(128)
+        .collect()
 }
 
 #[cfg(test)]
@@ -714,7 +826,10 @@ mod tests {
 
     /// Checks `text`; the error rendered as the user would see it.
     fn check(text: &str) -> Result<Config, String> {
-        parse(text).map_err(|e| e.to_string())?.check_with_hostname(Some("host")).map_err(|e| e.to_string())
+        parse(text)
+            .map_err(|e| e.to_string())?
+            .check_with_hostname(Some("host"))
+            .map_err(|e| e.to_string())
     }
 
     const MINIMAL: &str = r#"
@@ -756,7 +871,10 @@ paths = ["/var/log/syslog*"]
     fn bad_category_names_the_key_and_the_valid_values() {
         let text = format!("{MINIMAL}\n[[sources]]\ncategory = \"web\"\npaths = [\"/a\"]\n[[sources]]\ncategory = \"weblog\"\npaths = [\"/b\"]\n");
         let err = check(&text).unwrap_err();
-        assert!(err.contains("sources[2].category: \"weblog\" is not one of os, web, app, logon"), "{err}");
+        assert!(
+            err.contains("sources[2].category: \"weblog\" is not one of os, web, app, logon"),
+            "{err}"
+        );
         assert!(err.contains("/etc/custody/agent.toml"), "{err}");
     }
 
@@ -784,7 +902,10 @@ paths = ["/b"]
             err.contains("sources[1].name: \"web-access.log\" (derived from the category and the first path) is already used by sources[0].name"),
             "{err}"
         );
-        assert!(err.contains("sources[3].name: \"x\" (set here) is already used by sources[2].name"), "{err}");
+        assert!(
+            err.contains("sources[3].name: \"x\" (set here) is already used by sources[2].name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -801,7 +922,10 @@ paths = ["/b"]
     fn unknown_key_is_an_error_naming_the_key_and_position() {
         let err = check(&format!("levle = \"A\"\n{MINIMAL}")).unwrap_err();
         assert!(err.contains("unknown field `levle`"), "{err}");
-        assert!(err.contains("/etc/custody/agent.toml, line 1, column 1"), "{err}");
+        assert!(
+            err.contains("/etc/custody/agent.toml, line 1, column 1"),
+            "{err}"
+        );
 
         let err = check(&format!("{MINIMAL}framings = \"utmp\"\n")).unwrap_err();
         assert!(err.contains("unknown field `framings`"), "{err}");
@@ -814,15 +938,24 @@ paths = ["/b"]
             .unwrap_err();
         assert!(err.contains("store: \"store\" is relative"), "{err}");
         assert!(err.contains("state_dir: state is relative"), "{err}");
-        assert!(err.contains("sources[0].paths[1]: \"var/log/x\" is relative"), "{err}");
+        assert!(
+            err.contains("sources[0].paths[1]: \"var/log/x\" is relative"),
+            "{err}"
+        );
     }
 
     #[test]
     fn empty_or_missing_paths_are_refused() {
         let err = check("store = \"/s\"\n[[sources]]\ncategory = \"os\"\npaths = []\n[[sources]]\ncategory = \"web\"\n")
             .unwrap_err();
-        assert!(err.contains("sources[0].paths: must list at least one"), "{err}");
-        assert!(err.contains("sources[1].paths: must list at least one"), "{err}");
+        assert!(
+            err.contains("sources[0].paths: must list at least one"),
+            "{err}"
+        );
+        assert!(
+            err.contains("sources[1].paths: must list at least one"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -842,9 +975,15 @@ paths = ["/b"]
     #[test]
     fn reserved_store_kinds_are_refused_by_name() {
         let err = check(&MINIMAL.replace("/srv/custody", "s3://bucket/prefix")).unwrap_err();
-        assert!(err.contains("store kind s3 is not supported by this build"), "{err}");
+        assert!(
+            err.contains("store kind s3 is not supported by this build"),
+            "{err}"
+        );
         let err = check(&MINIMAL.replace("/srv/custody", "https://example.org/store")).unwrap_err();
-        assert!(err.contains("store kind https is not supported by this build"), "{err}");
+        assert!(
+            err.contains("store kind https is not supported by this build"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -869,24 +1008,41 @@ framing = "utmp"
 "#;
         let config = check(text).unwrap();
         let framings: Vec<_> = config.sources.iter().map(|s| s.framing).collect();
-        let utmp = SourceFraming::Records { size: UTMP_RECORD_SIZE };
+        let utmp = SourceFraming::Records {
+            size: UTMP_RECORD_SIZE,
+        };
         assert_eq!(framings, [utmp, utmp, SourceFraming::Lines, utmp]);
         let err = check(&format!("{MINIMAL}framing = \"json\"\n")).unwrap_err();
-        assert!(err.contains("sources[0].framing: \"json\" is not one of lines, utmp"), "{err}");
+        assert!(
+            err.contains("sources[0].framing: \"json\" is not one of lines, utmp"),
+            "{err}"
+        );
     }
 
     #[test]
     fn invalid_names_and_globs_are_refused() {
         let err = check("store = \"/s\"\n[[sources]]\nname = \"a/b\"\ncategory = \"os\"\npaths = [\"/var/log/[x\"]\n")
             .unwrap_err();
-        assert!(err.contains("sources[0].name: \"a/b\" may contain only"), "{err}");
-        assert!(err.contains("sources[0].paths[0]: \"/var/log/[x\" is not a valid glob"), "{err}");
+        assert!(
+            err.contains("sources[0].name: \"a/b\" may contain only"),
+            "{err}"
+        );
+        assert!(
+            err.contains("sources[0].paths[0]: \"/var/log/[x\" is not a valid glob"),
+            "{err}"
+        );
     }
 
     #[test]
     fn spool_must_hold_a_segment() {
-        let err = check(&format!("segment_max_bytes = 2048\nspool_max_bytes = 1024\n{MINIMAL}")).unwrap_err();
-        assert!(err.contains("spool_max_bytes: 1024 is smaller than segment_max_bytes (2048)"), "{err}");
+        let err = check(&format!(
+            "segment_max_bytes = 2048\nspool_max_bytes = 1024\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("spool_max_bytes: 1024 is smaller than segment_max_bytes (2048)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -898,10 +1054,16 @@ framing = "utmp"
     #[test]
     fn derived_names_drop_wildcards() {
         assert_eq!(derive_name(Category::Os, "/var/log/syslog*"), "os-syslog");
-        assert_eq!(derive_name(Category::Logon, "/var/log/auth.log.[0-9]"), "logon-auth.log");
+        assert_eq!(
+            derive_name(Category::Logon, "/var/log/auth.log.[0-9]"),
+            "logon-auth.log"
+        );
         assert_eq!(derive_name(Category::App, "/srv/*.log"), "app-log");
         assert_eq!(derive_name(Category::App, "/srv/*"), "app");
-        assert_eq!(derive_name(Category::Web, "/srv/my app.log"), "web-my_app.log");
+        assert_eq!(
+            derive_name(Category::Web, "/srv/my app.log"),
+            "web-my_app.log"
+        );
     }
 
     #[test]
@@ -912,7 +1074,10 @@ framing = "utmp"
         let config = raw.check_with_hostname(Some("db 1")).unwrap();
         assert_eq!(config.host_id.as_str(), "db-1");
         let err = raw.check_with_hostname(None).unwrap_err().to_string();
-        assert!(err.contains("host_id: not set and this machine's hostname could not be read"), "{err}");
+        assert!(
+            err.contains("host_id: not set and this machine's hostname could not be read"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub struct FileKey {
 
 impl FileKey {
     pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self { device: meta.dev(), inode: meta.ino() }
+        Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+        }
     }
 }
 
@@ -62,7 +65,10 @@ impl Fingerprint {
     pub fn compute(file: &File, size: u64) -> io::Result<Self> {
         let len = size.min(FINGERPRINT_WINDOW);
         let bytes = read_exact_at(file, 0, len)?.unwrap_or_default();
-        Ok(Self { len: bytes.len() as u64, hash: Sha256::digest(&bytes) })
+        Ok(Self {
+            len: bytes.len() as u64,
+            hash: Sha256::digest(&bytes),
+        })
     }
 
     /// Whether `file` begins with the bytes this fingerprint was taken of.
@@ -79,7 +85,10 @@ impl TailCheck {
     pub fn of_bytes_before(raw_tail: &[u8]) -> Self {
         let n = raw_tail.len().min(TAIL_WINDOW as usize);
         let tail = &raw_tail[raw_tail.len() - n..];
-        Self { len: n as u64, hash: Sha256::digest(tail) }
+        Self {
+            len: n as u64,
+            hash: Sha256::digest(tail),
+        }
     }
 
     pub fn holds(&self, file: &File, offset: u64) -> io::Result<bool> {
@@ -98,7 +107,10 @@ impl TailCheck {
 /// read as new data.
 pub fn looks_compressed(path: &std::path::Path, head: &[u8]) -> bool {
     const EXTS: [&str; 8] = ["gz", "bz2", "xz", "zst", "lz4", "zip", "Z", "lzma"];
-    let by_name = path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTS.contains(&e));
+    let by_name = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTS.contains(&e));
     let by_magic = head.starts_with(&[0x1f, 0x8b])
         || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
         || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])

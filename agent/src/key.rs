@@ -39,7 +39,11 @@ pub fn key_comment(host_id: &HostId) -> String {
 /// The `allowed_signers` line an auditor needs to verify this host's
 /// signatures: `<host-id> namespaces="custody-digest,custody-bundle" ssh-ed25519 AAAA… custody-agent@<host-id>`.
 pub fn allowed_signers_entry(key: &HostKey, host_id: &HostId) -> String {
-    sign::allowed_signers_line(host_id.as_str(), &ALLOWED_NAMESPACES, &key.public_key_line(&key_comment(host_id)))
+    sign::allowed_signers_line(
+        host_id.as_str(),
+        &ALLOWED_NAMESPACES,
+        &key.public_key_line(&key_comment(host_id)),
+    )
 }
 
 /// Loads `STATE/host_key`, creating it (and the state directory) if absent.
@@ -66,7 +70,10 @@ fn load_or_create_with_comment(state_dir: &Path, comment: &str) -> anyhow::Resul
             }
             // Another process created it between our look and our create.
             None => load(&key_path)?.with_context(|| {
-                format!("host key {} vanished while it was being created", key_path.display())
+                format!(
+                    "host key {} vanished while it was being created",
+                    key_path.display()
+                )
             })?,
         },
     };
@@ -80,7 +87,12 @@ fn create_state_dir(state_dir: &Path) -> anyhow::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
-        .with_context(|| format!("cannot create state directory {} (state_dir)", state_dir.display()))
+        .with_context(|| {
+            format!(
+                "cannot create state directory {} (state_dir)",
+                state_dir.display()
+            )
+        })
 }
 
 /// `Ok(None)` if the file does not exist.
@@ -88,7 +100,9 @@ fn load(key_path: &Path) -> anyhow::Result<Option<HostKey>> {
     let meta = match fs::metadata(key_path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot stat host key {}", key_path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot stat host key {}", key_path.display()))
+        }
     };
     if !meta.is_file() {
         bail!("host key {} is not a regular file", key_path.display());
@@ -102,7 +116,8 @@ fn load(key_path: &Path) -> anyhow::Result<Option<HostKey>> {
             key_path.display()
         );
     }
-    let text = fs::read_to_string(key_path).with_context(|| format!("cannot read host key {}", key_path.display()))?;
+    let text = fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read host key {}", key_path.display()))?;
     let key = HostKey::from_openssh(&text).with_context(|| {
         format!(
             "host key {} is not a usable OpenSSH Ed25519 private key; if it is damaged, move it away and a new key \
@@ -117,10 +132,17 @@ fn load(key_path: &Path) -> anyhow::Result<Option<HostKey>> {
 /// meanwhile.
 fn create(state_dir: &Path, key_path: &Path) -> anyhow::Result<Option<HostKey>> {
     let key = HostKey::generate();
-    let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(key_path) {
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key_path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot create host key {}", key_path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot create host key {}", key_path.display()))
+        }
     };
     // The umask cannot widen 0600, but a pre-set default ACL might; make sure.
     file.set_permissions(fs::Permissions::from_mode(0o600))
@@ -152,17 +174,32 @@ fn ensure_public_key_file(state_dir: &Path, key: &HostKey, comment: &str) -> any
             }
             Ok(())
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => write_public_key_file(state_dir, &pub_path, key, comment),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            write_public_key_file(state_dir, &pub_path, key, comment)
+        }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", pub_path.display())),
     }
 }
 
 /// Temp file, fsync, rename, fsync the directory: never a torn .pub file.
-fn write_public_key_file(state_dir: &Path, pub_path: &Path, key: &HostKey, comment: &str) -> anyhow::Result<()> {
-    let tmp: PathBuf = state_dir.join(format!(".{HOST_PUBLIC_KEY_FILE}.tmp-{}", std::process::id()));
+fn write_public_key_file(
+    state_dir: &Path,
+    pub_path: &Path,
+    key: &HostKey,
+    comment: &str,
+) -> anyhow::Result<()> {
+    let tmp: PathBuf = state_dir.join(format!(
+        ".{HOST_PUBLIC_KEY_FILE}.tmp-{}",
+        std::process::id()
+    ));
     let line = format!("{}\n", key.public_key_line(comment));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
         file.set_permissions(fs::Permissions::from_mode(0o644))?;
         file.write_all(line.as_bytes())?;
         file.sync_all()?;
@@ -194,12 +231,23 @@ mod tests {
         let second = load_or_create(&state).unwrap();
         assert_eq!(first.fingerprint(), second.fingerprint());
 
-        let key_mode = fs::metadata(state.join(HOST_KEY_FILE)).unwrap().permissions().mode() & 0o777;
+        let key_mode = fs::metadata(state.join(HOST_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(key_mode, 0o600);
-        let pub_mode = fs::metadata(state.join(HOST_PUBLIC_KEY_FILE)).unwrap().permissions().mode() & 0o777;
+        let pub_mode = fs::metadata(state.join(HOST_PUBLIC_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(pub_mode, 0o644);
         let pub_line = fs::read_to_string(state.join(HOST_PUBLIC_KEY_FILE)).unwrap();
-        assert_eq!(pub_line.trim_end(), first.public_key_line("custody-agent@web01"));
+        assert_eq!(
+            pub_line.trim_end(),
+            first.public_key_line("custody-agent@web01")
+        );
     }
 
     #[test]
@@ -221,7 +269,9 @@ mod tests {
         fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
         let err = format!("{:#}", load_or_create(dir.path()).unwrap_err());
         assert!(err.contains("not a usable OpenSSH"), "{err}");
-        assert!(fs::read_to_string(&key_path).unwrap().ends_with("truncated"));
+        assert!(fs::read_to_string(&key_path)
+            .unwrap()
+            .ends_with("truncated"));
     }
 
     #[test]
@@ -229,7 +279,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         load_or_create(dir.path()).unwrap();
         let other = HostKey::generate();
-        fs::write(dir.path().join(HOST_PUBLIC_KEY_FILE), other.public_key_line("x")).unwrap();
+        fs::write(
+            dir.path().join(HOST_PUBLIC_KEY_FILE),
+            other.public_key_line("x"),
+        )
+        .unwrap();
         let err = format!("{:#}", load_or_create(dir.path()).unwrap_err());
         assert!(err.contains("different public key"), "{err}");
     }
@@ -239,7 +293,8 @@ mod tests {
         let key = HostKey::generate();
         let host = HostId::new("db-2.example").unwrap();
         let line = allowed_signers_entry(&key, &host);
-        let expected_prefix = "db-2.example namespaces=\"custody-digest,custody-bundle\" ssh-ed25519 AAAA";
+        let expected_prefix =
+            "db-2.example namespaces=\"custody-digest,custody-bundle\" ssh-ed25519 AAAA";
         assert!(line.starts_with(expected_prefix), "{line}");
         assert!(line.ends_with(" custody-agent@db-2.example"), "{line}");
     }

@@ -2,18 +2,18 @@
 //! checkpointer and the digest writer as rooms of their own.
 #![deny(unsafe_code)]
 
-pub mod config;
-pub mod key;
-pub mod cli;
 pub mod board;
 pub mod checkpoint;
+pub mod cli;
 pub mod clock;
 pub mod committer;
+pub mod config;
 pub mod fingerprint;
+pub mod key;
 pub mod run;
 pub mod seal;
 pub mod ship;
 pub mod source;
 pub mod spool;
-pub mod wake;
 pub mod status;
+pub mod wake;

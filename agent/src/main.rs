@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use custody_agent::cli::{self, Cli, Command, HoldCommand, KeyCommand, LogFormat, EXIT_FAILURE, EXIT_OK};
+use custody_agent::cli::{
+    self, Cli, Command, HoldCommand, KeyCommand, LogFormat, EXIT_FAILURE, EXIT_OK,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -33,14 +35,20 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::CheckConfig(args) => Ok(cli::check_config(&args)),
         Command::Status(args) => cli::status(&args, &pid_alive),
-        Command::Key { command: KeyCommand::Show(args) } => cli::key_show(&args).map(|()| EXIT_OK),
+        Command::Key {
+            command: KeyCommand::Show(args),
+        } => cli::key_show(&args).map(|()| EXIT_OK),
         Command::Prune(args) => runtime()?.block_on(cli::prune(&args)).map(|()| EXIT_OK),
-        Command::Hold { command: HoldCommand::Set(args) } => {
-            runtime()?.block_on(cli::hold(&args, true)).map(|()| EXIT_OK)
-        }
-        Command::Hold { command: HoldCommand::Release(args) } => {
-            runtime()?.block_on(cli::hold(&args, false)).map(|()| EXIT_OK)
-        }
+        Command::Hold {
+            command: HoldCommand::Set(args),
+        } => runtime()?
+            .block_on(cli::hold(&args, true))
+            .map(|()| EXIT_OK),
+        Command::Hold {
+            command: HoldCommand::Release(args),
+        } => runtime()?
+            .block_on(cli::hold(&args, false))
+            .map(|()| EXIT_OK),
     }
 }
 
@@ -60,7 +68,9 @@ fn init_logging(verbose: u8, format: LogFormat) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -97,7 +107,9 @@ async fn shutdown_signal() {
 /// only checks existence and permission. EPERM means the process exists but
 /// belongs to another user (status run by an operator, agent by root).
 fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     if pid <= 0 {
         // 0 and negative ids address process groups, not one process.
         return false;

@@ -51,9 +51,11 @@ fn watch_dir(pattern: &str) -> PathBuf {
 
 fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>> {
     match target {
-        StoreTarget::Filesystem(dir) => Ok(Arc::new(
-            FsStore::open(dir.clone()).with_context(|| format!("opening the filesystem store {}", dir.display()))?,
-        )),
+        StoreTarget::Filesystem(dir) => {
+            Ok(Arc::new(FsStore::open(dir.clone()).with_context(|| {
+                format!("opening the filesystem store {}", dir.display())
+            })?))
+        }
     }
 }
 
@@ -79,10 +81,17 @@ fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 
 /// Runs the agent until `shutdown` resolves, then flushes open segments,
 /// ships what it can within `config.shutdown_grace` and persists checkpoints.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let state_dir = config.state_dir.clone();
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("creating state directory {}; make its parent writable by the agent's user", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir).with_context(|| {
+        format!(
+            "creating state directory {}; make its parent writable by the agent's user",
+            state_dir.display()
+        )
+    })?;
     let _lock = lock_state_dir(&state_dir)?;
     let key = crate::key::load_or_create_for_host(&state_dir, &config.host_id)?;
     let public_key_line = key.public_key_line("");
@@ -98,7 +107,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let instance = InstanceId::random();
     let started = OffsetDateTime::now_utc();
-    let streams: Vec<StreamId> = config.sources.iter().map(stream_id).collect::<anyhow::Result<_>>()?;
+    let streams: Vec<StreamId> = config
+        .sources
+        .iter()
+        .map(stream_id)
+        .collect::<anyhow::Result<_>>()?;
     let board = Arc::new(Board::new(
         &state_dir,
         AgentStatus {
@@ -108,7 +121,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             agent_instance: instance.to_string(),
             running: true,
             store: store.describe(),
-            spool: crate::status::SpoolStatus { max_bytes: config.spool_max_bytes, ..Default::default() },
+            spool: crate::status::SpoolStatus {
+                max_bytes: config.spool_max_bytes,
+                ..Default::default()
+            },
             sources: config
                 .sources
                 .iter()
@@ -182,7 +198,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             poll_interval: config.poll_interval,
             partial_line_wait: config.partial_line_wait,
             start_at: config.start_at,
-            first_start: !cp.streams.contains_key(stream) || (st.next_seq == 0 && st.files.is_empty()),
+            first_start: !cp.streams.contains_key(stream)
+                || (st.next_seq == 0 && st.files.is_empty()),
         };
         let source = Source::new(
             src.clone(),
@@ -247,7 +264,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         board: board.clone(),
         wake: ship_wake.clone(),
     };
-    let shipper_task = tokio::spawn(shipper.run(stop.clone(), config.shutdown_grace, committer_done.clone()));
+    let shipper_task =
+        tokio::spawn(shipper.run(stop.clone(), config.shutdown_grace, committer_done.clone()));
 
     let status_board = board.clone();
     let status_task = tokio::spawn(async move {
@@ -294,7 +312,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let _ = board.write();
     match committer_result {
         Ok(Ok(())) => {
-            tracing::info!(unshipped_segments = spool.segment_count(), "custody-agent stopped");
+            tracing::info!(
+                unshipped_segments = spool.segment_count(),
+                "custody-agent stopped"
+            );
             Ok(())
         }
         Ok(Err(e)) => Err(e),

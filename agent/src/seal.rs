@@ -35,12 +35,18 @@ impl Sealer {
                 let mut c = zstd::bulk::Compressor::new(self.level).expect("zstd context");
                 let _ = c.include_contentsize(true);
                 let _ = c.include_checksum(true);
-                let o = c.compress(raw).expect("zstd compression of a memory buffer");
+                let o = c
+                    .compress(raw)
+                    .expect("zstd compression of a memory buffer");
                 self.compressor = c;
                 o
             }
         };
         let object_sha256 = Sha256::digest(&object);
-        Sealed { raw_sha256, object, object_sha256 }
+        Sealed {
+            raw_sha256,
+            object,
+            object_sha256,
+        }
     }
 }

@@ -33,7 +33,12 @@ pub struct Shipper {
 impl Shipper {
     /// Ships until `stop` is set, then keeps shipping until the spool is
     /// empty or `grace` has passed (the rest waits in the spool).
-    pub async fn run(self, stop: Arc<AtomicBool>, grace: Duration, committer_done: Arc<AtomicBool>) {
+    pub async fn run(
+        self,
+        stop: Arc<AtomicBool>,
+        grace: Duration,
+        committer_done: Arc<AtomicBool>,
+    ) {
         let mut backoff = Duration::from_millis(500);
         let mut key_published = false;
         let mut deadline: Option<Instant> = None;
@@ -59,7 +64,11 @@ impl Shipper {
                 }
             }
             let empty = self.spool.segment_count() == 0
-                && self.spool.pending_digests().map(|d| d.is_empty()).unwrap_or(false);
+                && self
+                    .spool
+                    .pending_digests()
+                    .map(|d| d.is_empty())
+                    .unwrap_or(false);
             if committer_done.load(Ordering::SeqCst) && empty {
                 return;
             }
@@ -72,20 +81,40 @@ impl Shipper {
                     return;
                 }
             }
-            let wait = if result_is_err(&self.board) { backoff } else { Duration::from_millis(1000) };
+            let wait = if result_is_err(&self.board) {
+                backoff
+            } else {
+                Duration::from_millis(1000)
+            };
             if result_is_err(&self.board) {
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-            let wait = if stopping { wait.min(Duration::from_millis(200)) } else { wait };
+            let wait = if stopping {
+                wait.min(Duration::from_millis(200))
+            } else {
+                wait
+            };
             let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }
     }
 
-    async fn put(&self, key: &str, bytes: &[u8], retain_until: OffsetDateTime) -> anyhow::Result<()> {
-        match self.store.put(key, bytes, PutOptions { retain_until }).await {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        retain_until: OffsetDateTime,
+    ) -> anyhow::Result<()> {
+        match self
+            .store
+            .put(key, bytes, PutOptions { retain_until })
+            .await
+        {
             Ok(PutOutcome::Created) => Ok(()),
             Ok(PutOutcome::AlreadyPresent) => {
-                tracing::debug!(key, "already in the store (retry after a lost acknowledgement)");
+                tracing::debug!(
+                    key,
+                    "already in the store (retry after a lost acknowledgement)"
+                );
                 Ok(())
             }
             Err(StoreError::Conflict { key }) => {
@@ -100,37 +129,62 @@ impl Shipper {
         let key = layout::public_key_key(&self.host, &self.public_key_line);
         let line = format!("{}\n", self.public_key_line.trim_end());
         let far = self.retention.retain_until(OffsetDateTime::now_utc());
-        self.put(&key, line.as_bytes(), far).await.context("publishing the host public key")
+        self.put(&key, line.as_bytes(), far)
+            .await
+            .context("publishing the host public key")
     }
 
     async fn ship_pending(&self) -> anyhow::Result<usize> {
         let mut shipped = 0;
         for seg in self.spool.pending_segments()? {
-            let record = std::fs::read(&seg.record).with_context(|| format!("reading {}", seg.record.display()))?;
-            let payload = std::fs::read(&seg.payload).with_context(|| format!("reading {}", seg.payload.display()))?;
-            let meta = SegmentMeta::decode(&record).with_context(|| format!("spooled record {}", seg.record.display()))?;
+            let record = std::fs::read(&seg.record)
+                .with_context(|| format!("reading {}", seg.record.display()))?;
+            let payload = std::fs::read(&seg.payload)
+                .with_context(|| format!("reading {}", seg.payload.display()))?;
+            let meta = SegmentMeta::decode(&record)
+                .with_context(|| format!("spooled record {}", seg.record.display()))?;
             if Sha256::digest(&payload) != meta.object_sha256 {
                 bail!(
                     "spooled payload {} does not match its record's object_sha256: the spool was altered or the disk is failing",
                     seg.payload.display()
                 );
             }
-            let payload_key = layout::segment_payload_key(&self.host, &meta.stream_id, meta.seq, &meta.object_sha256);
-            let meta_key = layout::segment_meta_key(&self.host, &meta.stream_id, meta.seq, &meta.object_sha256);
+            let payload_key = layout::segment_payload_key(
+                &self.host,
+                &meta.stream_id,
+                meta.seq,
+                &meta.object_sha256,
+            );
+            let meta_key = layout::segment_meta_key(
+                &self.host,
+                &meta.stream_id,
+                meta.seq,
+                &meta.object_sha256,
+            );
             self.put(&payload_key, &payload, meta.retain_until).await?;
             self.put(&meta_key, &record, meta.retain_until).await?;
-            self.spool.mark_segment_shipped(&seg, payload.len() as u64)?;
+            self.spool
+                .mark_segment_shipped(&seg, payload.len() as u64)?;
             self.board.shipped();
             shipped += 1;
         }
         for d in self.spool.pending_digests()? {
-            let body = std::fs::read(&d.body).with_context(|| format!("reading {}", d.body.display()))?;
-            let sig = std::fs::read(&d.sig).with_context(|| format!("reading {}", d.sig.display()))?;
-            let parsed = DigestBody::decode(&body).with_context(|| format!("spooled digest {}", d.body.display()))?;
+            let body =
+                std::fs::read(&d.body).with_context(|| format!("reading {}", d.body.display()))?;
+            let sig =
+                std::fs::read(&d.sig).with_context(|| format!("reading {}", d.sig.display()))?;
+            let parsed = DigestBody::decode(&body)
+                .with_context(|| format!("spooled digest {}", d.body.display()))?;
             let hash = Sha256::digest(&body);
             let retain = self.retention.retain_until(parsed.window_end);
-            self.put(&layout::digest_key(&self.host, d.seq, &hash), &body, retain).await?;
-            self.put(&layout::digest_sig_key(&self.host, d.seq, &hash), &sig, retain).await?;
+            self.put(&layout::digest_key(&self.host, d.seq, &hash), &body, retain)
+                .await?;
+            self.put(
+                &layout::digest_sig_key(&self.host, d.seq, &hash),
+                &sig,
+                retain,
+            )
+            .await?;
             self.spool.mark_digest_shipped(&d)?;
             self.board.shipped();
             shipped += 1;

@@ -24,7 +24,9 @@ use time::OffsetDateTime;
 use crate::board::Board;
 use crate::checkpoint::FileState;
 use crate::config::{SourceConfig, SourceFraming, StartAt};
-use crate::fingerprint::{looks_compressed, read_exact_at, FileKey, Fingerprint, TailCheck, FINGERPRINT_WINDOW};
+use crate::fingerprint::{
+    looks_compressed, read_exact_at, FileKey, Fingerprint, TailCheck, FINGERPRINT_WINDOW,
+};
 use crate::seal::Sealer;
 use crate::wake::Wake;
 
@@ -170,14 +172,22 @@ impl Source {
             let stopping = self.stop.load(Ordering::SeqCst);
             if !stopping && !self.paused.load(Ordering::SeqCst) {
                 // Rescan on wake-ups, at most every 100 ms, and at every poll.
-                if self.last_scan.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+                if self
+                    .last_scan
+                    .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+                {
                     self.scan();
                 }
                 if self.read_all().is_err() {
                     return; // the committer is gone
                 }
             }
-            if self.open.as_ref().is_some_and(|o| o.opened.elapsed() >= self.settings.segment_max_age) || stopping {
+            if self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.opened.elapsed() >= self.settings.segment_max_age)
+                || stopping
+            {
                 if self.seal_open().is_err() {
                     return;
                 }
@@ -200,7 +210,8 @@ impl Source {
                 }
             }
             let start = Instant::now();
-            self.wake.wait_until(deadline.max(start + Duration::from_millis(1)));
+            self.wake
+                .wait_until(deadline.max(start + Duration::from_millis(1)));
             // Bound the rate of work under a flood of events.
             let spent = start.elapsed();
             if spent < min_gap {
@@ -222,7 +233,8 @@ impl Source {
                 behind: t.size.saturating_sub(t.state.offset),
             })
             .collect();
-        self.board.set_source_files(&self.stream, files, self.errors.clone());
+        self.board
+            .set_source_files(&self.stream, files, self.errors.clone());
     }
 
     // ---- discovery -------------------------------------------------------
@@ -272,7 +284,8 @@ impl Source {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    self.errors.push(format!("cannot stat {}: {e}", path.display()));
+                    self.errors
+                        .push(format!("cannot stat {}: {e}", path.display()));
                     continue;
                 }
             };
@@ -301,7 +314,14 @@ impl Source {
         // agent was stopped is matched against the original's saved offset
         // before the original is found truncated.
         let known: HashSet<FileKey> = self.persisted.iter().map(|p| p.key).collect();
-        candidates.sort_by_key(|(p, m)| (known.contains(&FileKey::of(m)), m.mtime(), m.mtime_nsec(), p.clone()));
+        candidates.sort_by_key(|(p, m)| {
+            (
+                known.contains(&FileKey::of(m)),
+                m.mtime(),
+                m.mtime_nsec(),
+                p.clone(),
+            )
+        });
         for (path, meta) in candidates {
             self.consider_candidate(&path, &meta, true);
         }
@@ -316,7 +336,9 @@ impl Source {
             Ok(fm) => Some(fm),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let mode = fs::metadata(path).map(|m| describe_mode(&m)).unwrap_or_default();
+                let mode = fs::metadata(path)
+                    .map(|m| describe_mode(&m))
+                    .unwrap_or_default();
                 let msg = format!(
                     "cannot read {} ({mode}): permission denied; grant the agent's user read access (for example membership of the file's group, such as adm); the other sources keep going",
                     path.display()
@@ -326,7 +348,8 @@ impl Source {
                 None
             }
             Err(e) => {
-                self.errors.push(format!("cannot open {}: {e}", path.display()));
+                self.errors
+                    .push(format!("cannot open {}: {e}", path.display()));
                 None
             }
         }
@@ -334,12 +357,17 @@ impl Source {
 
     fn consider_candidate(&mut self, path: &Path, meta: &fs::Metadata, matched: bool) {
         let key = FileKey::of(meta);
-        let Some((file, meta)) = self.open_file(path) else { return };
+        let Some((file, meta)) = self.open_file(path) else {
+            return;
+        };
         if FileKey::of(&meta) != key {
             return; // replaced between stat and open; next scan sees it
         }
         let size = meta.len();
-        let head = read_exact_at(&file, 0, size.min(8)).ok().flatten().unwrap_or_default();
+        let head = read_exact_at(&file, 0, size.min(8))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         if looks_compressed(path, &head) {
             tracing::debug!(path = %path.display(), "not reading compressed rotation");
             self.ignored.insert(key);
@@ -348,11 +376,14 @@ impl Source {
         let fingerprint = match Fingerprint::compute(&file, size) {
             Ok(f) => f,
             Err(e) => {
-                self.errors.push(format!("cannot read {}: {e}", path.display()));
+                self.errors
+                    .push(format!("cannot read {}: {e}", path.display()));
                 return;
             }
         };
-        let Some((offset, tail, mid_unit)) = self.decide_start(&file, key, size, path) else { return };
+        let Some((offset, tail, mid_unit)) = self.decide_start(&file, key, size, path) else {
+            return;
+        };
         let state = FileState {
             path: path.to_string_lossy().into_owned(),
             key,
@@ -361,7 +392,11 @@ impl Source {
             tail,
             mid_unit,
         };
-        if self.out.send(SourceEvent::Track(self.stream.clone(), state.clone())).is_err() {
+        if self
+            .out
+            .send(SourceEvent::Track(self.stream.clone(), state.clone()))
+            .is_err()
+        {
             return;
         }
         self.tracked.push(Tracked {
@@ -378,13 +413,21 @@ impl Source {
     /// Where to start reading a file not followed yet: a saved offset
     /// (validated), the unread tail of a copy of a followed file, or the
     /// beginning. `None` defers the decision to a later scan.
-    fn decide_start(&mut self, file: &File, key: FileKey, size: u64, path: &Path) -> Option<(u64, Option<TailCheck>, bool)> {
+    fn decide_start(
+        &mut self,
+        file: &File,
+        key: FileKey,
+        size: u64,
+        path: &Path,
+    ) -> Option<(u64, Option<TailCheck>, bool)> {
         // 1. The checkpoint knows this device/inode.
         if let Some(i) = self.persisted.iter().position(|p| p.key == key) {
             let p = self.persisted.remove(i);
             let long_enough = size >= p.offset;
             let head_same = p.fingerprint.matches(file).unwrap_or(false);
-            let tail_same = p.tail.is_none_or(|t| t.holds(file, p.offset).unwrap_or(false));
+            let tail_same = p
+                .tail
+                .is_none_or(|t| t.holds(file, p.offset).unwrap_or(false));
             if long_enough && head_same && tail_same {
                 return Some((p.offset, p.tail, p.mid_unit));
             }
@@ -418,13 +461,19 @@ impl Source {
                 copy_of = Some((st.offset, st.tail, st.mid_unit, true));
                 continue;
             }
-            if !st.tail.is_none_or(|t| t.holds(file, st.offset).unwrap_or(false)) {
+            if !st
+                .tail
+                .is_none_or(|t| t.holds(file, st.offset).unwrap_or(false))
+            {
                 continue;
             }
             let intact = match tracked {
                 Some(t) => {
                     let now = t.file.metadata().map(|m| m.len()).unwrap_or(0);
-                    now >= st.offset && st.tail.is_none_or(|tc| tc.holds(&t.file, st.offset).unwrap_or(false))
+                    now >= st.offset
+                        && st
+                            .tail
+                            .is_none_or(|tc| tc.holds(&t.file, st.offset).unwrap_or(false))
                 }
                 None => false,
             };
@@ -449,10 +498,14 @@ impl Source {
         // 3. A new file.
         if self.settings.first_start && self.settings.start_at == StartAt::End {
             let tail = if size > 0 {
-                read_exact_at(file, size - size.min(crate::fingerprint::TAIL_WINDOW), size.min(crate::fingerprint::TAIL_WINDOW))
-                    .ok()
-                    .flatten()
-                    .map(|b| TailCheck::of_bytes_before(&b))
+                read_exact_at(
+                    file,
+                    size - size.min(crate::fingerprint::TAIL_WINDOW),
+                    size.min(crate::fingerprint::TAIL_WINDOW),
+                )
+                .ok()
+                .flatten()
+                .map(|b| TailCheck::of_bytes_before(&b))
             } else {
                 None
             };
@@ -472,10 +525,15 @@ impl Source {
         let lost = std::mem::take(&mut self.persisted);
         let mut still_lost = Vec::new();
         for p in lost {
-            let dir = Path::new(&p.path).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+            let dir = Path::new(&p.path)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/"));
             let found = fs::read_dir(&dir).ok().and_then(|rd| {
                 rd.filter_map(Result::ok).map(|e| e.path()).find(|path| {
-                    fs::metadata(path).map(|m| m.is_file() && FileKey::of(&m) == p.key).unwrap_or(false)
+                    fs::metadata(path)
+                        .map(|m| m.is_file() && FileKey::of(&m) == p.key)
+                        .unwrap_or(false)
                 })
             });
             match found {
@@ -493,7 +551,9 @@ impl Source {
         }
         for p in still_lost {
             tracing::warn!(stream = %self.stream, path = %p.path, offset = p.offset, "a followed file disappeared while the agent was stopped; anything written to it after offset {} could not be read", p.offset);
-            let _ = self.out.send(SourceEvent::Forget(self.stream.clone(), p.key));
+            let _ = self
+                .out
+                .send(SourceEvent::Forget(self.stream.clone(), p.key));
         }
         self.persisted.clear();
         self.settings.first_start = false;
@@ -504,7 +564,9 @@ impl Source {
     fn check_followed(&mut self) {
         let mut truncated = Vec::new();
         for (i, t) in self.tracked.iter_mut().enumerate() {
-            let Ok(meta) = t.file.metadata() else { continue };
+            let Ok(meta) = t.file.metadata() else {
+                continue;
+            };
             if meta.nlink() == 0 {
                 t.matched = false;
             }
@@ -515,10 +577,13 @@ impl Source {
             }
             t.size = size;
             let rewritten = size < t.state.offset
-                || t.state.tail.is_some_and(|tc| !tc.holds(&t.file, t.state.offset).unwrap_or(true));
+                || t.state
+                    .tail
+                    .is_some_and(|tc| !tc.holds(&t.file, t.state.offset).unwrap_or(true));
             if rewritten {
                 truncated.push(i);
-            } else if t.state.fingerprint.len < FINGERPRINT_WINDOW && size > t.state.fingerprint.len {
+            } else if t.state.fingerprint.len < FINGERPRINT_WINDOW && size > t.state.fingerprint.len
+            {
                 if let Ok(fp) = Fingerprint::compute(&t.file, size) {
                     t.state.fingerprint = fp;
                 }
@@ -537,24 +602,43 @@ impl Source {
         if self.open.as_ref().is_some_and(|o| o.key == old.key) {
             let _ = self.seal_open();
         }
-        let dir = Path::new(&old.path).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let dir = Path::new(&old.path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
         let followed: HashSet<FileKey> = self.tracked.iter().map(|t| t.state.key).collect();
         if let Ok(rd) = fs::read_dir(&dir) {
             let mut siblings: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
             siblings.sort();
             for path in siblings {
-                let Ok(meta) = fs::metadata(&path) else { continue };
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
                 let key = FileKey::of(&meta);
-                if !meta.is_file() || followed.contains(&key) || self.ignored.contains(&key) || meta.len() < old.offset {
+                if !meta.is_file()
+                    || followed.contains(&key)
+                    || self.ignored.contains(&key)
+                    || meta.len() < old.offset
+                {
                     continue;
                 }
                 let Ok(f) = File::open(&path) else { continue };
                 let same = old.fingerprint.matches(&f).unwrap_or(false)
-                    && old.tail.is_none_or(|t| t.holds(&f, old.offset).unwrap_or(false));
+                    && old
+                        .tail
+                        .is_none_or(|t| t.holds(&f, old.offset).unwrap_or(false));
                 if same {
                     tracing::info!(stream = %self.stream, original = %old.path, copy = %path.display(), offset = old.offset, "truncated; reading the unread tail from its rotated copy");
-                    let state = FileState { path: path.to_string_lossy().into_owned(), key, ..old.clone() };
-                    if self.out.send(SourceEvent::Track(self.stream.clone(), state.clone())).is_err() {
+                    let state = FileState {
+                        path: path.to_string_lossy().into_owned(),
+                        key,
+                        ..old.clone()
+                    };
+                    if self
+                        .out
+                        .send(SourceEvent::Track(self.stream.clone(), state.clone()))
+                        .is_err()
+                    {
                         return;
                     }
                     self.tracked.push(Tracked {
@@ -579,7 +663,9 @@ impl Source {
         if let Ok(fp) = Fingerprint::compute(&t.file, t.size) {
             t.state.fingerprint = fp;
         }
-        let _ = self.out.send(SourceEvent::Track(self.stream.clone(), t.state.clone()));
+        let _ = self
+            .out
+            .send(SourceEvent::Track(self.stream.clone(), t.state.clone()));
     }
 
     fn drop_finished(&mut self) {
@@ -592,7 +678,9 @@ impl Source {
                 && self.open.as_ref().is_none_or(|o| o.key != t.state.key);
             if done {
                 tracing::debug!(stream = %self.stream, path = %t.state.path, "finished a rotated or deleted file");
-                let _ = self.out.send(SourceEvent::Forget(self.stream.clone(), t.state.key));
+                let _ = self
+                    .out
+                    .send(SourceEvent::Forget(self.stream.clone(), t.state.key));
             } else {
                 keep.push(t);
             }
@@ -693,8 +781,14 @@ impl Source {
                         Instant::now()
                     }
                 };
-                let finished = !t.matched && t.last_change.elapsed() >= self.settings.partial_line_wait;
-                if since.elapsed() >= self.settings.partial_line_wait || finished {
+                let finished =
+                    !t.matched && t.last_change.elapsed() >= self.settings.partial_line_wait;
+                // A partial line is shipped after the wait (a writer may never
+                // end it); a partial binary record only when its file is
+                // finished, since a record is never split while it may grow.
+                let waited = since.elapsed() >= self.settings.partial_line_wait
+                    && matches!(framing, SourceFraming::Lines);
+                if waited || finished {
                     cut = n;
                 } else {
                     return Ok(());
@@ -740,19 +834,25 @@ impl Source {
         t.partial_since = None;
         // Keep the fingerprint as long as the file allows (up to the window):
         // copies are recognised by it, so it must cover what was read.
-        if t.state.fingerprint.len < FINGERPRINT_WINDOW && t.state.offset > t.state.fingerprint.len {
+        if t.state.fingerprint.len < FINGERPRINT_WINDOW && t.state.offset > t.state.fingerprint.len
+        {
             if let Ok(fp) = Fingerprint::compute(&t.file, t.state.offset) {
                 t.state.fingerprint = fp;
                 open.fingerprint = fp;
             }
         }
-        let tail_src = &open.buf[open.buf.len().saturating_sub(crate::fingerprint::TAIL_WINDOW as usize)..];
+        let tail_src = &open.buf[open
+            .buf
+            .len()
+            .saturating_sub(crate::fingerprint::TAIL_WINDOW as usize)..];
         t.state.tail = Some(TailCheck::of_bytes_before(tail_src));
     }
 
     /// Hashes and compresses the open segment and hands it to the committer.
     fn seal_open(&mut self) -> Result<(), Closed> {
-        let Some(open) = self.open.take() else { return Ok(()) };
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
         let Some(t) = self.tracked.iter().find(|t| t.state.key == open.key) else {
             return Ok(()); // cannot happen: a file is dropped only with no open segment
         };
@@ -782,8 +882,14 @@ impl Source {
                 fingerprint: open.fingerprint.hash,
                 fingerprint_len: open.fingerprint.len as u32,
             },
-            range: ByteRange { start: open.start, end },
-            split: Split { starts_mid_unit: open.starts_mid, ends_mid_unit: ends_mid },
+            range: ByteRange {
+                start: open.start,
+                end,
+            },
+            split: Split {
+                starts_mid_unit: open.starts_mid,
+                ends_mid_unit: ends_mid,
+            },
             first_read: open.first_read,
             last_read: open.last_read,
             raw_len: open.buf.len() as u64,
@@ -793,7 +899,9 @@ impl Source {
             file_after,
         };
         self.next_seq += 1;
-        self.out.send(SourceEvent::Segment(Box::new(seg))).map_err(|_| Closed)
+        self.out
+            .send(SourceEvent::Segment(Box::new(seg)))
+            .map_err(|_| Closed)
     }
 }
 
@@ -817,5 +925,10 @@ fn read_at_most(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
 
 /// A readable description of a file's mode, for permission errors.
 pub fn describe_mode(meta: &fs::Metadata) -> String {
-    format!("mode {:o}, owner {}:{}", meta.permissions().mode() & 0o7777, meta.uid(), meta.gid())
+    format!(
+        "mode {:o}, owner {}:{}",
+        meta.permissions().mode() & 0o7777,
+        meta.uid(),
+        meta.gid()
+    )
 }

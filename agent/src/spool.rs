@@ -55,7 +55,9 @@ fn sorted_names(dir: &Path) -> anyhow::Result<Vec<String>> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
-        Err(e) => return Err(e).with_context(|| format!("listing spool directory {}", dir.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("listing spool directory {}", dir.display()))
+        }
     };
     for entry in rd {
         let entry = entry.with_context(|| format!("listing spool directory {}", dir.display()))?;
@@ -80,25 +82,32 @@ impl Spool {
             count: AtomicU64::new(0),
         };
         for d in [&spool.segments_dir, &spool.digests_dir] {
-            fs::create_dir_all(d).with_context(|| format!("creating spool directory {}", d.display()))?;
+            fs::create_dir_all(d)
+                .with_context(|| format!("creating spool directory {}", d.display()))?;
         }
         for stream in sorted_names(&spool.segments_dir)? {
             let dir = spool.segments_dir.join(&stream);
             for name in sorted_names(&dir)? {
                 let path = dir.join(&name);
                 if name.starts_with('.') {
-                    fs::remove_file(&path).with_context(|| format!("removing temp file {}", path.display()))?;
+                    fs::remove_file(&path)
+                        .with_context(|| format!("removing temp file {}", path.display()))?;
                 } else if let Some(seq) = seq_of(&name, ".state.json") {
-                    let complete = dir.join(format!("{seq:020}.seg.json")).exists() || dir.join(format!("{seq:020}.shipped.json")).exists();
+                    let complete = dir.join(format!("{seq:020}.seg.json")).exists()
+                        || dir.join(format!("{seq:020}.shipped.json")).exists();
                     if !complete {
-                        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                        fs::remove_file(&path)
+                            .with_context(|| format!("removing {}", path.display()))?;
                     }
                 } else if let Some(seq) = seq_of(&name, ".zst") {
                     if !dir.join(format!("{seq:020}.seg.json")).exists() {
                         tracing::warn!(path = %path.display(), "removing spooled payload without record (interrupted write; its bytes will be read again)");
-                        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                        fs::remove_file(&path)
+                            .with_context(|| format!("removing {}", path.display()))?;
                     } else {
-                        let len = fs::metadata(&path).with_context(|| format!("stat {}", path.display()))?.len();
+                        let len = fs::metadata(&path)
+                            .with_context(|| format!("stat {}", path.display()))?
+                            .len();
                         spool.bytes.fetch_add(len, Ordering::Relaxed);
                         spool.count.fetch_add(1, Ordering::Relaxed);
                     }
@@ -108,7 +117,8 @@ impl Spool {
         for name in sorted_names(&spool.digests_dir)? {
             if name.starts_with('.') {
                 let path = spool.digests_dir.join(&name);
-                fs::remove_file(&path).with_context(|| format!("removing temp file {}", path.display()))?;
+                fs::remove_file(&path)
+                    .with_context(|| format!("removing temp file {}", path.display()))?;
             }
         }
         Ok(spool)
@@ -127,14 +137,23 @@ impl Spool {
         let tmp = dir.join(format!(".{name}.tmp"));
         write_durably(&tmp, bytes)?;
         let dst = dir.join(name);
-        fs::rename(&tmp, &dst).with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))
+        fs::rename(&tmp, &dst)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))
     }
 
     /// Makes one segment durable: payload, then record, then the directory.
-    pub fn write_segment(&self, stream: &StreamId, seq: u64, payload: &[u8], record: &[u8], state: &[u8]) -> anyhow::Result<()> {
+    pub fn write_segment(
+        &self,
+        stream: &StreamId,
+        seq: u64,
+        payload: &[u8],
+        record: &[u8],
+        state: &[u8],
+    ) -> anyhow::Result<()> {
         let dir = self.segments_dir.join(stream.as_str());
         if !dir.exists() {
-            fs::create_dir_all(&dir).with_context(|| format!("creating spool directory {}", dir.display()))?;
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("creating spool directory {}", dir.display()))?;
             sync_dir(&self.segments_dir)?;
         }
         let result = Self::publish(&dir, &format!("{seq:020}.zst"), payload)
@@ -151,15 +170,20 @@ impl Spool {
             let _ = fs::remove_file(dir.join(format!(".{seq:020}.seg.json.tmp")));
             return Err(e);
         }
-        self.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     pub fn write_digest(&self, seq: u64, body: &[u8], sig: &[u8]) -> anyhow::Result<()> {
-        let result = Self::publish(&self.digests_dir, &format!("{seq:020}.digest.json.sig"), sig)
-            .and_then(|()| Self::publish(&self.digests_dir, &format!("{seq:020}.digest.json"), body))
-            .and_then(|()| sync_dir(&self.digests_dir));
+        let result = Self::publish(
+            &self.digests_dir,
+            &format!("{seq:020}.digest.json.sig"),
+            sig,
+        )
+        .and_then(|()| Self::publish(&self.digests_dir, &format!("{seq:020}.digest.json"), body))
+        .and_then(|()| sync_dir(&self.digests_dir));
         if let Err(e) = result {
             let _ = fs::remove_file(self.digests_dir.join(format!("{seq:020}.digest.json")));
             let _ = fs::remove_file(self.digests_dir.join(format!("{seq:020}.digest.json.sig")));
@@ -172,7 +196,9 @@ impl Spool {
     pub fn pending_segments(&self) -> anyhow::Result<Vec<PendingSegment>> {
         let mut out = Vec::new();
         for stream in sorted_names(&self.segments_dir)? {
-            let Ok(stream_id) = StreamId::new(stream.clone()) else { continue };
+            let Ok(stream_id) = StreamId::new(stream.clone()) else {
+                continue;
+            };
             let dir = self.segments_dir.join(&stream);
             for name in sorted_names(&dir)? {
                 if let Some(seq) = seq_of(&name, ".seg.json") {
@@ -201,11 +227,20 @@ impl Spool {
     }
 
     /// After the store acknowledged both objects: drop the payload, keep the record.
-    pub fn mark_segment_shipped(&self, seg: &PendingSegment, payload_len: u64) -> anyhow::Result<()> {
-        let shipped = seg.record.with_file_name(format!("{:020}.shipped.json", seg.seq));
-        fs::rename(&seg.record, &shipped).with_context(|| format!("renaming {}", seg.record.display()))?;
-        fs::remove_file(&seg.payload).with_context(|| format!("removing {}", seg.payload.display()))?;
-        self.bytes.fetch_sub(payload_len.min(self.bytes()), Ordering::Relaxed);
+    pub fn mark_segment_shipped(
+        &self,
+        seg: &PendingSegment,
+        payload_len: u64,
+    ) -> anyhow::Result<()> {
+        let shipped = seg
+            .record
+            .with_file_name(format!("{:020}.shipped.json", seg.seq));
+        fs::rename(&seg.record, &shipped)
+            .with_context(|| format!("renaming {}", seg.record.display()))?;
+        fs::remove_file(&seg.payload)
+            .with_context(|| format!("removing {}", seg.payload.display()))?;
+        self.bytes
+            .fetch_sub(payload_len.min(self.bytes()), Ordering::Relaxed);
         self.count.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
@@ -219,16 +254,22 @@ impl Spool {
 
     /// Records (pending or shipped) of `stream` with seq ≥ `from`, in order:
     /// what a checkpoint fall-back rolls forward over.
-    pub fn records_from(&self, stream: &StreamId, from: u64) -> anyhow::Result<Vec<(u64, Vec<u8>, Vec<u8>)>> {
+    pub fn records_from(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> anyhow::Result<Vec<(u64, Vec<u8>, Vec<u8>)>> {
         let dir = self.segments_dir.join(stream.as_str());
         let mut out = Vec::new();
         for name in sorted_names(&dir)? {
             let seq = seq_of(&name, ".seg.json").or_else(|| seq_of(&name, ".shipped.json"));
             if let Some(seq) = seq.filter(|s| *s >= from) {
                 let path = dir.join(&name);
-                let record = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let record =
+                    fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 let state_path = dir.join(format!("{seq:020}.state.json"));
-                let state = fs::read(&state_path).with_context(|| format!("reading {}", state_path.display()))?;
+                let state = fs::read(&state_path)
+                    .with_context(|| format!("reading {}", state_path.display()))?;
                 out.push((seq, record, state));
             }
         }
@@ -242,7 +283,10 @@ impl Spool {
             let seq = seq_of(&name, ".digest.json").or_else(|| seq_of(&name, ".shipped.json"));
             if let Some(seq) = seq.filter(|s| *s >= from) {
                 let path = self.digests_dir.join(&name);
-                out.push((seq, fs::read(&path).with_context(|| format!("reading {}", path.display()))?));
+                out.push((
+                    seq,
+                    fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                ));
             }
         }
         out.sort_by_key(|(s, _)| *s);
@@ -251,7 +295,10 @@ impl Spool {
 
     /// Streams that have a spool directory.
     pub fn streams(&self) -> anyhow::Result<Vec<StreamId>> {
-        Ok(sorted_names(&self.segments_dir)?.into_iter().filter_map(|s| StreamId::new(s).ok()).collect())
+        Ok(sorted_names(&self.segments_dir)?
+            .into_iter()
+            .filter_map(|s| StreamId::new(s).ok())
+            .collect())
     }
 
     /// Forgets shipped records below `below` (both checkpoint generations

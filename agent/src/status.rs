@@ -106,10 +106,15 @@ pub fn read_status(state_dir: &Path) -> Result<Option<StatusFile>, StatusError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StatusError::Read { path, source }),
     };
-    let status: AgentStatus =
-        serde_json::from_str(&raw).map_err(|source| StatusError::Parse { path: path.clone(), source })?;
+    let status: AgentStatus = serde_json::from_str(&raw).map_err(|source| StatusError::Parse {
+        path: path.clone(),
+        source,
+    })?;
     if status.format != STATUS_FORMAT_V1 {
-        return Err(StatusError::UnknownFormat { path, found: status.format });
+        return Err(StatusError::UnknownFormat {
+            path,
+            found: status.format,
+        });
     }
     Ok(Some(StatusFile { raw, status }))
 }
@@ -196,12 +201,23 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
     let mut out = String::new();
     let agent = match liveness {
         Liveness::Running { age } => {
-            let ago = age.map(|a| format!(", {}", human_age(a))).unwrap_or_default();
-            format!("running (pid {}, updated {}{ago})", status.pid, status.updated)
+            let ago = age
+                .map(|a| format!(", {}", human_age(a)))
+                .unwrap_or_default();
+            format!(
+                "running (pid {}, updated {}{ago})",
+                status.pid, status.updated
+            )
         }
-        Liveness::Stopped => format!("not running (shut down cleanly), last update {}", status.updated),
+        Liveness::Stopped => format!(
+            "not running (shut down cleanly), last update {}",
+            status.updated
+        ),
         Liveness::Dead => {
-            format!("not running (pid {} is gone without a clean shutdown), last update {}", status.pid, status.updated)
+            format!(
+                "not running (pid {} is gone without a clean shutdown), last update {}",
+                status.pid, status.updated
+            )
         }
         Liveness::Stale { age } => format!(
             "not responding: pid {} exists but the status was last updated {} ({})",
@@ -212,7 +228,11 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
     };
     let none = || "never".to_string();
     let _ = writeln!(out, "agent: {agent}");
-    let _ = writeln!(out, "host: {}  instance: {}", status.host_id, status.agent_instance);
+    let _ = writeln!(
+        out,
+        "host: {}  instance: {}",
+        status.host_id, status.agent_instance
+    );
     let _ = writeln!(out, "store: {}", status.store);
     let _ = writeln!(
         out,
@@ -220,13 +240,25 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
         human_bytes(status.spool.bytes),
         human_bytes(status.spool.max_bytes),
         status.spool.segments,
-        if status.spool.backpressure { "YES (reading paused)" } else { "no" }
+        if status.spool.backpressure {
+            "YES (reading paused)"
+        } else {
+            "no"
+        }
     );
     if let Some(e) = &status.spool.error {
         let _ = writeln!(out, "spool error: {e}");
     }
-    let _ = writeln!(out, "last ship: {}", status.last_ship.clone().unwrap_or_else(none));
-    let _ = writeln!(out, "last ship error: {}", status.last_ship_error.as_deref().unwrap_or("none"));
+    let _ = writeln!(
+        out,
+        "last ship: {}",
+        status.last_ship.clone().unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "last ship error: {}",
+        status.last_ship_error.as_deref().unwrap_or("none")
+    );
     let digest = match (&status.last_digest_seq, &status.last_digest_at) {
         (Some(seq), Some(at)) => format!("#{seq} at {at}"),
         (Some(seq), None) => format!("#{seq}"),
@@ -256,7 +288,11 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
             let _ = writeln!(out, "    no file matches {}", source.patterns.join(", "));
         }
         for f in &source.files {
-            let _ = writeln!(out, "    {}  offset {} of {}  behind {}", f.path, f.offset, f.size, f.behind);
+            let _ = writeln!(
+                out,
+                "    {}  offset {} of {}  behind {}",
+                f.path, f.offset, f.size, f.behind
+            );
         }
     }
     out
@@ -276,7 +312,13 @@ mod tests {
             updated: "2026-11-22T02:00:00.000000Z".into(),
             running: true,
             store: "/srv/custody".into(),
-            spool: SpoolStatus { bytes: 3 * 1024 * 1024, max_bytes: 1 << 30, segments: 2, backpressure: false, error: None },
+            spool: SpoolStatus {
+                bytes: 3 * 1024 * 1024,
+                max_bytes: 1 << 30,
+                segments: 2,
+                backpressure: false,
+                error: None,
+            },
             last_ship: Some("2026-11-22T01:59:59.000000Z".into()),
             last_ship_error: None,
             last_digest_seq: Some(7),
@@ -305,25 +347,54 @@ mod tests {
     fn liveness_from_flag_pid_and_age() {
         let s = sample();
         let soon = datetime!(2026-11-22 02:00:01 UTC);
-        assert_eq!(liveness(&s, true, soon), Liveness::Running { age: Some(Duration::from_secs(1)) });
+        assert_eq!(
+            liveness(&s, true, soon),
+            Liveness::Running {
+                age: Some(Duration::from_secs(1))
+            }
+        );
         assert_eq!(liveness(&s, false, soon), Liveness::Dead);
         let late = datetime!(2026-11-22 02:05:00 UTC);
-        assert_eq!(liveness(&s, true, late), Liveness::Stale { age: Duration::from_secs(300) });
-        let stopped = AgentStatus { running: false, ..sample() };
+        assert_eq!(
+            liveness(&s, true, late),
+            Liveness::Stale {
+                age: Duration::from_secs(300)
+            }
+        );
+        let stopped = AgentStatus {
+            running: false,
+            ..sample()
+        };
         assert_eq!(liveness(&stopped, true, soon), Liveness::Stopped);
     }
 
     #[test]
     fn render_shows_files_and_errors() {
         let mut s = sample();
-        let text = render(&s, &Liveness::Running { age: Some(Duration::from_secs(1)) });
+        let text = render(
+            &s,
+            &Liveness::Running {
+                age: Some(Duration::from_secs(1)),
+            },
+        );
         assert!(text.contains("agent: running (pid 4242"), "{text}");
-        assert!(text.contains("spool: 3.0 MiB of 1.0 GiB in 2 segment(s), back-pressure: no"), "{text}");
-        assert!(text.contains("last digest: #7 at 2026-11-22T01:59:00.000000Z"), "{text}");
-        assert!(text.contains("/var/log/syslog  offset 100 of 150  behind 50"), "{text}");
+        assert!(
+            text.contains("spool: 3.0 MiB of 1.0 GiB in 2 segment(s), back-pressure: no"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last digest: #7 at 2026-11-22T01:59:00.000000Z"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/var/log/syslog  offset 100 of 150  behind 50"),
+            "{text}"
+        );
         assert!(problems(&s).is_empty());
 
-        s.sources[0].errors.push("permission denied: /var/log/syslog".into());
+        s.sources[0]
+            .errors
+            .push("permission denied: /var/log/syslog".into());
         s.last_ship_error = Some("store unavailable".into());
         let text = render(&s, &Liveness::Dead);
         assert!(text.contains("not running (pid 4242 is gone"), "{text}");
@@ -341,8 +412,18 @@ mod tests {
         assert_eq!(file.raw, raw);
         assert_eq!(file.status.pid, 4242);
 
-        let other = AgentStatus { format: "custody.agent-status.v9".into(), ..sample() };
-        std::fs::write(dir.path().join(STATUS_FILE), serde_json::to_string(&other).unwrap()).unwrap();
-        assert!(matches!(read_status(dir.path()), Err(StatusError::UnknownFormat { .. })));
+        let other = AgentStatus {
+            format: "custody.agent-status.v9".into(),
+            ..sample()
+        };
+        std::fs::write(
+            dir.path().join(STATUS_FILE),
+            serde_json::to_string(&other).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            read_status(dir.path()),
+            Err(StatusError::UnknownFormat { .. })
+        ));
     }
 }
