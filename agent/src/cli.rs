@@ -187,17 +187,41 @@ pub struct HoldArgs {
     pub prefixes: Vec<String>,
 }
 
+/// Writes command output to stdout. A closed pipe (`status | head`) ends
+/// the output quietly instead of panicking like `print!` does.
+fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
+}
+macro_rules! outln {
+    () => { emit("\n") };
+    ($($arg:tt)*) => { emit(&format!("{}\n", format_args!($($arg)*))) };
+}
+
 // ---------------------------------------------------------------------------
 // Raw → checked.
 
 /// A path given on the command line is taken relative to the working
 /// directory (unlike one in the file, which must be absolute).
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         cwd.join(path)
-    }
+    };
+    // Drop `.` components so messages and status show clean paths; `..` is
+    // kept, because resolving it lexically is wrong across symlinks.
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 fn absolute_store(cwd: &Path, store: &str) -> String {
@@ -216,8 +240,13 @@ fn current_dir() -> anyhow::Result<PathBuf> {
 }
 
 impl ConfigArgs {
-    /// The flags as a raw configuration (relative paths resolved against `cwd`).
+    /// The flags as a raw configuration (relative paths resolved against
+    /// `cwd`), each value marked as coming from its flag.
     pub fn to_raw(&self, cwd: &Path) -> RawConfig {
+        RawConfig::default().merge_flags(self.flags_only(cwd))
+    }
+
+    fn flags_only(&self, cwd: &Path) -> RawConfig {
         let sources = self
             .sources
             .iter()
@@ -409,10 +438,16 @@ fn check_writable_dir(dir: &Path) -> Result<(), String> {
                     probe_dir.display()
                 ))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match probe_dir.parent() {
-                Some(parent) => probe_dir = parent,
-                None => return Err("no existing ancestor directory".to_string()),
-            },
+            // ENOTDIR: some ancestor is a file; walking up finds and names it.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                match probe_dir.parent() {
+                    Some(parent) => probe_dir = parent,
+                    None => return Err("no existing ancestor directory".to_string()),
+                }
+            }
             Err(e) => return Err(format!("cannot stat {}: {e}", probe_dir.display())),
         }
     }
@@ -435,34 +470,34 @@ fn check_writable_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// `check-config`: prints a summary and every problem; exit 0 when usable.
-pub fn check_config(args: &ConfigArgs) -> u8 {
+pub fn check_config(args: &ConfigArgs) -> anyhow::Result<u8> {
     let config = match args.checked() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return EXIT_FAILURE;
+            return Ok(EXIT_FAILURE);
         }
     };
     let report = check_environment(&config);
-    print!("{}", summary(&config));
+    out!("{}", summary(&config))?;
     for line in &report.lines {
-        println!("{line}");
+        outln!("{line}")?;
     }
     for warning in &report.warnings {
-        println!("warning: {warning}");
+        outln!("warning: {warning}")?;
     }
     for problem in &report.problems {
-        println!("problem: {problem}");
+        outln!("problem: {problem}")?;
     }
     if report.problems.is_empty() {
-        println!("configuration is usable");
-        EXIT_OK
+        outln!("configuration is usable")?;
+        Ok(EXIT_OK)
     } else {
-        println!(
+        outln!(
             "configuration is not usable: {} problem(s)",
             report.problems.len()
-        );
-        EXIT_FAILURE
+        )?;
+        Ok(EXIT_FAILURE)
     }
 }
 
@@ -519,12 +554,12 @@ pub fn status(args: &StatusArgs, pid_alive: &dyn Fn(u32) -> bool) -> anyhow::Res
     let now = OffsetDateTime::from(SystemTime::now());
     let liveness = status::liveness(&file.status, pid_alive(file.status.pid), now);
     if args.json {
-        print!("{}", file.raw);
+        out!("{}", file.raw)?;
         if !file.raw.ends_with('\n') {
-            println!();
+            outln!()?;
         }
     } else {
-        print!("{}", status::render(&file.status, &liveness));
+        out!("{}", status::render(&file.status, &liveness))?;
     }
     let healthy =
         matches!(liveness, Liveness::Running { .. }) && status::problems(&file.status).is_empty();
@@ -545,7 +580,7 @@ pub fn key_show(args: &KeyShowArgs) -> anyhow::Result<()> {
     let state_dir = raw.checked_state_dir()?;
     let host_id = raw.checked_host_id()?;
     let key = crate::key::load_or_create_for_host(&state_dir, &host_id)?;
-    println!("{}", crate::key::allowed_signers_entry(&key, &host_id));
+    outln!("{}", crate::key::allowed_signers_entry(&key, &host_id))?;
     Ok(())
 }
 
@@ -625,10 +660,10 @@ pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
         }
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&summary).context("encoding the prune report")?
-        );
+        )?;
     } else {
         let verb = if summary.dry_run {
             "would delete"
@@ -636,18 +671,18 @@ pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
             "deleted"
         };
         for key in &summary.deleted {
-            println!("{verb} {key}");
+            outln!("{verb} {key}")?;
         }
         for key in &summary.held {
-            println!("held (legal hold, past retention) {key}");
+            outln!("held (legal hold, past retention) {key}")?;
         }
-        println!(
+        outln!(
             "{verb} {}, held {}, retained {} (store {})",
             summary.deleted.len(),
             summary.held.len(),
             summary.retained,
             store.describe()
-        );
+        )?;
     }
     Ok(())
 }
@@ -678,7 +713,7 @@ pub async fn hold(args: &HoldArgs, hold: bool) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("{verb} {key}"))?;
         }
-        println!("{verb} {} object(s) under {prefix}", keys.len());
+        outln!("{verb} {} object(s) under {prefix}", keys.len())?;
     }
     Ok(())
 }
@@ -746,11 +781,11 @@ mod tests {
         let cli = parse(&[
             "run",
             "--store",
-            "store",
+            "./store",
             "--state-dir",
             "st",
             "--source",
-            "os=logs/*.log",
+            "os=./logs/*.log",
         ]);
         let Command::Run(args) = cli.command else {
             panic!("not run")

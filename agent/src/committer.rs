@@ -298,7 +298,7 @@ impl Committer {
     }
 
     fn write_digest(&self, cp: &mut Checkpoint) -> anyhow::Result<()> {
-        let now = OffsetDateTime::now_utc();
+        let now = custody_evidence::timefmt::now_utc_micros();
         let window_start = match &cp.digest.window_start {
             Some(s) => parse_utc(s).unwrap_or(self.started),
             None => self.started,

@@ -3,6 +3,7 @@
 //! one-paragraph error naming the flag, key or path), 2 usage error (or
 //! `status` without a status file).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -33,7 +34,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 Ok(EXIT_OK)
             })
         }
-        Command::CheckConfig(args) => Ok(cli::check_config(&args)),
+        Command::CheckConfig(args) => cli::check_config(&args),
         Command::Status(args) => cli::status(&args, &pid_alive),
         Command::Key {
             command: KeyCommand::Show(args),
@@ -70,7 +71,8 @@ fn init_logging(verbose: u8, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

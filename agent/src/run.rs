@@ -106,7 +106,7 @@ pub async fn run(
     checkpoint::save(&state_dir, &cp)?;
 
     let instance = InstanceId::random();
-    let started = OffsetDateTime::now_utc();
+    let started = custody_evidence::timefmt::now_utc_micros();
     let streams: Vec<StreamId> = config
         .sources
         .iter()

@@ -810,7 +810,7 @@ impl Source {
 
     fn append(&mut self, i: usize, bytes: &[u8]) {
         let t = &mut self.tracked[i];
-        let now = OffsetDateTime::now_utc();
+        let now = custody_evidence::timefmt::now_utc_micros();
         let open = self.open.get_or_insert_with(|| OpenSegment {
             key: t.state.key,
             path: t.state.path.clone(),

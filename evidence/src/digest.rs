@@ -69,9 +69,13 @@ impl DigestBody {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let format = peek_format(bytes)?;
         if format != DIGEST_FORMAT_V1 {
-            return Err(DecodeError::UnknownFormat { expected: DIGEST_FORMAT_V1, found: format });
+            return Err(DecodeError::UnknownFormat {
+                expected: DIGEST_FORMAT_V1,
+                found: format,
+            });
         }
-        let body: DigestBody = serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        let body: DigestBody =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
         if body.encode() != bytes {
             return Err(DecodeError::NotCanonical);
         }

@@ -19,14 +19,21 @@ pub struct IdError {
 /// Identifiers become path and object-name components, so they are limited
 /// to characters that are safe in every store and shell.
 fn check_name(what: &'static str, value: &str) -> Result<(), IdError> {
-    let err = |why| IdError { what, value: value.to_string(), why };
+    let err = |why| IdError {
+        what,
+        value: value.to_string(),
+        why,
+    };
     if value.is_empty() || value.len() > 128 {
         return Err(err("must be 1 to 128 characters"));
     }
     if value.starts_with('.') || value.starts_with('-') {
         return Err(err("must not start with '.' or '-'"));
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err(err("may contain only letters, digits, '.', '_' and '-'"));
     }
     Ok(())
@@ -99,7 +106,14 @@ impl InstanceId {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex::encode(b);
-        Self(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+        Self(format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ))
     }
 }
 
@@ -148,8 +162,16 @@ impl fmt::Debug for Sha256 {
 impl FromStr for Sha256 {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let err = |why| IdError { what: "sha256", value: s.to_string(), why };
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let err = |why| IdError {
+            what: "sha256",
+            value: s.to_string(),
+            why,
+        };
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(err("must be 64 lowercase hex digits"));
         }
         let mut out = [0u8; 32];
@@ -200,10 +222,13 @@ impl fmt::Display for Category {
 impl FromStr for Category {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        Category::ALL.into_iter().find(|c| c.as_str() == s).ok_or(IdError {
-            what: "category",
-            value: s.to_string(),
-            why: "must be one of os, web, app, logon",
-        })
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(IdError {
+                what: "category",
+                value: s.to_string(),
+                why: "must be one of os, web, app, logon",
+            })
     }
 }

@@ -27,12 +27,22 @@ fn segment_stem(host: &HostId, stream: &StreamId, seq: SegmentSeq, object: &Sha2
 }
 
 /// The payload: a zstd frame of exactly the raw bytes.
-pub fn segment_payload_key(host: &HostId, stream: &StreamId, seq: SegmentSeq, object: &Sha256) -> String {
+pub fn segment_payload_key(
+    host: &HostId,
+    stream: &StreamId,
+    seq: SegmentSeq,
+    object: &Sha256,
+) -> String {
     format!("{}.zst", segment_stem(host, stream, seq, object))
 }
 
 /// The segment record (JSON) stored beside the payload.
-pub fn segment_meta_key(host: &HostId, stream: &StreamId, seq: SegmentSeq, object: &Sha256) -> String {
+pub fn segment_meta_key(
+    host: &HostId,
+    stream: &StreamId,
+    seq: SegmentSeq,
+    object: &Sha256,
+) -> String {
     format!("{}.seg.json", segment_stem(host, stream, seq, object))
 }
 
@@ -55,17 +65,41 @@ pub fn key_prefix(host: &HostId) -> String {
 /// Where a host publishes its public key line; named by the line's hash so
 /// a second key shows as a second object instead of replacing the first.
 pub fn public_key_key(host: &HostId, public_key_line: &str) -> String {
-    format!("{}{}.pub", key_prefix(host), Sha256::digest(public_key_line.trim_end().as_bytes()))
+    format!(
+        "{}{}.pub",
+        key_prefix(host),
+        Sha256::digest(public_key_line.trim_end().as_bytes())
+    )
 }
 
 /// What an object name says about itself; `None` for names outside the layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedKey {
-    SegmentPayload { host: HostId, stream: StreamId, seq: SegmentSeq, object_sha256: Sha256 },
-    SegmentMeta { host: HostId, stream: StreamId, seq: SegmentSeq, object_sha256: Sha256 },
-    Digest { host: HostId, seq: u64, body_sha256: Sha256 },
-    DigestSig { host: HostId, seq: u64, body_sha256: Sha256 },
-    PublicKey { host: HostId },
+    SegmentPayload {
+        host: HostId,
+        stream: StreamId,
+        seq: SegmentSeq,
+        object_sha256: Sha256,
+    },
+    SegmentMeta {
+        host: HostId,
+        stream: StreamId,
+        seq: SegmentSeq,
+        object_sha256: Sha256,
+    },
+    Digest {
+        host: HostId,
+        seq: u64,
+        body_sha256: Sha256,
+    },
+    DigestSig {
+        host: HostId,
+        seq: u64,
+        body_sha256: Sha256,
+    },
+    PublicKey {
+        host: HostId,
+    },
 }
 
 fn parse_seq_hash(name: &str) -> Option<(u64, Sha256)> {
@@ -84,10 +118,20 @@ pub fn parse_key(key: &str) -> Option<ParsedKey> {
             let stream = StreamId::new(*stream).ok()?;
             if let Some(stem) = file.strip_suffix(".zst") {
                 let (seq, object_sha256) = parse_seq_hash(stem)?;
-                Some(ParsedKey::SegmentPayload { host, stream, seq: SegmentSeq(seq), object_sha256 })
+                Some(ParsedKey::SegmentPayload {
+                    host,
+                    stream,
+                    seq: SegmentSeq(seq),
+                    object_sha256,
+                })
             } else if let Some(stem) = file.strip_suffix(".seg.json") {
                 let (seq, object_sha256) = parse_seq_hash(stem)?;
-                Some(ParsedKey::SegmentMeta { host, stream, seq: SegmentSeq(seq), object_sha256 })
+                Some(ParsedKey::SegmentMeta {
+                    host,
+                    stream,
+                    seq: SegmentSeq(seq),
+                    object_sha256,
+                })
             } else {
                 None
             }
@@ -96,17 +140,25 @@ pub fn parse_key(key: &str) -> Option<ParsedKey> {
             let host = HostId::new(*host).ok()?;
             if let Some(stem) = file.strip_suffix(".digest.json.sig") {
                 let (seq, body_sha256) = parse_seq_hash(stem)?;
-                Some(ParsedKey::DigestSig { host, seq, body_sha256 })
+                Some(ParsedKey::DigestSig {
+                    host,
+                    seq,
+                    body_sha256,
+                })
             } else if let Some(stem) = file.strip_suffix(".digest.json") {
                 let (seq, body_sha256) = parse_seq_hash(stem)?;
-                Some(ParsedKey::Digest { host, seq, body_sha256 })
+                Some(ParsedKey::Digest {
+                    host,
+                    seq,
+                    body_sha256,
+                })
             } else {
                 None
             }
         }
-        [ROOT, host, "keys", file] if file.ends_with(".pub") => {
-            Some(ParsedKey::PublicKey { host: HostId::new(*host).ok()? })
-        }
+        [ROOT, host, "keys", file] if file.ends_with(".pub") => Some(ParsedKey::PublicKey {
+            host: HostId::new(*host).ok()?,
+        }),
         _ => None,
     }
 }

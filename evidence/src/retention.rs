@@ -124,7 +124,10 @@ impl RetentionPolicy {
             return Err(RetentionError::BelowMinimum { level, months });
         }
         if months > MAX_MONTHS {
-            return Err(RetentionError::TooLong { months, max: MAX_MONTHS });
+            return Err(RetentionError::TooLong {
+                months,
+                max: MAX_MONTHS,
+            });
         }
         Ok(Self { level, months })
     }
@@ -207,16 +210,25 @@ mod tests {
         assert_eq!(policy(Level::D, Some(1)).months(), 1);
         assert_eq!(policy(Level::E, Some(3)).months(), 3);
         for level in Level::ALL {
-            assert_eq!(RetentionPolicy::new(level, Some(0)).unwrap_err(), RetentionError::Zero);
+            assert_eq!(
+                RetentionPolicy::new(level, Some(0)).unwrap_err(),
+                RetentionError::Zero
+            );
         }
-        assert!(matches!(RetentionPolicy::new(Level::D, Some(MAX_MONTHS + 1)), Err(RetentionError::TooLong { .. })));
+        assert!(matches!(
+            RetentionPolicy::new(Level::D, Some(MAX_MONTHS + 1)),
+            Err(RetentionError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn level_parses_case_insensitively_and_displays_upper() {
         assert_eq!("a".parse::<Level>().unwrap(), Level::A);
         assert_eq!("E".parse::<Level>().unwrap(), Level::E);
-        assert!(matches!("F".parse::<Level>(), Err(RetentionError::UnknownLevel(_))));
+        assert!(matches!(
+            "F".parse::<Level>(),
+            Err(RetentionError::UnknownLevel(_))
+        ));
         assert_eq!(Level::B.to_string(), "B");
         assert_eq!(serde_json::to_string(&Level::C).unwrap(), "\"C\"");
         assert_eq!(serde_json::from_str::<Level>("\"d\"").unwrap(), Level::D);
@@ -225,14 +237,32 @@ mod tests {
     #[test]
     fn calendar_months_with_day_clamping() {
         let p = policy(Level::A, None);
-        assert_eq!(p.retain_until(datetime!(2026-03-15 10:11:12.5 UTC)), datetime!(2026-09-15 10:11:12.5 UTC));
+        assert_eq!(
+            p.retain_until(datetime!(2026-03-15 10:11:12.5 UTC)),
+            datetime!(2026-09-15 10:11:12.5 UTC)
+        );
         // Aug 31 + 6 months: February has no 31st.
-        assert_eq!(p.retain_until(datetime!(2025-08-31 23:59:59 UTC)), datetime!(2026-02-28 23:59:59 UTC));
-        assert_eq!(p.retain_until(datetime!(2027-08-31 00:00 UTC)), datetime!(2028-02-29 00:00 UTC));
+        assert_eq!(
+            p.retain_until(datetime!(2025-08-31 23:59:59 UTC)),
+            datetime!(2026-02-28 23:59:59 UTC)
+        );
+        assert_eq!(
+            p.retain_until(datetime!(2027-08-31 00:00 UTC)),
+            datetime!(2028-02-29 00:00 UTC)
+        );
         // Year rollover.
-        assert_eq!(p.retain_until(datetime!(2026-12-31 08:00 UTC)), datetime!(2027-06-30 08:00 UTC));
-        assert_eq!(policy(Level::A, Some(24)).retain_until(datetime!(2024-02-29 00:00 UTC)), datetime!(2026-02-28 00:00 UTC));
-        assert_eq!(policy(Level::D, Some(1)).retain_until(datetime!(2026-01-31 12:00 UTC)), datetime!(2026-02-28 12:00 UTC));
+        assert_eq!(
+            p.retain_until(datetime!(2026-12-31 08:00 UTC)),
+            datetime!(2027-06-30 08:00 UTC)
+        );
+        assert_eq!(
+            policy(Level::A, Some(24)).retain_until(datetime!(2024-02-29 00:00 UTC)),
+            datetime!(2026-02-28 00:00 UTC)
+        );
+        assert_eq!(
+            policy(Level::D, Some(1)).retain_until(datetime!(2026-01-31 12:00 UTC)),
+            datetime!(2026-02-28 12:00 UTC)
+        );
     }
 
     #[test]

@@ -91,7 +91,10 @@ pub struct SegmentMeta {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("unknown format {found:?} (this build reads {expected:?})")]
-    UnknownFormat { expected: &'static str, found: String },
+    UnknownFormat {
+        expected: &'static str,
+        found: String,
+    },
     #[error("not a valid record: {0}")]
     Corrupt(String),
     #[error("record is valid JSON but not in its single canonical encoding")]
@@ -111,9 +114,13 @@ impl SegmentMeta {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let format = peek_format(bytes)?;
         if format != SEGMENT_FORMAT_V1 {
-            return Err(DecodeError::UnknownFormat { expected: SEGMENT_FORMAT_V1, found: format });
+            return Err(DecodeError::UnknownFormat {
+                expected: SEGMENT_FORMAT_V1,
+                found: format,
+            });
         }
-        let meta: SegmentMeta = serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        let meta: SegmentMeta =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
         if meta.encode() != bytes {
             return Err(DecodeError::NotCanonical);
         }
@@ -156,7 +163,10 @@ pub fn decompress_payload(object: &[u8], max_len: usize) -> std::io::Result<Vec<
     let mut out = Vec::with_capacity(max_len.min(64 << 20));
     (&mut dec).take(max_len as u64 + 1).read_to_end(&mut out)?;
     if out.len() > max_len {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "payload decompresses to more than its recorded length"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "payload decompresses to more than its recorded length",
+        ));
     }
     Ok(out)
 }

@@ -13,9 +13,9 @@
 //! - `pub fn allowed_signers_line(principal: &str, namespaces: &[&str], public_key_line: &str) -> String`
 //!   e.g. `web01 namespaces="custody-digest,custody-bundle" ssh-ed25519 AAAA…`.
 //! - `pub fn verify(public_key_line: &str, namespace: &str, msg: &[u8], armored_sig: &str)
-//!    -> Result<SignerInfo, SignError>`; `SignerInfo { public_key_line: String (without comment),
-//!    fingerprint: String }`. Distinct errors: malformed signature, wrong namespace,
-//!    signed by a different key (with both fingerprints), bad signature.
+//!   -> Result<SignerInfo, SignError>`; `SignerInfo { public_key_line: String (without comment),
+//!   fingerprint: String }`. Distinct errors: malformed signature, wrong namespace,
+//!   signed by a different key (with both fingerprints), bad signature.
 //! - `pub fn signer_of(armored_sig: &str) -> Result<String /*public key line*/, SignError>`.
 //!
 //! The signature is OpenSSH's `PROTOCOL.sshsig`: the message is hashed with
@@ -45,7 +45,10 @@ pub enum SignError {
     #[error("signature is for namespace {found:?}, expected {expected:?}")]
     WrongNamespace { expected: String, found: String },
     #[error("signed by a different key: expected {expected_fingerprint}, signature is by {found_fingerprint}")]
-    WrongKey { expected_fingerprint: String, found_fingerprint: String },
+    WrongKey {
+        expected_fingerprint: String,
+        found_fingerprint: String,
+    },
     #[error("signature by {fingerprint} does not match the message (the signed bytes were altered or the signature is forged)")]
     BadSignature { fingerprint: String },
     #[error("signing failed: {0}")]
@@ -61,7 +64,9 @@ pub struct HostKey {
 /// Never prints the secret half.
 impl fmt::Debug for HostKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostKey").field("fingerprint", &self.fingerprint()).finish()
+        f.debug_struct("HostKey")
+            .field("fingerprint", &self.fingerprint())
+            .finish()
     }
 }
 
@@ -77,12 +82,15 @@ impl HostKey {
 
     /// Reads an unencrypted OpenSSH private key (`ssh-keygen -t ed25519 -N ''`).
     pub fn from_openssh(pem: &str) -> Result<HostKey, SignError> {
-        let key = PrivateKey::from_openssh(pem).map_err(|e| SignError::MalformedPrivateKey(e.to_string()))?;
+        let key = PrivateKey::from_openssh(pem)
+            .map_err(|e| SignError::MalformedPrivateKey(e.to_string()))?;
         if key.is_encrypted() {
             return Err(SignError::EncryptedKey);
         }
         if key.algorithm() != Algorithm::Ed25519 {
-            return Err(SignError::NotEd25519 { found: key.algorithm().to_string() });
+            return Err(SignError::NotEd25519 {
+                found: key.algorithm().to_string(),
+            });
         }
         Ok(HostKey { key })
     }
@@ -99,12 +107,17 @@ impl HostKey {
     pub fn public_key_line(&self, comment: &str) -> String {
         let mut public = self.key.public_key().clone();
         public.set_comment(comment);
-        public.to_openssh().expect("an Ed25519 public key always encodes")
+        public
+            .to_openssh()
+            .expect("an Ed25519 public key always encodes")
     }
 
     /// `SHA256:…` exactly as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
-        self.key.public_key().fingerprint(HashAlg::Sha256).to_string()
+        self.key
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string()
     }
 
     /// A detached, armored `sshsig` signature over `msg` (SHA-512), the same
@@ -114,7 +127,8 @@ impl HostKey {
             .key
             .sign(namespace, HashAlg::Sha512, msg)
             .map_err(|e| SignError::Signing(e.to_string()))?;
-        sig.to_pem(LineEnding::LF).map_err(|e| SignError::Signing(e.to_string()))
+        sig.to_pem(LineEnding::LF)
+            .map_err(|e| SignError::Signing(e.to_string()))
     }
 }
 
@@ -138,8 +152,10 @@ pub fn allowed_signers_line(principal: &str, namespaces: &[&str], public_key_lin
 }
 
 fn parse_public_key(line: &str) -> Result<PublicKey, SignError> {
-    PublicKey::from_openssh(line.trim())
-        .map_err(|e| SignError::MalformedPublicKey { line: line.trim().to_string(), why: e.to_string() })
+    PublicKey::from_openssh(line.trim()).map_err(|e| SignError::MalformedPublicKey {
+        line: line.trim().to_string(),
+        why: e.to_string(),
+    })
 }
 
 fn parse_signature(armored: &str) -> Result<SshSig, SignError> {
@@ -154,7 +170,9 @@ fn key_data_line(key: &ssh_key::public::KeyData) -> String {
 
 /// The `SHA256:…` fingerprint of a public key line.
 pub fn fingerprint_of(public_key_line: &str) -> Result<String, SignError> {
-    Ok(parse_public_key(public_key_line)?.fingerprint(HashAlg::Sha256).to_string())
+    Ok(parse_public_key(public_key_line)?
+        .fingerprint(HashAlg::Sha256)
+        .to_string())
 }
 
 /// The public key line (without comment) that a public key line denotes, so
@@ -166,7 +184,12 @@ pub fn normalize_public_key(public_key_line: &str) -> Result<String, SignError> 
 /// Checks `armored_sig` over `msg` against exactly `public_key_line` and
 /// `namespace`. The checks run in the order that gives the most useful
 /// error: malformed, other key, other namespace, then the cryptography.
-pub fn verify(public_key_line: &str, namespace: &str, msg: &[u8], armored_sig: &str) -> Result<SignerInfo, SignError> {
+pub fn verify(
+    public_key_line: &str,
+    namespace: &str,
+    msg: &[u8],
+    armored_sig: &str,
+) -> Result<SignerInfo, SignError> {
     let expected = parse_public_key(public_key_line)?;
     let sig = parse_signature(armored_sig)?;
     let expected_fingerprint = expected.fingerprint(HashAlg::Sha256).to_string();
@@ -177,12 +200,20 @@ pub fn verify(public_key_line: &str, namespace: &str, msg: &[u8], armored_sig: &
         });
     }
     if sig.namespace() != namespace {
-        return Err(SignError::WrongNamespace { expected: namespace.to_string(), found: sig.namespace().to_string() });
+        return Err(SignError::WrongNamespace {
+            expected: namespace.to_string(),
+            found: sig.namespace().to_string(),
+        });
     }
     expected
         .verify(namespace, msg, &sig)
-        .map_err(|_| SignError::BadSignature { fingerprint: expected_fingerprint.clone() })?;
-    Ok(SignerInfo { public_key_line: key_data_line(expected.key_data()), fingerprint: expected_fingerprint })
+        .map_err(|_| SignError::BadSignature {
+            fingerprint: expected_fingerprint.clone(),
+        })?;
+    Ok(SignerInfo {
+        public_key_line: key_data_line(expected.key_data()),
+        fingerprint: expected_fingerprint,
+    })
 }
 
 /// The public key line (without comment) a signature claims to be made by.
@@ -237,36 +268,67 @@ pub fn parse_allowed_signers(text: &str) -> Result<Vec<AllowedSigner>, AllowedSi
         let fields = split_fields(line).map_err(|w| err(w.to_string()))?;
         let mut it = fields.into_iter();
         let principals_field = it.next().ok_or_else(|| err("empty line".into()))?;
-        let mut next = it.next().ok_or_else(|| err("missing key type and key".into()))?;
+        let mut next = it
+            .next()
+            .ok_or_else(|| err("missing key type and key".into()))?;
         let mut namespaces = None;
         if !looks_like_key_type(&next) {
             for opt in split_options(&next).map_err(|w| err(w.to_string()))? {
                 let (name, value) = match opt.split_once('=') {
-                    Some((n, v)) => (n.to_ascii_lowercase(), Some(v.trim_matches('"').to_string())),
+                    Some((n, v)) => (
+                        n.to_ascii_lowercase(),
+                        Some(v.trim_matches('"').to_string()),
+                    ),
                     None => (opt.to_ascii_lowercase(), None),
                 };
                 match (name.as_str(), value) {
                     ("namespaces", Some(v)) => {
-                        namespaces = Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                        namespaces = Some(
+                            v.split(',')
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty())
+                                .collect(),
+                        )
                     }
-                    ("cert-authority", _) => return Err(err("cert-authority entries are not supported: list the host keys themselves".into())),
-                    (other, _) => return Err(err(format!("option {other:?} is not supported (only namespaces=\"...\")"))),
+                    ("cert-authority", _) => return Err(err(
+                        "cert-authority entries are not supported: list the host keys themselves"
+                            .into(),
+                    )),
+                    (other, _) => {
+                        return Err(err(format!(
+                            "option {other:?} is not supported (only namespaces=\"...\")"
+                        )))
+                    }
                 }
             }
-            next = it.next().ok_or_else(|| err("missing key type and key after options".into()))?;
+            next = it
+                .next()
+                .ok_or_else(|| err("missing key type and key after options".into()))?;
         }
         let key_type = next;
-        let key_b64 = it.next().ok_or_else(|| err(format!("missing base64 key after {key_type:?}")))?;
+        let key_b64 = it
+            .next()
+            .ok_or_else(|| err(format!("missing base64 key after {key_type:?}")))?;
         let key_line = format!("{key_type} {key_b64}");
         let public_key_line = normalize_public_key(&key_line).map_err(|e| err(e.to_string()))?;
-        let principals = principals_field.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect();
-        out.push(AllowedSigner { principals, namespaces, public_key_line });
+        let principals = principals_field
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        out.push(AllowedSigner {
+            principals,
+            namespaces,
+            public_key_line,
+        });
     }
     Ok(out)
 }
 
 fn looks_like_key_type(field: &str) -> bool {
-    ["ssh-", "ecdsa-", "sk-", "rsa-"].iter().any(|p| field.starts_with(p))
+    ["ssh-", "ecdsa-", "sk-", "rsa-"]
+        .iter()
+        .any(|p| field.starts_with(p))
 }
 
 /// Whitespace-separated fields, where double quotes protect whitespace.
@@ -330,7 +392,10 @@ mod tests {
         let key = HostKey::generate();
         let sig = key.sign(NS, b"hello\n").unwrap();
         assert!(sig.starts_with("-----BEGIN SSH SIGNATURE-----\n"), "{sig}");
-        assert!(sig.trim_end().ends_with("-----END SSH SIGNATURE-----"), "{sig}");
+        assert!(
+            sig.trim_end().ends_with("-----END SSH SIGNATURE-----"),
+            "{sig}"
+        );
         let info = verify(&key.public_key_line("web01"), NS, b"hello\n", &sig).unwrap();
         assert_eq!(info.fingerprint, key.fingerprint());
         assert_eq!(info.public_key_line, key.public_key_line(""));
@@ -346,18 +411,32 @@ mod tests {
         let pk = key.public_key_line("");
         assert_eq!(
             verify(&pk, NS, b"msG", &sig).unwrap_err(),
-            SignError::BadSignature { fingerprint: key.fingerprint() }
+            SignError::BadSignature {
+                fingerprint: key.fingerprint()
+            }
         );
         assert_eq!(
             verify(&pk, "custody-bundle", b"msg", &sig).unwrap_err(),
-            SignError::WrongNamespace { expected: "custody-bundle".into(), found: NS.into() }
+            SignError::WrongNamespace {
+                expected: "custody-bundle".into(),
+                found: NS.into()
+            }
         );
         assert_eq!(
             verify(&other.public_key_line(""), NS, b"msg", &sig).unwrap_err(),
-            SignError::WrongKey { expected_fingerprint: other.fingerprint(), found_fingerprint: key.fingerprint() }
+            SignError::WrongKey {
+                expected_fingerprint: other.fingerprint(),
+                found_fingerprint: key.fingerprint()
+            }
         );
-        assert!(matches!(verify(&pk, NS, b"msg", "not a signature"), Err(SignError::MalformedSignature(_))));
-        assert!(matches!(verify("ssh-ed25519 !!!", NS, b"msg", &sig), Err(SignError::MalformedPublicKey { .. })));
+        assert!(matches!(
+            verify(&pk, NS, b"msg", "not a signature"),
+            Err(SignError::MalformedSignature(_))
+        ));
+        assert!(matches!(
+            verify("ssh-ed25519 !!!", NS, b"msg", &sig),
+            Err(SignError::MalformedPublicKey { .. })
+        ));
     }
 
     #[test]
@@ -368,16 +447,29 @@ mod tests {
         let back = HostKey::from_openssh(&pem).unwrap();
         assert_eq!(back.fingerprint(), key.fingerprint());
         let dbg = format!("{key:?}");
-        assert!(dbg.contains(&key.fingerprint()) && !dbg.contains("PRIVATE"), "{dbg}");
-        assert!(matches!(HostKey::from_openssh("garbage"), Err(SignError::MalformedPrivateKey(_))));
+        assert!(
+            dbg.contains(&key.fingerprint()) && !dbg.contains("PRIVATE"),
+            "{dbg}"
+        );
+        assert!(matches!(
+            HostKey::from_openssh("garbage"),
+            Err(SignError::MalformedPrivateKey(_))
+        ));
     }
 
     #[test]
     fn allowed_signers_lines_parse_back() {
         let key = HostKey::generate();
-        let line = allowed_signers_line("web01", &[NS, "custody-bundle"], &key.public_key_line("c"));
-        assert!(line.starts_with("web01 namespaces=\"custody-digest,custody-bundle\" ssh-ed25519 "), "{line}");
-        let text = format!("# comment\n\n{line}\nweb02,db01 {} some comment\n", key.public_key_line(""));
+        let line =
+            allowed_signers_line("web01", &[NS, "custody-bundle"], &key.public_key_line("c"));
+        assert!(
+            line.starts_with("web01 namespaces=\"custody-digest,custody-bundle\" ssh-ed25519 "),
+            "{line}"
+        );
+        let text = format!(
+            "# comment\n\n{line}\nweb02,db01 {} some comment\n",
+            key.public_key_line("")
+        );
         let parsed = parse_allowed_signers(&text).unwrap();
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[0].principals, vec!["web01"]);
@@ -385,9 +477,17 @@ mod tests {
         assert_eq!(parsed[0].public_key_line, key.public_key_line(""));
         assert_eq!(parsed[1].principals, vec!["web02", "db01"]);
         assert!(parsed[1].allows_namespace("anything"));
-        let err = parse_allowed_signers(&format!("x\nweb01 cert-authority {}\n", key.public_key_line(""))).unwrap_err();
+        let err = parse_allowed_signers(&format!(
+            "x\nweb01 cert-authority {}\n",
+            key.public_key_line("")
+        ))
+        .unwrap_err();
         assert_eq!(err.line, 1, "{err}");
-        let err = parse_allowed_signers(&format!("web01 cert-authority {}\n", key.public_key_line(""))).unwrap_err();
+        let err = parse_allowed_signers(&format!(
+            "web01 cert-authority {}\n",
+            key.public_key_line("")
+        ))
+        .unwrap_err();
         assert!(err.why.contains("cert-authority"), "{err}");
     }
 }

@@ -54,7 +54,10 @@ pub struct SourceError {
 
 impl SourceError {
     pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), reason: reason.into() }
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -283,7 +286,10 @@ impl Report {
     }
 
     pub fn count(&self, severity: Severity) -> usize {
-        self.findings.iter().filter(|f| f.severity == severity).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
     }
 
     /// Findings of one kind, for tests and for tools that act on one kind.
@@ -319,15 +325,42 @@ pub fn verify_store(src: &dyn ObjectSource, opts: &VerifyOptions) -> Result<Repo
             continue;
         };
         match parsed {
-            ParsedKey::SegmentMeta { host, stream, seq, object_sha256 } => {
-                hosts.entry(host).or_default().metas.push(NamedSeg { key, stream, seq, object_sha256 })
+            ParsedKey::SegmentMeta {
+                host,
+                stream,
+                seq,
+                object_sha256,
+            } => hosts.entry(host).or_default().metas.push(NamedSeg {
+                key,
+                stream,
+                seq,
+                object_sha256,
+            }),
+            ParsedKey::SegmentPayload {
+                host,
+                stream,
+                seq,
+                object_sha256,
+            } => {
+                hosts.entry(host).or_default().payloads.insert(
+                    key.clone(),
+                    NamedSeg {
+                        key,
+                        stream,
+                        seq,
+                        object_sha256,
+                    },
+                );
             }
-            ParsedKey::SegmentPayload { host, stream, seq, object_sha256 } => {
-                hosts.entry(host).or_default().payloads.insert(key.clone(), NamedSeg { key, stream, seq, object_sha256 });
-            }
-            ParsedKey::Digest { host, seq, body_sha256 } => {
-                hosts.entry(host).or_default().digests.push(NamedDigest { key, seq, body_sha256 })
-            }
+            ParsedKey::Digest {
+                host,
+                seq,
+                body_sha256,
+            } => hosts.entry(host).or_default().digests.push(NamedDigest {
+                key,
+                seq,
+                body_sha256,
+            }),
             ParsedKey::DigestSig { host, .. } => {
                 hosts.entry(host).or_default().sigs.insert(key);
             }
@@ -336,7 +369,13 @@ pub fn verify_store(src: &dyn ObjectSource, opts: &VerifyOptions) -> Result<Repo
     }
     report.hosts = hosts.len() as u64;
     for (host, objects) in hosts {
-        HostCheck { src, opts, host: &host, report: &mut report }.run(objects)?;
+        HostCheck {
+            src,
+            opts,
+            host: &host,
+            report: &mut report,
+        }
+        .run(objects)?;
     }
     Ok(report)
 }
@@ -393,7 +432,12 @@ struct HostCheck<'a> {
 }
 
 impl HostCheck<'_> {
-    fn finding(&self, severity: Severity, kind: FindingKind, message: impl Into<String>) -> Finding {
+    fn finding(
+        &self,
+        severity: Severity,
+        kind: FindingKind,
+        message: impl Into<String>,
+    ) -> Finding {
         Finding::new(severity, kind, message).host(self.host)
     }
 
@@ -437,7 +481,10 @@ impl HostCheck<'_> {
 
     // ----- segments -----
 
-    fn check_segments(&mut self, objects: &HostObjects) -> Result<BTreeMap<StreamId, StreamSlots>, SourceError> {
+    fn check_segments(
+        &mut self,
+        objects: &HostObjects,
+    ) -> Result<BTreeMap<StreamId, StreamSlots>, SourceError> {
         let mut streams: BTreeMap<StreamId, StreamSlots> = BTreeMap::new();
         let mut claimed: BTreeSet<String> = BTreeSet::new();
         for named in &objects.metas {
@@ -446,7 +493,12 @@ impl HostCheck<'_> {
             let chain_hash = SegmentMeta::chain_hash(&bytes);
             // A record always claims the payload its name points at, so a
             // misnamed record is not also reported as a lone payload.
-            claimed.insert(layout::segment_payload_key(self.host, &named.stream, named.seq, &named.object_sha256));
+            claimed.insert(layout::segment_payload_key(
+                self.host,
+                &named.stream,
+                named.seq,
+                &named.object_sha256,
+            ));
             let meta = match SegmentMeta::decode(&bytes) {
                 Ok(meta) => Some(meta),
                 Err(e) => {
@@ -457,8 +509,12 @@ impl HostCheck<'_> {
             let (stream, seq) = match &meta {
                 Some(meta) => {
                     self.check_record_name(named, meta);
-                    let payload_key =
-                        layout::segment_payload_key(self.host, &meta.stream_id, meta.seq, &meta.object_sha256);
+                    let payload_key = layout::segment_payload_key(
+                        self.host,
+                        &meta.stream_id,
+                        meta.seq,
+                        &meta.object_sha256,
+                    );
                     claimed.insert(payload_key.clone());
                     if objects.payloads.contains_key(&payload_key) {
                         self.check_payload(&payload_key, meta)?;
@@ -480,11 +536,16 @@ impl HostCheck<'_> {
                 }
                 None => (named.stream.clone(), named.seq.0),
             };
-            streams.entry(stream).or_default().entry(seq).or_default().push(SegSlot {
-                key: named.key.clone(),
-                chain_hash,
-                meta,
-            });
+            streams
+                .entry(stream)
+                .or_default()
+                .entry(seq)
+                .or_default()
+                .push(SegSlot {
+                    key: named.key.clone(),
+                    chain_hash,
+                    meta,
+                });
         }
         for (key, named) in &objects.payloads {
             if !claimed.contains(key) {
@@ -541,13 +602,21 @@ impl HostCheck<'_> {
             diffs.push(("host", self.host.to_string(), meta.host_id.to_string()));
         }
         if meta.stream_id != named.stream {
-            diffs.push(("stream", named.stream.to_string(), meta.stream_id.to_string()));
+            diffs.push((
+                "stream",
+                named.stream.to_string(),
+                meta.stream_id.to_string(),
+            ));
         }
         if meta.seq != named.seq {
             diffs.push(("seq", named.seq.to_string(), meta.seq.to_string()));
         }
         if meta.object_sha256 != named.object_sha256 {
-            diffs.push(("object_sha256", named.object_sha256.to_string(), meta.object_sha256.to_string()));
+            diffs.push((
+                "object_sha256",
+                named.object_sha256.to_string(),
+                meta.object_sha256.to_string(),
+            ));
         }
         for (field, expected, found) in diffs {
             let f = self
@@ -568,13 +637,23 @@ impl HostCheck<'_> {
     fn check_payload(&mut self, key: &str, meta: &SegmentMeta) -> Result<(), SourceError> {
         let object = self.src.read(key)?;
         let base = |me: &Self, kind, msg: String| {
-            me.finding(Severity::Error, kind, msg).stream(&meta.stream_id).seq(meta.seq.0).object(key)
+            me.finding(Severity::Error, kind, msg)
+                .stream(&meta.stream_id)
+                .seq(meta.seq.0)
+                .object(key)
         };
         let object_sha = Sha256::digest(&object);
         if object.len() as u64 != meta.object_len || object_sha != meta.object_sha256 {
-            let f = base(self, FindingKind::PayloadHashMismatch, "stored payload is not the one the record describes".into())
-                .expected(format!("len={} sha256={}", meta.object_len, meta.object_sha256))
-                .found(format!("len={} sha256={}", object.len(), object_sha));
+            let f = base(
+                self,
+                FindingKind::PayloadHashMismatch,
+                "stored payload is not the one the record describes".into(),
+            )
+            .expected(format!(
+                "len={} sha256={}",
+                meta.object_len, meta.object_sha256
+            ))
+            .found(format!("len={} sha256={}", object.len(), object_sha));
             self.report.push(f);
         }
         if meta.raw_len > MAX_VERIFIED_RAW_LEN {
@@ -590,23 +669,35 @@ impl HostCheck<'_> {
         let raw = match decompress_payload(&object, meta.raw_len as usize) {
             Ok(raw) => raw,
             Err(e) => {
-                let f = base(self, FindingKind::PayloadDecompressFailed, format!("payload does not decompress as zstd: {e}"))
-                    .expected(format!("a zstd frame of {} bytes", meta.raw_len));
+                let f = base(
+                    self,
+                    FindingKind::PayloadDecompressFailed,
+                    format!("payload does not decompress as zstd: {e}"),
+                )
+                .expected(format!("a zstd frame of {} bytes", meta.raw_len));
                 self.report.push(f);
                 return Ok(());
             }
         };
         let raw_sha = Sha256::digest(&raw);
         if raw.len() as u64 != meta.raw_len || raw_sha != meta.raw_sha256 {
-            let f = base(self, FindingKind::RawHashMismatch, "decompressed bytes are not the logged bytes the record describes".into())
-                .expected(format!("len={} sha256={}", meta.raw_len, meta.raw_sha256))
-                .found(format!("len={} sha256={}", raw.len(), raw_sha));
+            let f = base(
+                self,
+                FindingKind::RawHashMismatch,
+                "decompressed bytes are not the logged bytes the record describes".into(),
+            )
+            .expected(format!("len={} sha256={}", meta.raw_len, meta.raw_sha256))
+            .found(format!("len={} sha256={}", raw.len(), raw_sha));
             self.report.push(f);
             return Ok(());
         }
         self.report.raw_bytes += meta.raw_len;
-        let single = zstd::zstd_safe::find_frame_compressed_size(&object).ok() == Some(object.len());
-        let sized = zstd::zstd_safe::get_frame_content_size(&object).ok().flatten() == Some(meta.raw_len);
+        let single =
+            zstd::zstd_safe::find_frame_compressed_size(&object).ok() == Some(object.len());
+        let sized = zstd::zstd_safe::get_frame_content_size(&object)
+            .ok()
+            .flatten()
+            == Some(meta.raw_len);
         if !single || !sized {
             let f = base(
                 self,
@@ -621,12 +712,15 @@ impl HostCheck<'_> {
     }
 
     fn check_chain(&mut self, stream: &StreamId, slots: &StreamSlots) {
-        let Some(&max) = slots.keys().next_back() else { return };
+        let Some(&max) = slots.keys().next_back() else {
+            return;
+        };
         // Gaps, one finding per run of missing seqs.
         let mut expected_next = 0u64;
-        for &seq in slots.keys() {
+        for (&seq, here) in slots {
             if seq > expected_next {
-                self.push_gap(stream, expected_next, seq - 1);
+                let revealed_by = here.first().map(|s| s.key.as_str());
+                self.push_gap(stream, expected_next, seq - 1, revealed_by);
             }
             expected_next = seq + 1;
         }
@@ -638,7 +732,11 @@ impl HostCheck<'_> {
                     .finding(
                         Severity::Error,
                         FindingKind::ChainFork,
-                        format!("{} different records claim this seq: {}", here.len(), keys.join(", ")),
+                        format!(
+                            "{} different records claim this seq: {}",
+                            here.len(),
+                            keys.join(", ")
+                        ),
                     )
                     .stream(stream)
                     .seq(seq)
@@ -653,7 +751,11 @@ impl HostCheck<'_> {
                 if seq == 0 {
                     if let Some(found) = meta.prev_segment {
                         let f = self
-                            .finding(Severity::Error, FindingKind::ChainBroken, "first segment of a stream must not name a predecessor")
+                            .finding(
+                                Severity::Error,
+                                FindingKind::ChainBroken,
+                                "first segment of a stream must not name a predecessor",
+                            )
                             .stream(stream)
                             .seq(seq)
                             .object(&slot.key)
@@ -664,10 +766,18 @@ impl HostCheck<'_> {
                     continue;
                 }
                 let Some(prev) = prev else { continue }; // reported as a gap
-                let ok = meta.prev_segment.is_some_and(|p| prev.iter().any(|s| s.chain_hash == p));
+                let ok = meta
+                    .prev_segment
+                    .is_some_and(|p| prev.iter().any(|s| s.chain_hash == p));
                 if !ok {
-                    let expected = prev.iter().map(|s| s.chain_hash.to_string()).collect::<Vec<_>>().join("|");
-                    let found = meta.prev_segment.map_or_else(|| "null".to_string(), |p| p.to_string());
+                    let expected = prev
+                        .iter()
+                        .map(|s| s.chain_hash.to_string())
+                        .collect::<Vec<_>>()
+                        .join("|");
+                    let found = meta
+                        .prev_segment
+                        .map_or_else(|| "null".to_string(), |p| p.to_string());
                     let f = self
                         .finding(
                             Severity::Error,
@@ -706,9 +816,15 @@ impl HostCheck<'_> {
         }
     }
 
-    fn push_gap(&mut self, stream: &StreamId, first: u64, last: u64) {
-        let range = if first == last { format!("{first}") } else { format!("{first}..={last}") };
-        let f = self
+    /// `revealed_by`: the record after the gap, whose `prev_segment` names
+    /// the missing one; it is the object an auditor looks at first.
+    fn push_gap(&mut self, stream: &StreamId, first: u64, last: u64, revealed_by: Option<&str>) {
+        let range = if first == last {
+            format!("{first}")
+        } else {
+            format!("{first}..={last}")
+        };
+        let mut f = self
             .finding(
                 Severity::Error,
                 FindingKind::ChainGap,
@@ -718,12 +834,18 @@ impl HostCheck<'_> {
             .seq(first)
             .expected(format!("seq {range} present"))
             .found("absent");
+        if let Some(key) = revealed_by {
+            f = f.object(key);
+        }
         self.report.push(f);
     }
 
     // ----- digests -----
 
-    fn check_digest_objects(&mut self, objects: &HostObjects) -> Result<BTreeMap<u64, Vec<DigestSlot>>, SourceError> {
+    fn check_digest_objects(
+        &mut self,
+        objects: &HostObjects,
+    ) -> Result<BTreeMap<u64, Vec<DigestSlot>>, SourceError> {
         let mut by_seq: BTreeMap<u64, Vec<DigestSlot>> = BTreeMap::new();
         let mut seen: BTreeMap<Sha256, String> = BTreeMap::new();
         for named in &objects.digests {
@@ -747,15 +869,21 @@ impl HostCheck<'_> {
                 Ok(b) => Some(b),
                 Err(e) => {
                     let (kind, expected, found) = match &e {
-                        DecodeError::UnknownFormat { expected, found } => {
-                            (FindingKind::UnknownFormat, expected.to_string(), found.clone())
-                        }
-                        DecodeError::Corrupt(_) => {
-                            (FindingKind::DigestCorrupt, "a custody.digest.v1 body".into(), "undecodable bytes".into())
-                        }
-                        DecodeError::NotCanonical => {
-                            (FindingKind::DigestCorrupt, "canonical encoding".into(), "other JSON layout".into())
-                        }
+                        DecodeError::UnknownFormat { expected, found } => (
+                            FindingKind::UnknownFormat,
+                            expected.to_string(),
+                            found.clone(),
+                        ),
+                        DecodeError::Corrupt(_) => (
+                            FindingKind::DigestCorrupt,
+                            "a custody.digest.v1 body".into(),
+                            "undecodable bytes".into(),
+                        ),
+                        DecodeError::NotCanonical => (
+                            FindingKind::DigestCorrupt,
+                            "canonical encoding".into(),
+                            "other JSON layout".into(),
+                        ),
                     };
                     let f = self
                         .finding(Severity::Error, kind, format!("digest body: {e}"))
@@ -784,7 +912,11 @@ impl HostCheck<'_> {
                 Some(b) => {
                     if &b.host_id != self.host {
                         let f = self
-                            .finding(Severity::Error, FindingKind::DigestNameMismatch, "digest was written by another host")
+                            .finding(
+                                Severity::Error,
+                                FindingKind::DigestNameMismatch,
+                                "digest was written by another host",
+                            )
                             .seq(named.seq)
                             .object(&named.key)
                             .expected(self.host)
@@ -793,7 +925,11 @@ impl HostCheck<'_> {
                     }
                     if b.seq != named.seq {
                         let f = self
-                            .finding(Severity::Error, FindingKind::DigestNameMismatch, "digest's seq differs from the one in its name")
+                            .finding(
+                                Severity::Error,
+                                FindingKind::DigestNameMismatch,
+                                "digest's seq differs from the one in its name",
+                            )
                             .seq(named.seq)
                             .object(&named.key)
                             .expected(named.seq)
@@ -808,7 +944,11 @@ impl HostCheck<'_> {
                 continue; // a replayed copy does not take a second place in the chain
             }
             seen.insert(body_sha256, named.key.clone());
-            by_seq.entry(seq).or_default().push(DigestSlot { key: named.key.clone(), body_sha256, body });
+            by_seq.entry(seq).or_default().push(DigestSlot {
+                key: named.key.clone(),
+                body_sha256,
+                body,
+            });
         }
         for sig in &objects.sigs {
             let body_key = sig.strip_suffix(".sig").unwrap_or(sig);
@@ -830,10 +970,13 @@ impl HostCheck<'_> {
 
     fn check_digest_chain(&mut self, by_seq: &BTreeMap<u64, Vec<DigestSlot>>) {
         let mut expected_next = 0u64;
-        for &seq in by_seq.keys() {
+        for (&seq, here) in by_seq {
             if seq > expected_next {
-                let range =
-                    if seq - 1 == expected_next { format!("{expected_next}") } else { format!("{expected_next}..={}", seq - 1) };
+                let range = if seq - 1 == expected_next {
+                    format!("{expected_next}")
+                } else {
+                    format!("{expected_next}..={}", seq - 1)
+                };
                 let f = self
                     .finding(
                         Severity::Error,
@@ -843,6 +986,11 @@ impl HostCheck<'_> {
                     .seq(expected_next)
                     .expected(format!("digest seq {range} present"))
                     .found("absent");
+                // The digest after the gap names the missing one in prev_digest.
+                let f = match here.first() {
+                    Some(next) => f.object(&next.key),
+                    None => f,
+                };
                 self.report.push(f);
             }
             expected_next = seq + 1;
@@ -854,7 +1002,11 @@ impl HostCheck<'_> {
                     .finding(
                         Severity::Error,
                         FindingKind::DigestFork,
-                        format!("{} different digest bodies claim this seq: {}", here.len(), keys.join(", ")),
+                        format!(
+                            "{} different digest bodies claim this seq: {}",
+                            here.len(),
+                            keys.join(", ")
+                        ),
                     )
                     .seq(seq)
                     .object(keys[1])
@@ -867,7 +1019,11 @@ impl HostCheck<'_> {
                 let Some(body) = &slot.body else { continue };
                 if body.window_start > body.window_end {
                     let f = self
-                        .finding(Severity::Error, FindingKind::DigestWindowOrder, "digest window ends before it starts")
+                        .finding(
+                            Severity::Error,
+                            FindingKind::DigestWindowOrder,
+                            "digest window ends before it starts",
+                        )
                         .seq(seq)
                         .object(&slot.key)
                         .expected("window_start <= window_end")
@@ -881,7 +1037,11 @@ impl HostCheck<'_> {
                 if seq == 0 {
                     if let Some(p) = body.prev_digest {
                         let f = self
-                            .finding(Severity::Error, FindingKind::DigestChainBroken, "first digest must not name a predecessor")
+                            .finding(
+                                Severity::Error,
+                                FindingKind::DigestChainBroken,
+                                "first digest must not name a predecessor",
+                            )
                             .seq(seq)
                             .object(&slot.key)
                             .expected("prev_digest=null")
@@ -891,7 +1051,10 @@ impl HostCheck<'_> {
                     continue;
                 }
                 let Some(prev) = prev else { continue };
-                if !body.prev_digest.is_some_and(|p| prev.iter().any(|s| s.body_sha256 == p)) {
+                if !body
+                    .prev_digest
+                    .is_some_and(|p| prev.iter().any(|s| s.body_sha256 == p))
+                {
                     let f = self
                         .finding(
                             Severity::Error,
@@ -900,8 +1063,16 @@ impl HostCheck<'_> {
                         )
                         .seq(seq)
                         .object(&slot.key)
-                        .expected(prev.iter().map(|s| s.body_sha256.to_string()).collect::<Vec<_>>().join("|"))
-                        .found(body.prev_digest.map_or_else(|| "null".to_string(), |p| p.to_string()));
+                        .expected(
+                            prev.iter()
+                                .map(|s| s.body_sha256.to_string())
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                        )
+                        .found(
+                            body.prev_digest
+                                .map_or_else(|| "null".to_string(), |p| p.to_string()),
+                        );
                     self.report.push(f);
                 }
                 for p in prev.iter().filter_map(|s| s.body.as_ref()) {
@@ -933,7 +1104,10 @@ impl HostCheck<'_> {
 
     /// The keys this host's digests may be signed with, normalized (no
     /// comment); `None` when there are none (already reported).
-    fn candidate_keys(&mut self, objects: &HostObjects) -> Result<Option<Vec<String>>, SourceError> {
+    fn candidate_keys(
+        &mut self,
+        objects: &HostObjects,
+    ) -> Result<Option<Vec<String>>, SourceError> {
         if let Some(trusted) = &self.opts.trusted_signers {
             let mut keys = Vec::new();
             for (principal, line) in trusted {
@@ -945,7 +1119,11 @@ impl HostCheck<'_> {
                     Ok(_) => {}
                     Err(e) => {
                         let f = self
-                            .finding(Severity::Error, FindingKind::PublicKeyInvalid, format!("trusted signer entry unusable: {e}"))
+                            .finding(
+                                Severity::Error,
+                                FindingKind::PublicKeyInvalid,
+                                format!("trusted signer entry unusable: {e}"),
+                            )
                             .found(line);
                         self.report.push(f);
                     }
@@ -970,7 +1148,11 @@ impl HostCheck<'_> {
             let bytes = self.src.read(key)?;
             let parsed = std::str::from_utf8(&bytes)
                 .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(|text| sign::normalize_public_key(text).map(|k| (text.to_string(), k)).map_err(|e| e.to_string()));
+                .and_then(|text| {
+                    sign::normalize_public_key(text)
+                        .map(|k| (text.to_string(), k))
+                        .map_err(|e| e.to_string())
+                });
             match parsed {
                 Ok((text, k)) => {
                     let expected_name = layout::public_key_key(self.host, &text);
@@ -992,7 +1174,11 @@ impl HostCheck<'_> {
                 }
                 Err(why) => {
                     let f = self
-                        .finding(Severity::Warning, FindingKind::PublicKeyInvalid, format!("published key unusable: {why}"))
+                        .finding(
+                            Severity::Warning,
+                            FindingKind::PublicKeyInvalid,
+                            format!("published key unusable: {why}"),
+                        )
                         .object(key);
                     self.report.push(f);
                 }
@@ -1011,7 +1197,10 @@ impl HostCheck<'_> {
             return Ok(None);
         }
         if keys.len() > 1 {
-            let fps: Vec<String> = keys.iter().filter_map(|k| sign::fingerprint_of(k).ok()).collect();
+            let fps: Vec<String> = keys
+                .iter()
+                .filter_map(|k| sign::fingerprint_of(k).ok())
+                .collect();
             let f = self
                 .finding(
                     Severity::Warning,
@@ -1045,7 +1234,11 @@ impl HostCheck<'_> {
                 let sig_key = format!("{}.sig", slot.key);
                 if !sigs.contains(&sig_key) {
                     let f = self
-                        .finding(Severity::Error, FindingKind::SignatureMissing, "digest has no signature")
+                        .finding(
+                            Severity::Error,
+                            FindingKind::SignatureMissing,
+                            "digest has no signature",
+                        )
                         .seq(seq)
                         .object(&slot.key)
                         .expected(&sig_key)
@@ -1058,7 +1251,11 @@ impl HostCheck<'_> {
                 let sig_bytes = self.src.read(&sig_key)?;
                 let Ok(sig_text) = String::from_utf8(sig_bytes) else {
                     let f = self
-                        .finding(Severity::Error, FindingKind::SignatureInvalid, "signature is not text (armored sshsig expected)")
+                        .finding(
+                            Severity::Error,
+                            FindingKind::SignatureInvalid,
+                            "signature is not text (armored sshsig expected)",
+                        )
                         .seq(seq)
                         .object(&sig_key);
                     self.report.push(f);
@@ -1078,7 +1275,9 @@ impl HostCheck<'_> {
                 if let Some(info) = good {
                     verified.insert(slot.body_sha256);
                     if let Some(body) = &slot.body {
-                        if sign::normalize_public_key(&body.public_key).ok().as_deref() != Some(info.public_key_line.as_str()) {
+                        if sign::normalize_public_key(&body.public_key).ok().as_deref()
+                            != Some(info.public_key_line.as_str())
+                        {
                             let f = self
                                 .finding(
                                     Severity::Warning,
@@ -1095,8 +1294,13 @@ impl HostCheck<'_> {
                     continue;
                 }
                 let f = match last_err {
-                    Some(SignError::WrongKey { found_fingerprint, .. }) => {
-                        let expected: Vec<String> = keys.iter().filter_map(|k| sign::fingerprint_of(k).ok()).collect();
+                    Some(SignError::WrongKey {
+                        found_fingerprint, ..
+                    }) => {
+                        let expected: Vec<String> = keys
+                            .iter()
+                            .filter_map(|k| sign::fingerprint_of(k).ok())
+                            .collect();
                         self.finding(
                             Severity::Error,
                             FindingKind::SignatureWrongKey,
@@ -1105,8 +1309,16 @@ impl HostCheck<'_> {
                         .expected(expected.join(","))
                         .found(found_fingerprint)
                     }
-                    Some(e) => self.finding(Severity::Error, FindingKind::SignatureInvalid, format!("signature does not verify: {e}")),
-                    None => self.finding(Severity::Error, FindingKind::SignatureInvalid, "no key to check the signature with"),
+                    Some(e) => self.finding(
+                        Severity::Error,
+                        FindingKind::SignatureInvalid,
+                        format!("signature does not verify: {e}"),
+                    ),
+                    None => self.finding(
+                        Severity::Error,
+                        FindingKind::SignatureInvalid,
+                        "no key to check the signature with",
+                    ),
                 };
                 let f = f.seq(seq).object(&sig_key);
                 self.report.push(f);
@@ -1115,50 +1327,100 @@ impl HostCheck<'_> {
         Ok(verified)
     }
 
-    fn check_entries(&mut self, slot: &DigestSlot, body: &DigestBody, streams: &BTreeMap<StreamId, StreamSlots>) {
+    fn check_entries(
+        &mut self,
+        slot: &DigestSlot,
+        body: &DigestBody,
+        streams: &BTreeMap<StreamId, StreamSlots>,
+    ) {
+        let ordered = body
+            .segments
+            .windows(2)
+            .all(|w| (&w[0].stream_id, w[0].seq) < (&w[1].stream_id, w[1].seq));
+        if !ordered {
+            let f = self
+                .finding(
+                    Severity::Warning,
+                    FindingKind::DigestCorrupt,
+                    "digest entries are not ordered by stream then seq, or list a segment twice (a writer bug; the digest is still signed)",
+                )
+                .seq(body.seq)
+                .object(&slot.key)
+                .expected("entries strictly ordered by (stream_id, seq)");
+            self.report.push(f);
+        }
         for entry in &body.segments {
-            let here = streams.get(&entry.stream_id).and_then(|s| s.get(&entry.seq.0));
+            let here = streams
+                .get(&entry.stream_id)
+                .and_then(|s| s.get(&entry.seq.0));
             let base = |me: &Self, kind, msg: &str| {
-                me.finding(Severity::Error, kind, format!("{msg} (listed in digest {})", body.seq))
-                    .stream(&entry.stream_id)
-                    .seq(entry.seq.0)
+                me.finding(
+                    Severity::Error,
+                    kind,
+                    format!("{msg} (listed in digest {})", body.seq),
+                )
+                .stream(&entry.stream_id)
+                .seq(entry.seq.0)
             };
             let Some(here) = here.filter(|h| !h.is_empty()) else {
-                let f = base(self, FindingKind::DigestEntryMissingSegment, "signed digest lists a segment that is not in the store")
-                    .object(&slot.key)
-                    .expected(format!("record with sha256 {}", entry.meta_sha256))
-                    .found("absent");
+                let f = base(
+                    self,
+                    FindingKind::DigestEntryMissingSegment,
+                    "signed digest lists a segment that is not in the store",
+                )
+                .object(&slot.key)
+                .expected(format!("record with sha256 {}", entry.meta_sha256))
+                .found("absent");
                 self.report.push(f);
                 continue;
             };
             let matches = |s: &SegSlot| {
                 s.chain_hash == entry.meta_sha256
-                    && s.meta.as_ref().is_some_and(|m| m.object_sha256 == entry.object_sha256 && m.raw_sha256 == entry.raw_sha256)
+                    && s.meta.as_ref().is_some_and(|m| {
+                        m.object_sha256 == entry.object_sha256 && m.raw_sha256 == entry.raw_sha256
+                    })
             };
             if !here.iter().any(matches) {
                 let found = &here[0];
-                let f = base(self, FindingKind::DigestEntryMismatch, "stored segment differs from the one the signed digest lists")
-                    .object(&found.key)
-                    .expected(format!(
-                        "meta={} object={} raw={}",
-                        entry.meta_sha256, entry.object_sha256, entry.raw_sha256
-                    ))
-                    .found(format!(
-                        "meta={} object={} raw={}",
-                        found.chain_hash,
-                        found.meta.as_ref().map_or("?".to_string(), |m| m.object_sha256.to_string()),
-                        found.meta.as_ref().map_or("?".to_string(), |m| m.raw_sha256.to_string()),
-                    ));
+                let f = base(
+                    self,
+                    FindingKind::DigestEntryMismatch,
+                    "stored segment differs from the one the signed digest lists",
+                )
+                .object(&found.key)
+                .expected(format!(
+                    "meta={} object={} raw={}",
+                    entry.meta_sha256, entry.object_sha256, entry.raw_sha256
+                ))
+                .found(format!(
+                    "meta={} object={} raw={}",
+                    found.chain_hash,
+                    found
+                        .meta
+                        .as_ref()
+                        .map_or("?".to_string(), |m| m.object_sha256.to_string()),
+                    found
+                        .meta
+                        .as_ref()
+                        .map_or("?".to_string(), |m| m.raw_sha256.to_string()),
+                ));
                 self.report.push(f);
             }
         }
     }
 
-    fn check_coverage(&mut self, streams: &BTreeMap<StreamId, StreamSlots>, signed: &[&DigestBody]) {
+    fn check_coverage(
+        &mut self,
+        streams: &BTreeMap<StreamId, StreamSlots>,
+        signed: &[&DigestBody],
+    ) {
         let mut listed: BTreeMap<&StreamId, BTreeSet<(u64, Sha256)>> = BTreeMap::new();
         for body in signed {
             for e in &body.segments {
-                listed.entry(&e.stream_id).or_default().insert((e.seq.0, e.meta_sha256));
+                listed
+                    .entry(&e.stream_id)
+                    .or_default()
+                    .insert((e.seq.0, e.meta_sha256));
             }
         }
         for (stream, slots) in streams {
@@ -1190,7 +1452,11 @@ impl HostCheck<'_> {
                 }
             }
             if let (Some(&first), Some(&last)) = (pending.first(), pending.last()) {
-                let range = if first == last { format!("{first}") } else { format!("{first}..={last}") };
+                let range = if first == last {
+                    format!("{first}")
+                } else {
+                    format!("{first}..={last}")
+                };
                 let f = self
                     .finding(
                         Severity::Info,
@@ -1213,23 +1479,33 @@ mod tests {
     fn finding_line_format() {
         let host = HostId::new("web01").unwrap();
         let stream = StreamId::new("os-syslog").unwrap();
-        let f = Finding::new(Severity::Error, FindingKind::ChainGap, "segment(s) 5 missing")
-            .host(&host)
-            .stream(&stream)
-            .seq(5)
-            .expected("seq 5 present")
-            .found("absent");
+        let f = Finding::new(
+            Severity::Error,
+            FindingKind::ChainGap,
+            "segment(s) 5 missing",
+        )
+        .host(&host)
+        .stream(&stream)
+        .seq(5)
+        .expected("seq 5 present")
+        .found("absent");
         assert_eq!(
             f.to_string(),
             "ERROR chain_gap host=web01 stream=os-syslog seq=5 expected=seq 5 present found=absent: segment(s) 5 missing"
         );
         let json = serde_json::to_string(&f).unwrap();
-        assert!(json.starts_with("{\"severity\":\"error\",\"kind\":\"chain_gap\",\"host\":\"web01\""), "{json}");
+        assert!(
+            json.starts_with("{\"severity\":\"error\",\"kind\":\"chain_gap\",\"host\":\"web01\""),
+            "{json}"
+        );
     }
 
     #[test]
     fn kind_names_are_snake_case() {
-        assert_eq!(FindingKind::PayloadWithoutRecord.name(), "payload_without_record");
+        assert_eq!(
+            FindingKind::PayloadWithoutRecord.name(),
+            "payload_without_record"
+        );
         assert_eq!(FindingKind::SignatureWrongKey.name(), "signature_wrong_key");
     }
 

@@ -12,7 +12,10 @@ use custody_evidence::digest::DIGEST_NAMESPACE;
 use custody_evidence::sign::{allowed_signers_line, verify, HostKey, SignError};
 
 fn ssh_keygen() -> PathBuf {
-    let candidates = [std::env::var_os("SSH_KEYGEN").map(PathBuf::from), Some(PathBuf::from("/usr/bin/ssh-keygen"))];
+    let candidates = [
+        std::env::var_os("SSH_KEYGEN").map(PathBuf::from),
+        Some(PathBuf::from("/usr/bin/ssh-keygen")),
+    ];
     for c in candidates.into_iter().flatten() {
         if c.is_file() {
             return c;
@@ -31,7 +34,12 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ssh-keygen");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
     child.wait_with_output().expect("wait for ssh-keygen")
 }
 
@@ -44,7 +52,14 @@ fn write_private(dir: &Path, name: &str, pem: &str) -> PathBuf {
     path
 }
 
-fn keygen_verify(dir: &Path, principal: &str, allowed: &str, msg: &[u8], sig: &str, namespace: &str) -> Output {
+fn keygen_verify(
+    dir: &Path,
+    principal: &str,
+    allowed: &str,
+    msg: &[u8],
+    sig: &str,
+    namespace: &str,
+) -> Output {
     let allowed_path = dir.join("allowed_signers");
     fs::write(&allowed_path, allowed).unwrap();
     let sig_path = dir.join("msg.sig");
@@ -67,7 +82,14 @@ fn ssh_keygen_verifies_our_signature() {
     let sig = key.sign(DIGEST_NAMESPACE, msg).unwrap();
     let allowed = allowed_signers_line("web01", &[DIGEST_NAMESPACE], &key.public_key_line("web01"));
 
-    let out = keygen_verify(dir.path(), "web01", &format!("{allowed}\n"), msg, &sig, DIGEST_NAMESPACE);
+    let out = keygen_verify(
+        dir.path(),
+        "web01",
+        &format!("{allowed}\n"),
+        msg,
+        &sig,
+        DIGEST_NAMESPACE,
+    );
     assert!(
         out.status.success(),
         "ssh-keygen -Y verify refused our signature: {}{}",
@@ -75,11 +97,24 @@ fn ssh_keygen_verifies_our_signature() {
         String::from_utf8_lossy(&out.stderr)
     );
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("Good \"custody-digest\" signature for web01"), "{said}");
+    assert!(
+        said.contains("Good \"custody-digest\" signature for web01"),
+        "{said}"
+    );
 
     // And it must refuse an altered message: the test can fail.
-    let out = keygen_verify(dir.path(), "web01", &format!("{allowed}\n"), b"altered\n", &sig, DIGEST_NAMESPACE);
-    assert!(!out.status.success(), "ssh-keygen accepted a signature over different bytes");
+    let out = keygen_verify(
+        dir.path(),
+        "web01",
+        &format!("{allowed}\n"),
+        b"altered\n",
+        &sig,
+        DIGEST_NAMESPACE,
+    );
+    assert!(
+        !out.status.success(),
+        "ssh-keygen accepted a signature over different bytes"
+    );
 }
 
 #[test]
@@ -91,10 +126,18 @@ fn we_verify_ssh_keygen_signature() {
     let msg = b"{\"seq\":0}\n";
     fs::write(&msg_path, msg).unwrap();
     let out = run(
-        Command::new(ssh_keygen()).args(["-Y", "sign", "-f"]).arg(&key_path).args(["-n", DIGEST_NAMESPACE]).arg(&msg_path),
+        Command::new(ssh_keygen())
+            .args(["-Y", "sign", "-f"])
+            .arg(&key_path)
+            .args(["-n", DIGEST_NAMESPACE])
+            .arg(&msg_path),
         b"",
     );
-    assert!(out.status.success(), "ssh-keygen -Y sign failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ssh-keygen -Y sign failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sig = fs::read_to_string(dir.path().join("body.json.sig")).unwrap();
 
     let info = verify(&key.public_key_line(""), DIGEST_NAMESPACE, msg, &sig).unwrap();
@@ -113,23 +156,41 @@ fn keys_made_by_ssh_keygen_load_and_fingerprints_agree() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("id_ed25519");
     let out = run(
-        Command::new(ssh_keygen()).args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"]).arg(&key_path),
+        Command::new(ssh_keygen())
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+            .arg(&key_path),
         b"",
     );
-    assert!(out.status.success(), "ssh-keygen -t ed25519 failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ssh-keygen -t ed25519 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = HostKey::from_openssh(&fs::read_to_string(&key_path).unwrap()).unwrap();
     let public = fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
     assert_eq!(key.public_key_line("test"), public.trim_end());
 
-    let out = run(Command::new(ssh_keygen()).arg("-l").arg("-f").arg(dir.path().join("id_ed25519.pub")), b"");
+    let out = run(
+        Command::new(ssh_keygen())
+            .arg("-l")
+            .arg("-f")
+            .arg(dir.path().join("id_ed25519.pub")),
+        b"",
+    );
     assert!(out.status.success());
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(listed.contains(&key.fingerprint()), "ssh-keygen -l printed {listed}, we computed {}", key.fingerprint());
+    assert!(
+        listed.contains(&key.fingerprint()),
+        "ssh-keygen -l printed {listed}, we computed {}",
+        key.fingerprint()
+    );
 
     // An RSA key is refused with a clear error.
     let rsa_path = dir.path().join("id_rsa");
     let out = run(
-        Command::new(ssh_keygen()).args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"]).arg(&rsa_path),
+        Command::new(ssh_keygen())
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+            .arg(&rsa_path),
         b"",
     );
     assert!(out.status.success());

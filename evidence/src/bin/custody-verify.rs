@@ -1,1 +1,292 @@
-fn main() {}
+//! `custody-verify`: checks a custody store offline and prints what it found.
+//!
+//! ```text
+//! custody-verify store DIR [--json] [--allowed-signers FILE]
+//! ```
+//!
+//! Exit codes: 0 every check held (warnings and info may be printed),
+//! 1 at least one Error finding, 2 the check could not run (bad arguments,
+//! unreadable store or allowed_signers file).
+//!
+//! The filesystem store keeps each object at `DIR/<key>` as a plain file,
+//! and its own bookkeeping in dot-directories at the root (`.retention/`,
+//! `.holds/`), which are not evidence and are not read. Only `DIR/v1` is
+//! walked, without following symlinks: a symlink where an object should be
+//! is itself a finding, since it could point anywhere.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use custody_evidence::digest::DIGEST_NAMESPACE;
+use custody_evidence::layout;
+use custody_evidence::sign::parse_allowed_signers;
+use custody_evidence::verify::{
+    verify_store, Finding, FindingKind, ObjectSource, Report, Severity, SourceError, VerifyOptions,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "custody-verify",
+    version,
+    about = "Verify a custody evidence store offline"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Verify every host, stream, segment and digest in a filesystem store.
+    Store {
+        /// The store directory (the agent's filesystem store path).
+        dir: PathBuf,
+        /// Print the report as JSON instead of one line per finding.
+        #[arg(long)]
+        json: bool,
+        /// OpenSSH allowed_signers file: `host-id [namespaces="custody-digest"] ssh-ed25519 AAAA…`.
+        /// Without it, signatures are checked against keys the hosts published in the store.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("custody-verify: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Returns whether the store is clean.
+fn run(args: Args) -> Result<bool> {
+    let Command::Store {
+        dir,
+        json,
+        allowed_signers,
+    } = args.command;
+    let opts = VerifyOptions {
+        trusted_signers: allowed_signers
+            .as_deref()
+            .map(read_allowed_signers)
+            .transpose()?,
+    };
+    let source = FsSource::open(&dir)?;
+    let mut report = verify_store(&source, &opts).with_context(|| {
+        format!(
+            "could not finish reading store {}; nothing was verified",
+            dir.display()
+        )
+    })?;
+    // Filesystem anomalies first: they explain findings that follow.
+    let mut findings = source.anomalies;
+    findings.append(&mut report.findings);
+    report.findings = findings;
+
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report as JSON")?
+        );
+    } else {
+        print_human(&report, &dir);
+    }
+    Ok(report.is_clean())
+}
+
+fn print_human(report: &Report, dir: &Path) {
+    for f in &report.findings {
+        println!("{f}");
+    }
+    let (e, w, i) = (
+        report.count(Severity::Error),
+        report.count(Severity::Warning),
+        report.count(Severity::Info),
+    );
+    println!(
+        "{}: {} host(s), {} stream(s), {} segment(s), {} digest(s), {} raw bytes verified; {e} error(s), {w} warning(s), {i} info: {}",
+        dir.display(),
+        report.hosts,
+        report.streams,
+        report.segments,
+        report.digests,
+        report.raw_bytes,
+        if report.is_clean() { "OK" } else { "FAILED" }
+    );
+}
+
+/// `(principal, key line)` for every principal whose entry may vouch for
+/// digest signatures.
+fn read_allowed_signers(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("--allowed-signers {}: cannot read the file", path.display()))?;
+    let entries = parse_allowed_signers(&text)
+        .with_context(|| format!("--allowed-signers {}", path.display()))?;
+    let pairs: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| e.allows_namespace(DIGEST_NAMESPACE))
+        .flat_map(|e| {
+            e.principals
+                .iter()
+                .map(|p| (p.clone(), e.public_key_line.clone()))
+        })
+        .collect();
+    if pairs.is_empty() {
+        bail!(
+            "--allowed-signers {}: no entry allows namespace {DIGEST_NAMESPACE:?}; add lines like \
+             `web01 namespaces=\"{DIGEST_NAMESPACE}\" ssh-ed25519 AAAA…` (principal = host id)",
+            path.display()
+        );
+    }
+    Ok(pairs)
+}
+
+/// The filesystem store marks its root with this file (store/src/fs.rs).
+const STORE_MARKER: &str = ".custody-store.json";
+/// The filesystem store's temporary files, never objects (store/src/fs.rs).
+const TMP_PREFIX: &str = ".tmp-";
+
+/// A filesystem store directory, listed once up front.
+struct FsSource {
+    root: PathBuf,
+    /// Regular files under `v1/`, as object names, sorted.
+    keys: Vec<String>,
+    /// What the walk found that is not a regular file or not a valid name.
+    anomalies: Vec<Finding>,
+}
+
+impl FsSource {
+    fn open(root: &Path) -> Result<FsSource> {
+        let meta = fs::metadata(root).with_context(|| {
+            format!("store directory {}: cannot access it; pass the directory the agent writes to (its store path)", root.display())
+        })?;
+        if !meta.is_dir() {
+            bail!(
+                "store {} is not a directory; pass the store directory itself",
+                root.display()
+            );
+        }
+        let v1 = root.join(layout::ROOT);
+        let mut source = FsSource {
+            root: root.to_path_buf(),
+            keys: Vec::new(),
+            anomalies: Vec::new(),
+        };
+        match fs::symlink_metadata(&v1) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "{} is not a directory: this is not a custody store (or it was tampered with)",
+                v1.display()
+            ),
+            // A store that exists but was never shipped to: nothing to check.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && root.join(STORE_MARKER).is_file() =>
+            {
+                return Ok(source)
+            }
+            Err(e) => bail!(
+                "{}: {e}; {} is not a custody store (no {STORE_MARKER} and no {}/): check the path",
+                v1.display(),
+                root.display(),
+                layout::ROOT
+            ),
+        }
+        source.walk(&v1, layout::ROOT)?;
+        source.keys.sort();
+        Ok(source)
+    }
+
+    fn walk(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        let entries = fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}; check permissions", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                self.anomalies.push(
+                    Finding::new(
+                        Severity::Warning,
+                        FindingKind::UnrecognizedObject,
+                        "file name is not UTF-8; not part of the layout, not checked",
+                    )
+                    .object(&path.to_string_lossy()),
+                );
+                continue;
+            };
+            let key = format!("{prefix}/{name}");
+            if name.starts_with(TMP_PREFIX) {
+                self.anomalies.push(
+                    Finding::new(
+                        Severity::Info,
+                        FindingKind::UnrecognizedObject,
+                        "a store write in progress or interrupted (the store never lists it); not evidence, not checked",
+                    )
+                    .object(&key),
+                );
+                continue;
+            }
+            // symlink_metadata: never follow a link out of the store.
+            let ft = fs::symlink_metadata(&path)
+                .with_context(|| format!("cannot stat {}", path.display()))?
+                .file_type();
+            if ft.is_dir() {
+                self.walk(&path, &key)?;
+            } else if ft.is_file() {
+                self.keys.push(key);
+            } else {
+                let what = if ft.is_symlink() {
+                    match fs::read_link(&path) {
+                        Ok(t) => format!("symlink to {}", t.display()),
+                        Err(_) => "symlink".to_string(),
+                    }
+                } else {
+                    "special file".to_string()
+                };
+                self.anomalies.push(
+                    Finding::new(
+                        Severity::Error,
+                        FindingKind::NotARegularFile,
+                        "objects are plain files; a link or special file in a store was not written by the store and was not followed",
+                    )
+                    .object(&key)
+                    .expected("regular file")
+                    .found(what),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectSource for FsSource {
+    fn list(&self, prefix: &str) -> Result<Vec<String>, SourceError> {
+        Ok(self
+            .keys
+            .iter()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>, SourceError> {
+        let path = self.root.join(key);
+        let err = |why: String| SourceError::new(path.display().to_string(), why);
+        // Re-check: the file may have been replaced by a link since the walk.
+        let meta = fs::symlink_metadata(&path).map_err(|e| err(e.to_string()))?;
+        if !meta.file_type().is_file() {
+            return Err(err(
+                "no longer a regular file (changed during verification)".into(),
+            ));
+        }
+        fs::read(&path).map_err(|e| err(e.to_string()))
+    }
+}
