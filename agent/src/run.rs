@@ -12,7 +12,6 @@ use anyhow::Context;
 use custody_evidence::{InstanceId, StreamId};
 use custody_store::{FsStore, ObjectStore};
 use notify::{RecursiveMode, Watcher};
-use time::OffsetDateTime;
 
 use crate::board::Board;
 use crate::checkpoint::{self, Loaded};
