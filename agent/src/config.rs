@@ -205,7 +205,7 @@ pub struct RawConfig {
 /// is given as line and column (from 1) so an editor can jump to it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    #[error("cannot read configuration file {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -742,12 +742,25 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
     if problems.len() != before {
         return None;
     }
-    Some(SourceConfig {
+    let source = SourceConfig {
         name: name?,
         category: category?,
         paths,
         framing: framing?,
-    })
+    };
+    // The pipeline builds the stream id from category and name; check the
+    // result here (its length) so the agent cannot fail on it at start.
+    if let Err(e) = crate::run::stream_id(&source) {
+        problems.push(Problem {
+            key: raw.key("name"),
+            message: format!(
+                "{:?} does not make a valid stream id: {e:#}; use a shorter name",
+                source.name
+            ),
+        });
+        return None;
+    }
+    Some(source)
 }
 
 /// utmp framing for files named like the login record files, lines otherwise.
@@ -1031,6 +1044,15 @@ framing = "utmp"
             err.contains("sources[0].paths[0]: \"/var/log/[x\" is not a valid glob"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn names_too_long_for_a_stream_id_are_refused() {
+        let name = "n".repeat(126);
+        let err = check(&format!("store = \"/s\"\n[[sources]]\nname = \"{name}\"\ncategory = \"logon\"\npaths = [\"/a\"]\n"))
+            .unwrap_err();
+        assert!(err.contains("sources[0].name:"), "{err}");
+        assert!(err.contains("does not make a valid stream id"), "{err}");
     }
 
     #[test]

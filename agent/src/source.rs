@@ -182,15 +182,12 @@ impl Source {
                     return; // the committer is gone
                 }
             }
-            if self
+            let aged = self
                 .open
                 .as_ref()
-                .is_some_and(|o| o.opened.elapsed() >= self.settings.segment_max_age)
-                || stopping
-            {
-                if self.seal_open().is_err() {
-                    return;
-                }
+                .is_some_and(|o| o.opened.elapsed() >= self.settings.segment_max_age);
+            if (aged || stopping) && self.seal_open().is_err() {
+                return;
             }
             self.publish_status();
             if stopping {
@@ -829,7 +826,7 @@ impl Source {
         t.state.offset += bytes.len() as u64;
         t.state.mid_unit = match self.cfg.framing {
             SourceFraming::Lines => bytes.last() != Some(&b'\n'),
-            SourceFraming::Records { size } => t.state.offset % size as u64 != 0,
+            SourceFraming::Records { size } => !t.state.offset.is_multiple_of(size as u64),
         };
         t.partial_since = None;
         // Keep the fingerprint as long as the file allows (up to the window):
@@ -859,7 +856,7 @@ impl Source {
         let end = open.start + open.buf.len() as u64;
         let ends_mid = match self.cfg.framing {
             SourceFraming::Lines => open.buf.last() != Some(&b'\n'),
-            SourceFraming::Records { size } => end % size as u64 != 0,
+            SourceFraming::Records { size } => !end.is_multiple_of(size as u64),
         };
         let file_after = FileState {
             path: open.path.clone(),

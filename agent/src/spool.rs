@@ -38,6 +38,10 @@ pub struct PendingSegment {
     pub payload: PathBuf,
 }
 
+/// A spooled segment record as stored, with the file state beside it:
+/// `(seq, record bytes, state bytes)`.
+pub type SpooledRecord = (u64, Vec<u8>, Vec<u8>);
+
 #[derive(Debug, Clone)]
 pub struct PendingDigest {
     pub seq: u64,
@@ -258,7 +262,7 @@ impl Spool {
         &self,
         stream: &StreamId,
         from: u64,
-    ) -> anyhow::Result<Vec<(u64, Vec<u8>, Vec<u8>)>> {
+    ) -> anyhow::Result<Vec<SpooledRecord>> {
         let dir = self.segments_dir.join(stream.as_str());
         let mut out = Vec::new();
         for name in sorted_names(&dir)? {

@@ -81,13 +81,13 @@ pub struct StatusFile {
 /// Why a status file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not an agent status file: {source}")]
+    #[error("{path} is not an agent status file")]
     Parse {
         path: PathBuf,
         #[source]
