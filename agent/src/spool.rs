@@ -258,11 +258,7 @@ impl Spool {
 
     /// Records (pending or shipped) of `stream` with seq ≥ `from`, in order:
     /// what a checkpoint fall-back rolls forward over.
-    pub fn records_from(
-        &self,
-        stream: &StreamId,
-        from: u64,
-    ) -> anyhow::Result<Vec<SpooledRecord>> {
+    pub fn records_from(&self, stream: &StreamId, from: u64) -> anyhow::Result<Vec<SpooledRecord>> {
         let dir = self.segments_dir.join(stream.as_str());
         let mut out = Vec::new();
         for name in sorted_names(&dir)? {

@@ -55,5 +55,6 @@ mod tests {
 /// (microseconds), so a value compares equal after a round trip.
 pub fn now_utc_micros() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }
