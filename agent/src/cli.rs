@@ -608,6 +608,9 @@ pub struct PruneSummary {
     pub deleted: Vec<String>,
     pub held: Vec<String>,
     pub retained: u64,
+    /// Kept because their retention could not be proven (missing or
+    /// damaged retention record): `key: why`. Never deleted.
+    pub unproven: Vec<String>,
 }
 
 /// Computes what a prune at `now` would delete, without deleting.
@@ -624,12 +627,14 @@ pub async fn prune_plan(
         .await
         .with_context(|| format!("listing {}", store.describe()))?
     {
-        let Some(info) = store
-            .head(&key)
-            .await
-            .with_context(|| format!("reading retention of {key}"))?
-        else {
-            continue; // deleted meanwhile
+        let info = match store.head(&key).await {
+            Ok(Some(info)) => info,
+            Ok(None) => continue, // deleted meanwhile
+            Err(e @ custody_store::StoreError::Corrupt { .. }) => {
+                summary.unproven.push(format!("{key}: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading retention of {key}")),
         };
         if info.retain_until >= now {
             summary.retained += 1;
@@ -657,6 +662,11 @@ pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
             deleted: report.deleted,
             held: report.held,
             retained: report.retained,
+            unproven: report
+                .unproven
+                .into_iter()
+                .map(|(key, why)| format!("{key}: {why}"))
+                .collect(),
         }
     };
     if args.json {
@@ -676,11 +686,15 @@ pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
         for key in &summary.held {
             outln!("held (legal hold, past retention) {key}")?;
         }
+        for what in &summary.unproven {
+            outln!("kept (retention not provable; check the store) {what}")?;
+        }
         outln!(
-            "{verb} {}, held {}, retained {} (store {})",
+            "{verb} {}, held {}, retained {}, kept unproven {} (store {})",
             summary.deleted.len(),
             summary.held.len(),
             summary.retained,
+            summary.unproven.len(),
             store.describe()
         )?;
     }

@@ -9,6 +9,24 @@
 //! - `put` returns only once the object is durable.
 //! - Each object carries a retain-until time; [`ObjectStore::prune`] deletes
 //!   only objects past it and never one under legal hold.
+//!
+//! Main types: [`ObjectStore`] (the trait the agent ships through),
+//! [`FsStore`] (layout in `store/README.md`), [`MemoryStore`] and
+//! [`FaultyStore`] (tests).
+//!
+//! ```
+//! use custody_store::{FsStore, PutOptions, PutOutcome, StoreError};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = FsStore::open(dir.path().join("store"))?;
+//! let opts = PutOptions { retain_until: time::OffsetDateTime::now_utc() + time::Duration::days(183) };
+//! assert_eq!(store.put_sync("v1/host/a", b"evidence", opts)?, PutOutcome::Created);
+//! // A retry after a lost acknowledgement is harmless...
+//! assert_eq!(store.put_sync("v1/host/a", b"evidence", opts)?, PutOutcome::AlreadyPresent);
+//! // ...and a rewrite is refused.
+//! assert!(matches!(store.put_sync("v1/host/a", b"tampered", opts), Err(StoreError::Conflict { .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod fault;
