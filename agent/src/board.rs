@@ -1,6 +1,7 @@
 //! The shared picture behind `status.json`: every stage writes its part,
 //! a small task writes the file about once a second.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -13,6 +14,9 @@ use crate::status::{AgentStatus, FileStatus, SourceStatus, STATUS_FILE};
 pub struct Board {
     inner: Mutex<AgentStatus>,
     path: PathBuf,
+    /// Offsets made durable by the committer, per stream and file
+    /// (device, inode): what `status` reports, not the read position.
+    committed: Mutex<HashMap<(StreamId, u64, u64), u64>>,
 }
 
 fn now() -> String {
@@ -24,6 +28,7 @@ impl Board {
         Board {
             inner: Mutex::new(initial),
             path: state_dir.join(STATUS_FILE),
+            committed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -41,7 +46,29 @@ impl Board {
         })
     }
 
-    pub fn set_source_files(&self, stream: &StreamId, files: Vec<FileStatus>, errors: Vec<String>) {
+    /// The committer made `[.., offset)` of a file durable.
+    pub fn file_committed(&self, stream: &StreamId, device: u64, inode: u64, offset: u64) {
+        let mut c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        c.insert((stream.clone(), device, inode), offset);
+    }
+
+    /// The committer forgot a file.
+    pub fn file_forgotten(&self, stream: &StreamId, device: u64, inode: u64) {
+        let mut c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        c.remove(&(stream.clone(), device, inode));
+    }
+
+    /// A source's followed files; their offsets are replaced by the
+    /// committed ones (bytes read but not yet durable count as behind).
+    pub fn set_source_files(&self, stream: &StreamId, mut files: Vec<FileStatus>, errors: Vec<String>) {
+        {
+            let c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+            for f in &mut files {
+                let committed = c.get(&(stream.clone(), f.device, f.inode)).copied().unwrap_or(0);
+                f.offset = committed.min(f.offset);
+                f.behind = f.size.saturating_sub(f.offset);
+            }
+        }
         self.source(stream, |s| {
             s.files = files;
             s.errors = errors;

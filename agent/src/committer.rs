@@ -170,10 +170,12 @@ impl Committer {
                         }
                     },
                     SourceEvent::Track(stream, file) => {
+                        self.board.file_committed(&stream, file.key.device, file.key.inode, file.offset);
                         upsert(&mut cp.streams.entry(stream).or_default().files, file);
                         dirty = true;
                     }
                     SourceEvent::Forget(stream, key) => {
+                        self.board.file_forgotten(&stream, key.device, key.inode);
                         if let Some(st) = cp.streams.get_mut(&stream) {
                             st.files.retain(|f| f.key != key);
                         }
@@ -294,6 +296,8 @@ impl Committer {
         upsert(&mut st.files, seg.file_after.clone());
         cp.digest.pending.push(entry_of(&meta, &record));
         self.board.segment_committed(&seg.stream, seg.seq);
+        let f = &seg.file_after;
+        self.board.file_committed(&seg.stream, f.key.device, f.key.inode, f.offset);
         Ok(())
     }
 

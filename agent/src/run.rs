@@ -58,6 +58,12 @@ fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>> {
     }
 }
 
+fn describe_target(target: &StoreTarget) -> String {
+    match target {
+        StoreTarget::Filesystem(dir) => format!("filesystem store at {}", dir.display()),
+    }
+}
+
 /// Takes an exclusive lock on the state directory so two agents never
 /// share a checkpoint.
 fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -95,7 +101,15 @@ pub async fn run(
     let key = crate::key::load_or_create_for_host(&state_dir, &config.host_id)?;
     let public_key_line = key.public_key_line("");
     let public_key_line = public_key_line.trim_end().to_string();
-    let store = open_store(&config.store)?;
+    let store_target = config.store.clone();
+    let describe = describe_target(&store_target);
+    let store = match open_store(&store_target) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("{e:#}; the agent keeps reading into its spool and retries the store");
+            None
+        }
+    };
     let spool = Arc::new(Spool::open(&state_dir)?);
     let (mut cp, loaded) = checkpoint::load(&state_dir)?;
     if let Loaded::Previous(why) = &loaded {
@@ -119,7 +133,8 @@ pub async fn run(
             pid: std::process::id(),
             agent_instance: instance.to_string(),
             running: true,
-            store: store.describe(),
+            store: describe.clone(),
+            last_ship_error: store.is_none().then(|| format!("store {describe} could not be opened; retrying")),
             spool: crate::status::SpoolStatus {
                 max_bytes: config.spool_max_bytes,
                 ..Default::default()
@@ -145,7 +160,7 @@ pub async fn run(
     tracing::info!(
         host = %config.host_id,
         instance = %instance,
-        store = %store.describe(),
+        store = %describe,
         sources = config.sources.len(),
         key = %key.fingerprint(),
         "custody-agent started"
@@ -256,6 +271,8 @@ pub async fn run(
 
     let shipper = Shipper {
         store,
+        open_store: Box::new(move || open_store(&store_target)),
+        describe: describe.clone(),
         spool: spool.clone(),
         host: config.host_id.clone(),
         public_key_line,

@@ -20,8 +20,15 @@ use time::OffsetDateTime;
 use crate::board::Board;
 use crate::spool::Spool;
 
+/// Opens the store; called again after a failure, so a store that is
+/// unreachable or unwritable at start-up (an NFS mount not up yet, a
+/// permission to fix) does not stop the agent: data waits in the spool.
+pub type StoreOpener = Box<dyn Fn() -> anyhow::Result<Arc<dyn ObjectStore>> + Send + Sync>;
+
 pub struct Shipper {
-    pub store: Arc<dyn ObjectStore>,
+    pub store: Option<Arc<dyn ObjectStore>>,
+    pub open_store: StoreOpener,
+    pub describe: String,
     pub spool: Arc<Spool>,
     pub host: HostId,
     pub public_key_line: String,
@@ -34,7 +41,7 @@ impl Shipper {
     /// Ships until `stop` is set, then keeps shipping until the spool is
     /// empty or `grace` has passed (the rest waits in the spool).
     pub async fn run(
-        self,
+        mut self,
         stop: Arc<AtomicBool>,
         grace: Duration,
         committer_done: Arc<AtomicBool>,
@@ -48,6 +55,10 @@ impl Shipper {
                 deadline = Some(Instant::now() + grace);
             }
             let result = async {
+                if self.store.is_none() {
+                    self.store = Some((self.open_store)()?);
+                    tracing::info!(store = %self.describe, "store opened");
+                }
                 if !key_published {
                     self.publish_key().await?;
                     key_published = true;
@@ -58,7 +69,7 @@ impl Shipper {
             match result {
                 Ok(_) => backoff = Duration::from_millis(500),
                 Err(e) => {
-                    let msg = format!("shipping to {}: {e:#}", self.store.describe());
+                    let msg = format!("shipping to {}: {e:#}", self.describe);
                     tracing::warn!("{msg}; will retry (data stays in the spool)");
                     self.board.ship_failed(msg);
                 }
@@ -104,11 +115,10 @@ impl Shipper {
         bytes: &[u8],
         retain_until: OffsetDateTime,
     ) -> anyhow::Result<()> {
-        match self
-            .store
-            .put(key, bytes, PutOptions { retain_until })
-            .await
-        {
+        let Some(store) = &self.store else {
+            bail!("store {} is not open", self.describe);
+        };
+        match store.put(key, bytes, PutOptions { retain_until }).await {
             Ok(PutOutcome::Created) => Ok(()),
             Ok(PutOutcome::AlreadyPresent) => {
                 tracing::debug!(
