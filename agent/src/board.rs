@@ -126,7 +126,7 @@ impl Board {
 }
 
 impl Board {
-    pub fn has_ship_error(&self) -> bool {
-        self.with(|s| s.last_ship_error.is_some())
+    pub fn ship_recovered(&self) {
+        self.with(|s| s.last_ship_error = None);
     }
 }

@@ -49,6 +49,7 @@ impl Shipper {
         let mut backoff = Duration::from_millis(500);
         let mut key_published = false;
         let mut deadline: Option<Instant> = None;
+        let mut last_logged: Option<Instant> = None;
         loop {
             let stopping = stop.load(Ordering::SeqCst);
             if stopping && deadline.is_none() {
@@ -66,14 +67,27 @@ impl Shipper {
                 self.ship_pending().await
             }
             .await;
-            match result {
-                Ok(_) => backoff = Duration::from_millis(500),
+            let failed = match result {
+                Ok(_) => {
+                    if last_logged.is_some() {
+                        tracing::info!(store = %self.describe, "shipping works again");
+                        self.board.ship_recovered();
+                    }
+                    last_logged = None;
+                    backoff = Duration::from_millis(500);
+                    false
+                }
                 Err(e) => {
                     let msg = format!("shipping to {}: {e:#}", self.describe);
-                    tracing::warn!("{msg}; will retry (data stays in the spool)");
+                    // Say it once, then at most every minute while it lasts.
+                    if last_logged.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
+                        tracing::warn!("{msg}; will retry (data stays in the spool)");
+                        last_logged = Some(Instant::now());
+                    }
                     self.board.ship_failed(msg);
+                    true
                 }
-            }
+            };
             let empty = self.spool.segment_count() == 0
                 && self
                     .spool
@@ -92,19 +106,14 @@ impl Shipper {
                     return;
                 }
             }
-            let wait = if result_is_err(&self.board) {
-                backoff
-            } else {
-                Duration::from_millis(1000)
-            };
-            if result_is_err(&self.board) {
+            if failed {
+                // Back off without listening to new-segment wake-ups.
+                let wait = if stopping { backoff.min(Duration::from_millis(200)) } else { backoff };
+                tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
             }
-            let wait = if stopping {
-                wait.min(Duration::from_millis(200))
-            } else {
-                wait
-            };
+            let wait = if stopping { Duration::from_millis(200) } else { Duration::from_millis(1000) };
             let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }
     }
@@ -201,8 +210,4 @@ impl Shipper {
         }
         Ok(shipped)
     }
-}
-
-fn result_is_err(board: &Board) -> bool {
-    board.has_ship_error()
 }

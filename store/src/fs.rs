@@ -801,7 +801,7 @@ pub(crate) fn explain_io_error(
     StoreError::Io {
         op,
         path: path.display().to_string(),
-        source,
+        cause: source,
     }
 }
 
@@ -809,7 +809,7 @@ fn not_a_store(root: &Path, why: &str) -> StoreError {
     StoreError::Io {
         op: "open store",
         path: root.display().to_string(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+        cause: io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
     }
 }
 
@@ -950,8 +950,8 @@ mod tests {
             os_err(libc::EACCES),
         );
         match e {
-            StoreError::Io { source, .. } => {
-                assert_eq!(source.kind(), io::ErrorKind::PermissionDenied)
+            StoreError::Io { cause, .. } => {
+                assert_eq!(cause.kind(), io::ErrorKind::PermissionDenied)
             }
             other => panic!("unexpected {other:?}"),
         }

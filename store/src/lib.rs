@@ -83,12 +83,13 @@ pub enum StoreError {
     NotFound { key: String },
     #[error("invalid object name {key:?}: {why}")]
     InvalidKey { key: String, why: &'static str },
-    #[error("{op} {path}: {source}")]
+    /// The message includes the cause; it is not also chained as a
+    /// `source`, so `{:#}` does not print it twice.
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("store unavailable: {0}")]
     Unavailable(String),
