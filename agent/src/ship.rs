@@ -110,7 +110,7 @@ impl Shipper {
                 // Back off without listening to new-segment wake-ups.
                 let wait = if stopping { backoff.min(Duration::from_millis(200)) } else { backoff };
                 tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
             let wait = if stopping { Duration::from_millis(200) } else { Duration::from_millis(1000) };
