@@ -30,7 +30,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Run(args) => {
             let config = args.checked()?;
             runtime()?.block_on(async {
-                custody_agent::run::run(config, shutdown_signal()).await?;
+                let shutdown = shutdown_signal()?;
+                custody_agent::run::run(config, shutdown).await?;
                 Ok(EXIT_OK)
             })
         }
@@ -81,28 +82,19 @@ fn init_logging(verbose: u8, format: LogFormat) {
 
 /// Resolves on SIGTERM (systemd stop) or Ctrl-C. If a handler cannot be
 /// installed the agent still runs; it logs why it cannot be stopped that way.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Installs the SIGTERM and SIGINT handlers at once (not when the future is
+/// first polled, which is only after start-up), so a signal during start-up
+/// is a clean shutdown rather than death by the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("Ctrl-C (SIGINT) received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
-    }
+    })
 }
 
 /// Whether a process with this id exists. `kill(pid, 0)` sends no signal; it

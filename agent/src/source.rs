@@ -105,6 +105,14 @@ pub struct Source {
     tracked: Vec<Tracked>,
     /// Files from the checkpoint not yet found again (only after a start).
     persisted: Vec<FileState>,
+    /// Checkpoint entries found no longer valid at their inode during the
+    /// first scan (truncated, rewritten, inode reused). Kept until that scan
+    /// ends so that a copy made while the agent was stopped is still
+    /// matched against the original's saved offset, in whatever order the
+    /// two are found.
+    superseded: Vec<FileState>,
+    /// Originals whose copy was recognised during this scan.
+    copied_from: HashSet<FileKey>,
     /// Candidates that look like copies of a followed file whose original is
     /// still intact: decided later (see `decide_start`).
     deferred: HashMap<FileKey, Instant>,
@@ -119,7 +127,13 @@ pub struct Source {
     errors: Vec<String>,
     last_scan: Option<Instant>,
     scratch: Vec<u8>,
+    /// Set when the stop signal is first seen: until then the source still
+    /// reads (see `FINAL_PASS`).
+    final_pass_until: Option<Instant>,
 }
+
+/// How long a stopping source keeps reading what was written before the signal.
+const FINAL_PASS: Duration = Duration::from_secs(2);
 
 impl Source {
     #[allow(clippy::too_many_arguments)]
@@ -143,6 +157,8 @@ impl Source {
             next_seq,
             tracked: Vec::new(),
             persisted,
+            superseded: Vec::new(),
+            copied_from: HashSet::new(),
             deferred: HashMap::new(),
             ignored: HashSet::new(),
             open: None,
@@ -155,6 +171,7 @@ impl Source {
             errors: Vec::new(),
             last_scan: None,
             scratch: Vec::new(),
+            final_pass_until: None,
         }
     }
 
@@ -170,7 +187,15 @@ impl Source {
         let min_gap = Duration::from_millis(10);
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
-            if !stopping && !self.paused.load(Ordering::SeqCst) {
+            if stopping && self.final_pass_until.is_none() {
+                // One last look at every file, so lines written before the
+                // signal are shipped; bounded so a large backlog waits for
+                // the next start instead of delaying the stop.
+                self.final_pass_until = Some(Instant::now() + FINAL_PASS);
+                self.last_scan = None;
+            }
+            let final_pass = self.final_pass_until.is_some_and(|d| Instant::now() < d);
+            if (!stopping || final_pass) && !self.paused.load(Ordering::SeqCst) {
                 // Rescan on wake-ups, at most every 100 ms, and at every poll.
                 if self
                     .last_scan
@@ -438,14 +463,17 @@ impl Source {
                 "inode reused, truncated or rewritten since the checkpoint: reading it from the start"
             );
             let _ = self.out.send(SourceEvent::Forget(self.stream.clone(), key));
+            self.superseded.push(p);
         }
         // 2. A copy of a followed file (copytruncate), recognised by content.
-        let mut copy_of: Option<(u64, Option<TailCheck>, bool, bool)> = None; // offset, tail, mid, original intact
+        // offset, tail, mid, original intact, original's key
+        let mut copy_of: Option<(u64, Option<TailCheck>, bool, bool, FileKey)> = None;
         let known = self
             .tracked
             .iter()
             .map(|t| (&t.state, Some(t)))
-            .chain(self.persisted.iter().map(|p| (p, None)));
+            .chain(self.persisted.iter().map(|p| (p, None)))
+            .chain(self.superseded.iter().map(|p| (p, None)));
         for (st, tracked) in known {
             if st.key == key || st.offset == 0 || st.fingerprint.len == 0 {
                 continue;
@@ -455,7 +483,7 @@ impl Source {
             }
             if size < st.offset {
                 // Same beginning but shorter: a copy still being written.
-                copy_of = Some((st.offset, st.tail, st.mid_unit, true));
+                copy_of = Some((st.offset, st.tail, st.mid_unit, true, st.key));
                 continue;
             }
             if !st
@@ -474,15 +502,16 @@ impl Source {
                 }
                 None => false,
             };
-            copy_of = Some((st.offset, st.tail, st.mid_unit, intact));
+            copy_of = Some((st.offset, st.tail, st.mid_unit, intact, st.key));
             if !intact {
                 break;
             }
         }
-        if let Some((offset, tail, mid, intact)) = copy_of {
+        if let Some((offset, tail, mid, intact, original)) = copy_of {
             let first = *self.deferred.entry(key).or_insert_with(Instant::now);
             if !intact {
                 self.deferred.remove(&key);
+                self.copied_from.insert(original);
                 tracing::info!(stream = %self.stream, path = %path.display(), offset, "recognised a copy of a followed file: reading only its unread tail");
                 return Some((offset, tail, mid));
             }
@@ -515,6 +544,14 @@ impl Source {
     /// finds were renamed away while the agent was down; look for them by
     /// device/inode beside their old path and finish them.
     fn find_persisted_elsewhere(&mut self) {
+        // Originals truncated while the agent was stopped whose copy the glob
+        // did not match: look for the copy beside them.
+        for old in std::mem::take(&mut self.superseded) {
+            if !self.copied_from.contains(&old.key) {
+                self.follow_copy_beside(&old);
+            }
+        }
+        self.copied_from.clear();
         if self.persisted.is_empty() {
             self.settings.first_start = false;
             return;
@@ -599,6 +636,29 @@ impl Source {
         if self.open.as_ref().is_some_and(|o| o.key == old.key) {
             let _ = self.seal_open();
         }
+        self.follow_copy_beside(&old);
+        let t = &mut self.tracked[i];
+        tracing::info!(stream = %self.stream, path = %t.state.path, was = old.offset, now = t.size, "file truncated or rewritten: reading it again from the start");
+        t.state.offset = 0;
+        t.state.tail = None;
+        t.state.mid_unit = false;
+        t.partial_since = None;
+        if let Ok(fp) = Fingerprint::compute(&t.file, t.size) {
+            t.state.fingerprint = fp;
+        }
+        let _ = self
+            .out
+            .send(SourceEvent::Track(self.stream.clone(), t.state.clone()));
+    }
+
+    /// Looks beside a truncated file for its rotated copy (a file that is
+    /// not followed, begins with the same bytes and holds the same bytes
+    /// before the saved offset) and follows it from that offset, so what was
+    /// written between the last read and the truncation is not lost.
+    fn follow_copy_beside(&mut self, old: &FileState) -> bool {
+        if old.offset == 0 || old.fingerprint.len == 0 {
+            return false;
+        }
         let dir = Path::new(&old.path)
             .parent()
             .map(Path::to_path_buf)
@@ -636,7 +696,7 @@ impl Source {
                         .send(SourceEvent::Track(self.stream.clone(), state.clone()))
                         .is_err()
                     {
-                        return;
+                        return false;
                     }
                     self.tracked.push(Tracked {
                         state,
@@ -647,22 +707,11 @@ impl Source {
                         partial_since: None,
                         mtime: meta.mtime(),
                     });
-                    break;
+                    return true;
                 }
             }
         }
-        let t = &mut self.tracked[i];
-        tracing::info!(stream = %self.stream, path = %t.state.path, was = old.offset, now = t.size, "file truncated or rewritten: reading it again from the start");
-        t.state.offset = 0;
-        t.state.tail = None;
-        t.state.mid_unit = false;
-        t.partial_since = None;
-        if let Ok(fp) = Fingerprint::compute(&t.file, t.size) {
-            t.state.fingerprint = fp;
-        }
-        let _ = self
-            .out
-            .send(SourceEvent::Track(self.stream.clone(), t.state.clone()));
+        false
     }
 
     fn drop_finished(&mut self) {
@@ -711,7 +760,9 @@ impl Source {
         let max = self.settings.segment_max_bytes;
         let framing = self.cfg.framing;
         loop {
-            if self.stop.load(Ordering::SeqCst) || self.paused.load(Ordering::SeqCst) {
+            let stopped = self.stop.load(Ordering::SeqCst)
+                && self.final_pass_until.is_none_or(|d| Instant::now() >= d);
+            if stopped || self.paused.load(Ordering::SeqCst) {
                 return Ok(());
             }
             let t = &self.tracked[i];

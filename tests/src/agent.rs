@@ -234,6 +234,33 @@ impl AgentProcess {
         }
     }
 
+    /// Waits until `<state_dir>/status.json` was written by this process
+    /// and says `running: true`: the agent has finished starting (signal
+    /// handlers installed, sources set up). Panics if it exits first or the
+    /// deadline passes.
+    pub fn wait_started(&mut self, state_dir: &Path, timeout: Duration) -> serde_json::Value {
+        let pid = u64::from(self.pid);
+        crate::wait::wait_for(
+            &format!("agent pid {pid} to report running in status.json"),
+            timeout,
+            || {
+                if let Err(e) = self.check_running() {
+                    panic!("{e}");
+                }
+                let st = crate::status::read_status(state_dir)?;
+                let st_pid = st.get("pid").and_then(serde_json::Value::as_u64);
+                if st_pid == Some(pid) && crate::status::is_running(&st) {
+                    Ok(st)
+                } else {
+                    Err(format!(
+                        "status.json has pid {st_pid:?}, running {}",
+                        crate::status::is_running(&st)
+                    ))
+                }
+            },
+        )
+    }
+
     /// `kill -9` and reap: the crash the agent must survive.
     pub fn kill9(&mut self) {
         if self.try_exit().is_some() {

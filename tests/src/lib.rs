@@ -56,4 +56,4 @@ pub use rng::{cycles_from_env, TestRng};
 pub use status::read_status;
 pub use store::{FileKey, ReassembledFile, StoreContents, StoredSegment};
 pub use verify::{run_verify, VerifyOutcome};
-pub use wait::{wait_for, wait_for_lines};
+pub use wait::{wait_for, wait_for_ids, wait_for_lines};

@@ -8,12 +8,14 @@
 //! and what was found) rather than failing at the first; `Err` means the
 //! store could not be read at all. Tests call [`StoreContents::assert_clean`].
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{bail, Context};
 use custody_evidence::layout::{self, ParsedKey};
@@ -37,7 +39,8 @@ pub struct StoredSegment {
 }
 
 /// The identity of a source file as the records state it: device, inode and
-/// content fingerprint. Paths are not identity (rotation renames files).
+/// the content fingerprint of the piece's first segment. Paths are not
+/// identity (rotation renames files).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileKey {
     pub device: u64,
@@ -60,10 +63,10 @@ impl std::fmt::Display for FileKey {
 /// The bytes of one source file recovered from the store: consecutive
 /// segments of one stream whose ranges join without gap or overlap.
 ///
-/// A new piece starts when a file's segments begin again at offset 0 (the
-/// same identity read anew: an inode reused with identical first bytes) —
-/// counted in `incarnation` — or after a discontinuity, which is also a
-/// problem in [`StoreContents::problems`].
+/// Segments are joined by device and inode. A new piece starts when that
+/// file's segments begin again at offset 0 (a reused inode, or a file
+/// truncated by copytruncate) — counted in `incarnation` — or after a
+/// discontinuity, which is also a problem in [`StoreContents::problems`].
 #[derive(Debug, Clone)]
 pub struct ReassembledFile {
     pub stream: String,
@@ -249,7 +252,7 @@ impl StoreContents {
                 object.len()
             ));
         }
-        let raw = match zstd_decompress(&payload_path)? {
+        let raw = match zstd_decompress_cached(&payload_path, &object, object_sha)? {
             Ok(raw) => raw,
             Err(msg) => {
                 self.problems
@@ -311,8 +314,10 @@ impl StoreContents {
         let mut files: Vec<ReassembledFile> = Vec::new();
         let mut problems = Vec::new();
         for (stream, segments) in &self.streams {
-            // identity -> index in `files` of its current piece
-            let mut open: BTreeMap<FileKey, usize> = BTreeMap::new();
+            // (device, inode) -> index in `files` of its current piece. The
+            // fingerprint is left out on purpose: a file keeps its inode as
+            // it grows, and a reused inode shows as a restart at offset 0.
+            let mut open: BTreeMap<(u64, u64), usize> = BTreeMap::new();
             for seg in segments {
                 let src = &seg.meta.source;
                 let key = FileKey {
@@ -322,7 +327,7 @@ impl StoreContents {
                 };
                 let range = seg.meta.range;
                 let mut incarnation = 0;
-                if let Some(&idx) = open.get(&key) {
+                if let Some(&idx) = open.get(&(key.device, key.inode)) {
                     let file = &mut files[idx];
                     if range.start == file.end() {
                         file.bytes.extend_from_slice(&seg.raw);
@@ -347,7 +352,7 @@ impl StoreContents {
                     }
                     incarnation = file.incarnation + 1;
                 }
-                open.insert(key.clone(), files.len());
+                open.insert((key.device, key.inode), files.len());
                 files.push(ReassembledFile {
                     stream: stream.clone(),
                     key,
@@ -454,10 +459,69 @@ impl StoreContents {
     }
 }
 
+/// [`zstd_decompress_file`] with a process-wide cache keyed by the payload's
+/// SHA-256: tests poll the store many times while it grows, stored objects
+/// never change, and running `zstd` once per object per poll would make
+/// the polling itself the bottleneck. A changed (tampered) payload has a
+/// different hash and is decompressed afresh.
+fn zstd_decompress_cached(
+    path: &Path,
+    object: &[u8],
+    sha: Sha256,
+) -> anyhow::Result<Result<Vec<u8>, String>> {
+    type Decompressed = Result<Vec<u8>, String>;
+    static CACHE: OnceLock<Mutex<HashMap<Sha256, Decompressed>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&sha) {
+        return Ok(hit.clone());
+    }
+    // Decompress what was hashed, not a re-read that may have changed since.
+    let result = zstd_decompress_bytes(object)
+        .with_context(|| format!("decompressing {}", path.display()))?;
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(sha, result.clone());
+    Ok(result)
+}
+
+/// Runs `zstd -d -c` on `object` fed through stdin.
+fn zstd_decompress_bytes(object: &[u8]) -> anyhow::Result<Result<Vec<u8>, String>> {
+    use std::io::Write as _;
+    let mut child = match Command::new("zstd")
+        .args(["-d", "-c", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("the `zstd` tool is not installed (Debian package: zstd)")
+        }
+        Err(e) => return Err(e).context("running zstd -d -c"),
+    };
+    let mut stdin = child.stdin.take().context("zstd stdin")?;
+    let input = object.to_vec();
+    // Feed stdin from a thread so a large output cannot deadlock the pipe.
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().context("waiting for zstd -d -c")?;
+    let _ = feeder.join();
+    if out.status.success() {
+        Ok(Ok(out.stdout))
+    } else {
+        Ok(Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// Decompresses one payload with the `zstd` command-line tool, so the
 /// store is checked with the tool an auditor would use, not our library.
 /// The inner `Err` is a per-object failure; the outer one a missing tool.
-fn zstd_decompress(path: &Path) -> anyhow::Result<Result<Vec<u8>, String>> {
+pub fn zstd_decompress_file(path: &Path) -> anyhow::Result<Result<Vec<u8>, String>> {
     let out = match Command::new("zstd")
         .args(["-d", "-c", "-q"])
         .arg(path)
@@ -503,7 +567,12 @@ mod tests {
 
     /// Writes segments of one file into a store laid out like the agent's;
     /// `ranges` are (start, end) into `source`. Returns the store dir.
-    fn write_store(dir: &Path, source: &[u8], ranges: &[(usize, usize)], break_chain_at: Option<usize>) {
+    fn write_store(
+        dir: &Path,
+        source: &[u8],
+        ranges: &[(usize, usize)],
+        break_chain_at: Option<usize>,
+    ) {
         let mut prev: Option<Sha256> = None;
         let stream_dir = dir.join("v1/h1/streams/app-s1");
         fs::create_dir_all(&stream_dir).unwrap();
@@ -544,7 +613,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = source();
         let third = src.len() / 3;
-        write_store(dir.path(), &src, &[(0, third), (third, 2 * third), (2 * third, src.len())], None);
+        write_store(
+            dir.path(),
+            &src,
+            &[(0, third), (third, 2 * third), (2 * third, src.len())],
+            None,
+        );
         let c = StoreContents::read(dir.path(), "h1").unwrap();
         c.assert_clean();
         assert_eq!(c.files.len(), 1);
@@ -555,7 +629,8 @@ mod tests {
     #[test]
     fn gaps_overlaps_and_chain_breaks_are_reported() {
         let src = source();
-        let cases: [(&[(usize, usize)], Option<usize>, &str); 3] = [
+        type Case<'a> = (&'a [(usize, usize)], Option<usize>, &'a str);
+        let cases: [Case; 3] = [
             (&[(0, 10), (12, 30)], None, "gap"),
             (&[(0, 10), (8, 30)], None, "overlap"),
             (&[(0, 10), (10, 30)], Some(1), "prev_segment"),
@@ -564,7 +639,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             write_store(dir.path(), &src, ranges, brk);
             let c = StoreContents::read(dir.path(), "h1").unwrap();
-            assert!(c.problems.iter().any(|p| p.contains(want)), "expected a {want} problem, found {:?}", c.problems);
+            assert!(
+                c.problems.iter().any(|p| p.contains(want)),
+                "expected a {want} problem, found {:?}",
+                c.problems
+            );
         }
     }
 
@@ -582,7 +661,19 @@ mod tests {
         let other = compress_payload(&src[..src.len() - 1], 3).unwrap();
         fs::write(&payload, other).unwrap();
         let c = StoreContents::read(dir.path(), "h1").unwrap();
-        assert!(c.problems.iter().any(|p| p.contains("payload expected sha256")), "{:?}", c.problems);
-        assert!(c.problems.iter().any(|p| p.contains("raw bytes expected sha256")), "{:?}", c.problems);
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.contains("payload expected sha256")),
+            "{:?}",
+            c.problems
+        );
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.contains("raw bytes expected sha256")),
+            "{:?}",
+            c.problems
+        );
     }
 }

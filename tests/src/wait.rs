@@ -56,3 +56,54 @@ pub fn wait_for_lines(env: &TestEnv, expected: usize, timeout: Duration) -> Stor
         },
     )
 }
+
+/// Waits until every id in `ids` is in the store for `env`'s host (the
+/// agent has caught up with what was written) and returns the contents.
+/// While waiting, `alive` is called each round so that an agent that died
+/// fails the test at once with its log instead of after the timeout; pass
+/// `|| Ok(())` when no agent is expected to run.
+pub fn wait_for_ids<S: AsRef<str>>(
+    env: &TestEnv,
+    ids: &[S],
+    timeout: Duration,
+    mut alive: impl FnMut() -> Result<(), String>,
+) -> StoreContents {
+    wait_for(
+        &format!(
+            "all {} written lines in store {}",
+            ids.len(),
+            env.store.display()
+        ),
+        timeout,
+        || {
+            if let Err(e) = alive() {
+                panic!("while waiting for lines to arrive: {e}");
+            }
+            let contents = StoreContents::read(&env.store, &env.host_id)
+                .map_err(|e| format!("store unreadable: {e:#}"))?;
+            let found: std::collections::HashSet<String> =
+                contents.line_ids().into_iter().collect();
+            let missing: Vec<&str> = ids
+                .iter()
+                .map(|s| s.as_ref())
+                .filter(|id| !found.contains(*id))
+                .collect();
+            if missing.is_empty() {
+                Ok(contents)
+            } else {
+                Err(format!(
+                    "{} of {} missing (first: {}); store has {} segments",
+                    missing.len(),
+                    ids.len(),
+                    missing
+                        .iter()
+                        .take(5)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    contents.segment_count()
+                ))
+            }
+        },
+    )
+}

@@ -392,7 +392,10 @@ fn a_store_unwritable_at_start_is_reported_and_data_waits_in_the_spool() {
         || {
             agent.check_running()?;
             let v = read_status(&env.state)?;
-            let err = v["last_ship_error"].as_str().unwrap_or_default().to_string();
+            let err = v["last_ship_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if err.contains(&store_name)
                 && v.pointer("/spool/segments").and_then(Value::as_u64) > Some(0)
             {
