@@ -62,10 +62,10 @@ SLOT_RE = re.compile(
     r"|(?P<num>\b\d+\b)"
 )
 
-USERS = (
-    "root admin test guest oracle postgres ubuntu user ftp www-data mysql git deploy backup "
-    "support info nagios tomcat jenkins hadoop pi ec2-user centos alice bob carol dave erin "
-    "frank grace heidi ivan judy mallory oscar peggy trent victor walter cyrus news"
+USERS = (  # noqa: SIM905 (a word list reads better as text)
+    "root admin test guest oracle postgres ubuntu user ftp www-data mysql git deploy backup support "
+    "info nagios tomcat jenkins hadoop pi ec2-user centos alice bob carol dave erin frank grace "
+    "heidi ivan judy mallory oscar peggy trent victor walter cyrus news"
 ).split()
 
 UAS = [
@@ -87,12 +87,29 @@ UAS = [
 ]
 
 SECTIONS = ["news", "services", "forms", "notices", "about", "contact", "downloads", "events", "faq", "policy"]
-STATIC = ["/static/css/site.{h}.css", "/static/js/app.{h}.js", "/static/js/vendor.{h}.js", "/static/img/logo.{h}.png",
-          "/favicon.ico", "/robots.txt", "/static/fonts/noto-sans-tc.{h}.woff2"]
-API = ["/api/v1/cases/{id}", "/api/v1/cases/{id}/documents", "/api/v1/users/{id}", "/api/v1/search?q={w}&page={p}",
-       "/api/v1/notices?since={id}", "/api/v2/forms/{id}/submit", "/healthz", "/metrics"]
-WORDS = ("tax permit water road school tender budget license park bus parking garbage election health "
-         "vaccine subsidy housing flood typhoon library festival recycle youth elder").split()
+STATIC = [
+    "/static/css/site.{h}.css",
+    "/static/js/app.{h}.js",
+    "/static/js/vendor.{h}.js",
+    "/static/img/logo.{h}.png",
+    "/favicon.ico",
+    "/robots.txt",
+    "/static/fonts/noto-sans-tc.{h}.woff2",
+]
+API = [
+    "/api/v1/cases/{id}",
+    "/api/v1/cases/{id}/documents",
+    "/api/v1/users/{id}",
+    "/api/v1/search?q={w}&page={p}",
+    "/api/v1/notices?since={id}",
+    "/api/v2/forms/{id}/submit",
+    "/healthz",
+    "/metrics",
+]
+WORDS = (  # noqa: SIM905 (a word list reads better as text)
+    "tax permit water road school tender budget license park bus parking garbage election health "
+    "vaccine subsidy housing flood typhoon library festival recycle youth elder"
+).split()
 
 
 def zipf_index(rng: random.Random, n: int, s: float = 1.1) -> int:
@@ -128,7 +145,7 @@ def tokenize(text: str) -> list:
     pos = 0
     for m in SLOT_RE.finditer(text):
         if m.start() > pos:
-            out.append(text[pos:m.start()])
+            out.append(text[pos : m.start()])
         out.append((m.lastgroup, m.group(0)))
         pos = m.end()
     if pos < len(text):
@@ -154,7 +171,7 @@ def fill(tokens: list, mapping: dict, pools: Pools) -> str:
             elif kind == "port":
                 v = str(rng.randint(1024, 65535))
             elif kind == "hex":
-                v = "0x%x" % rng.getrandbits(max(4, 4 * (len(orig) - 2)))
+                v = f"0x{rng.getrandbits(max(4, 4 * (len(orig) - 2))):x}"
             else:  # num: small numbers (status codes, uid=0, ports < 100) stay as they are
                 if len(orig) <= 2:
                     v = orig
@@ -180,14 +197,18 @@ class Clock:
         return self.t
 
 
-def syslog_stamp(t: float, _cache={}) -> str:
+_STAMP_CACHE: dict[int, str] = {}
+
+
+def syslog_stamp(t: float) -> str:
+    """Classic syslog stamp; cached per second (most lines share a second)."""
     s = int(t)
-    v = _cache.get(s)
+    v = _STAMP_CACHE.get(s)
     if v is None:
         tm = time.gmtime(s)
         v = f"{MONTHS[tm.tm_mon - 1]} {tm.tm_mday:2d} {tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
-        _cache.clear()
-        _cache[s] = v
+        _STAMP_CACHE.clear()
+        _STAMP_CACHE[s] = v
     return v
 
 
@@ -209,7 +230,7 @@ def gen_syslog(rng: random.Random, template: str, clock: Clock):
         start = rng.randrange(len(lines))
         n = rng.randint(1, 25)
         mapping: dict = {}
-        for host, toks in lines[start:start + n]:
+        for host, toks in lines[start : start + n]:
             yield f"{syslog_stamp(clock.tick())} {host} {fill(toks, mapping, pools)}\n"
 
 
@@ -225,11 +246,13 @@ def gen_apache_error(rng: random.Random, template: str, clock: Clock):
         start = rng.randrange(len(lines))
         n = rng.randint(1, 20)
         mapping: dict = {}
-        for toks in lines[start:start + n]:
+        for toks in lines[start : start + n]:
             t = clock.tick()
             tm = time.gmtime(int(t))
-            yield (f"[{DAYS[tm.tm_wday]} {MONTHS[tm.tm_mon - 1]} {tm.tm_mday:02d} {tm.tm_hour:02d}:{tm.tm_min:02d}:"
-                   f"{tm.tm_sec:02d} {tm.tm_year}] {fill(toks, mapping, pools)}\n")
+            yield (
+                f"[{DAYS[tm.tm_wday]} {MONTHS[tm.tm_mon - 1]} {tm.tm_mday:02d} {tm.tm_hour:02d}:{tm.tm_min:02d}:"
+                f"{tm.tm_sec:02d} {tm.tm_year}] {fill(toks, mapping, pools)}\n"
+            )
 
 
 def gen_json_app(rng: random.Random, template: str, clock: Clock):
@@ -249,9 +272,9 @@ def gen_json_app(rng: random.Random, template: str, clock: Clock):
         start = rng.randrange(len(lines))
         n = rng.randint(1, 30)
         mapping: dict = {}
-        trace = "%016x" % rng.getrandbits(64)
+        trace = f"{rng.getrandbits(64):016x}"
         host = rng.choice(hosts)
-        for level, thread, logger, lineno, msg in lines[start:start + n]:
+        for level, thread, logger, lineno, msg in lines[start : start + n]:
             t = clock.tick()
             tm = time.gmtime(int(t))
             ms = int((t % 1) * 1000)
@@ -271,12 +294,16 @@ def gen_json_app(rng: random.Random, template: str, clock: Clock):
 
 def gen_access(rng: random.Random, _template, clock: Clock):
     pools = Pools(rng)
-    statics = [p.format(h="%08x" % rng.getrandbits(32)) for p in STATIC]
+    statics = [p.format(h=f"{rng.getrandbits(32):08x}") for p in STATIC]
     sizes = {p: rng.randint(300, 400000) for p in statics}
-    pages = ["/"] + [f"/{s}/" for s in SECTIONS] + [f"/{rng.choice(SECTIONS)}/{rng.randint(1000, 99999)}.html"
-                                                    for _ in range(20000)]
-    referers = ["-", "https://www.google.com/", "https://www.bing.com/", "https://www.facebook.com/"] + \
-               [f"https://www.example.gov.tw{p}" for p in pages[:200]]
+    pages = (
+        ["/"]
+        + [f"/{s}/" for s in SECTIONS]
+        + [f"/{rng.choice(SECTIONS)}/{rng.randint(1000, 99999)}.html" for _ in range(20000)]
+    )
+    referers = ["-", "https://www.google.com/", "https://www.bing.com/", "https://www.facebook.com/"] + [
+        f"https://www.example.gov.tw{p}" for p in pages[:200]
+    ]
     while True:
         # One visit: a client fetches a page, then (often) its static assets.
         ip = pools.ip()

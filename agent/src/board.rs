@@ -60,11 +60,19 @@ impl Board {
 
     /// A source's followed files; their offsets are replaced by the
     /// committed ones (bytes read but not yet durable count as behind).
-    pub fn set_source_files(&self, stream: &StreamId, mut files: Vec<FileStatus>, errors: Vec<String>) {
+    pub fn set_source_files(
+        &self,
+        stream: &StreamId,
+        mut files: Vec<FileStatus>,
+        errors: Vec<String>,
+    ) {
         {
             let c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
             for f in &mut files {
-                let committed = c.get(&(stream.clone(), f.device, f.inode)).copied().unwrap_or(0);
+                let committed = c
+                    .get(&(stream.clone(), f.device, f.inode))
+                    .copied()
+                    .unwrap_or(0);
                 f.offset = committed.min(f.offset);
                 f.behind = f.size.saturating_sub(f.offset);
             }

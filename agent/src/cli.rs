@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use custody_store::{FsStore, ObjectStore};
+use std::sync::Arc;
+
+use custody_store::{FsStore, ObjectStore, S3Store};
 use time::OffsetDateTime;
 
 use crate::config::{Config, RawConfig, RawSource, SourceFraming, StartAt, StoreTarget};
@@ -91,9 +93,11 @@ pub struct ConfigArgs {
     /// TOML configuration file (see docs/configuration.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Store directory (filesystem store). Required, here or in the file.
-    #[arg(long, value_name = "DIR")]
+    /// Store: a directory (filesystem store) or s3://BUCKET/PREFIX. Required, here or in the file.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     pub store: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Flags,
     /// State directory: checkpoints, spool, host key, status [default: /var/lib/custody-agent].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -138,6 +142,23 @@ pub struct ConfigArgs {
     pub shutdown_grace_ms: Option<u64>,
 }
 
+/// The S3 store's settings as flags (docs/s3.md); only with an s3:// store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Flags {
+    /// S3 store: endpoint URL of an S3-compatible server (MinIO, Ceph RGW) [default: AWS].
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 store: region [default: from AWS_REGION or the AWS profile].
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// S3 store: path-style addressing (true|false) [default: true when --s3-endpoint is given].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+    /// S3 store: upload objects larger than this many bytes in parts [default: 16777216].
+    #[arg(long, value_name = "N")]
+    pub s3_multipart_threshold: Option<u64>,
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct StatusArgs {
     /// Configuration file, to find the state directory.
@@ -166,8 +187,10 @@ pub struct KeyShowArgs {
 pub struct PruneArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     pub store: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Flags,
     /// Report what would be deleted without deleting anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -180,8 +203,10 @@ pub struct PruneArgs {
 pub struct HoldArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     pub store: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Flags,
     /// Object name prefixes, for example v1/web01/ or v1/web01/streams/web-access.log/.
     #[arg(value_name = "PREFIX", required = true)]
     pub prefixes: Vec<String>,
@@ -277,6 +302,10 @@ impl ConfigArgs {
             start_at: self.start_at.clone(),
             zstd_level: self.zstd_level,
             shutdown_grace_ms: self.shutdown_grace_ms,
+            s3_endpoint: self.s3.s3_endpoint.clone(),
+            s3_region: self.s3.s3_region.clone(),
+            s3_path_style: self.s3.s3_path_style,
+            s3_multipart_threshold: self.s3.s3_multipart_threshold,
             sources,
             file: None,
             from_flags: Default::default(),
@@ -311,11 +340,23 @@ fn partial_raw(
     store: Option<&str>,
     host_id: Option<&str>,
 ) -> anyhow::Result<RawConfig> {
+    partial_raw_s3(config, state_dir, store, host_id, &S3Flags::default())
+}
+
+/// [`partial_raw`] with the S3 flags too (`prune`, `hold`).
+fn partial_raw_s3(
+    config: Option<&Path>,
+    state_dir: Option<&Path>,
+    store: Option<&str>,
+    host_id: Option<&str>,
+    s3: &S3Flags,
+) -> anyhow::Result<RawConfig> {
     let cwd = current_dir()?;
     let flags = ConfigArgs {
         state_dir: state_dir.map(Path::to_path_buf),
         store: store.map(str::to_string),
         host_id: host_id.map(str::to_string),
+        s3: s3.clone(),
         ..ConfigArgs::default()
     }
     .to_raw(&cwd);
@@ -403,8 +444,51 @@ pub fn check_environment(config: &Config) -> EnvironmentReport {
                     .push(format!("store {}: {e}", dir.display()));
             }
         }
+        StoreTarget::S3(settings) => check_s3_bucket(settings, &mut report),
     }
     report
+}
+
+/// Connects to the bucket and reads its protection: a bucket without
+/// versioning and Object Lock is a problem where the level requires them
+/// (the agent would refuse to start) and a warning otherwise. A server that
+/// cannot be reached is a warning: the agent starts anyway and spools.
+fn check_s3_bucket(settings: &custody_store::S3Settings, report: &mut EnvironmentReport) {
+    let what = crate::run::describe_target(&StoreTarget::S3(settings.clone()));
+    if tokio::runtime::Handle::try_current().is_ok() {
+        report.warnings.push(format!(
+            "{what}: not checked (called inside an async runtime)"
+        ));
+        return;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report
+                .warnings
+                .push(format!("{what}: not checked (cannot start a runtime: {e})"));
+            return;
+        }
+    };
+    match runtime.block_on(S3Store::open(settings.clone())) {
+        Err(e) => report.warnings.push(format!(
+            "{what}: cannot be reached now ({e}); the agent would start, keep data in its spool and retry"
+        )),
+        Ok(store) => match store.protection().problem(settings) {
+            None => report
+                .lines
+                .push(format!("{what}: versioning and Object Lock enabled")),
+            Some(problem) if settings.require_object_lock => report.problems.push(format!(
+                "{what}: {problem}; levels A, B and C require it (REQUIREMENTS.md §1)"
+            )),
+            Some(problem) => report.warnings.push(format!(
+                "{what}: {problem}; objects would be written without Object Lock"
+            )),
+        },
+    }
 }
 
 /// The filesystem store refuses a non-empty directory without its marker
@@ -505,6 +589,17 @@ pub fn check_config(args: &ConfigArgs) -> anyhow::Result<u8> {
 pub fn summary(config: &Config) -> String {
     let store = match &config.store {
         StoreTarget::Filesystem(dir) => format!("filesystem {}", dir.display()),
+        StoreTarget::S3(s3) => format!(
+            "{} (path-style {}, multipart above {} bytes, Object Lock {})",
+            crate::run::describe_target(&config.store),
+            s3.path_style,
+            s3.multipart_threshold,
+            if s3.require_object_lock {
+                "required"
+            } else {
+                "optional"
+            }
+        ),
     };
     let start_at = match config.start_at {
         StartAt::Beginning => "beginning",
@@ -589,16 +684,34 @@ pub fn key_show(args: &KeyShowArgs) -> anyhow::Result<()> {
 
 /// Opens the existing store a configuration names; never creates one, so
 /// pruning or holding a mistyped path fails instead of making a new store.
-fn open_store(config: Option<&Path>, store: Option<&str>) -> anyhow::Result<FsStore> {
-    let raw = partial_raw(config, None, store, None)?;
-    match raw.checked_store()? {
-        StoreTarget::Filesystem(dir) => FsStore::open_existing(&dir).with_context(|| {
-            format!(
-                "cannot open the filesystem store {} (--store or store in the config)",
-                dir.display()
-            )
-        }),
-    }
+/// An S3 bucket is opened whatever its protection (holds need Object Lock
+/// and say so when it is missing).
+async fn open_store(
+    config: Option<&Path>,
+    store: Option<&str>,
+    s3: &S3Flags,
+) -> anyhow::Result<(Arc<dyn ObjectStore>, StoreTarget)> {
+    let raw = partial_raw_s3(config, None, store, None, s3)?;
+    let target = raw.checked_store()?;
+    let opened: Arc<dyn ObjectStore> = match &target {
+        StoreTarget::Filesystem(dir) => {
+            Arc::new(FsStore::open_existing(dir).with_context(|| {
+                format!(
+                    "cannot open the filesystem store {} (--store or store in the config)",
+                    dir.display()
+                )
+            })?)
+        }
+        StoreTarget::S3(settings) => {
+            Arc::new(S3Store::open(settings.clone()).await.with_context(|| {
+                format!(
+                    "cannot open the {} (--store or store in the config)",
+                    crate::run::describe_target(&target)
+                )
+            })?)
+        }
+    };
+    Ok((opened, target))
 }
 
 /// What `prune` did (or, with `--dry-run`, would do).
@@ -648,10 +761,21 @@ pub async fn prune_plan(
 }
 
 pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
-    let store = open_store(args.config.as_deref(), args.store.as_deref())?;
+    let (store, target) =
+        open_store(args.config.as_deref(), args.store.as_deref(), &args.s3).await?;
     let now = OffsetDateTime::from(SystemTime::now());
+    if matches!(target, StoreTarget::S3(_)) && !args.dry_run {
+        // docs/s3.md: the lifecycle rule deletes expired versions; Object
+        // Lock refuses anything earlier. --dry-run still shows what expired.
+        outln!(
+            "{}: S3 stores are pruned by the bucket's lifecycle rule, not by custody-agent (docs/s3.md); \
+             nothing deleted. Use --dry-run to list what has passed its retention.",
+            store.describe()
+        )?;
+        return Ok(());
+    }
     let summary = if args.dry_run {
-        prune_plan(&store, now).await?
+        prune_plan(store.as_ref(), now).await?
     } else {
         let report = store
             .prune(now)
@@ -704,7 +828,7 @@ pub async fn prune(args: &PruneArgs) -> anyhow::Result<()> {
 /// Sets (`hold`) or lifts the legal hold on every object under each prefix.
 /// A prefix with no object is an error, so a typo does not pass silently.
 pub async fn hold(args: &HoldArgs, hold: bool) -> anyhow::Result<()> {
-    let store = open_store(args.config.as_deref(), args.store.as_deref())?;
+    let (store, _) = open_store(args.config.as_deref(), args.store.as_deref(), &args.s3).await?;
     let verb = if hold {
         "set legal hold on"
     } else {

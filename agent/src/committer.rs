@@ -170,7 +170,12 @@ impl Committer {
                         }
                     },
                     SourceEvent::Track(stream, file) => {
-                        self.board.file_committed(&stream, file.key.device, file.key.inode, file.offset);
+                        self.board.file_committed(
+                            &stream,
+                            file.key.device,
+                            file.key.inode,
+                            file.offset,
+                        );
                         upsert(&mut cp.streams.entry(stream).or_default().files, file);
                         dirty = true;
                     }
@@ -297,7 +302,8 @@ impl Committer {
         cp.digest.pending.push(entry_of(&meta, &record));
         self.board.segment_committed(&seg.stream, seg.seq);
         let f = &seg.file_after;
-        self.board.file_committed(&seg.stream, f.key.device, f.key.inode, f.offset);
+        self.board
+            .file_committed(&seg.stream, f.key.device, f.key.inode, f.offset);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use custody_evidence::retention::{Level, RetentionPolicy};
 use custody_evidence::{Category, HostId, StreamId};
+use custody_store::s3::{S3Settings, DEFAULT_MULTIPART_THRESHOLD};
 use serde::Deserialize;
 
 /// Where shipped objects go.
@@ -20,6 +21,10 @@ use serde::Deserialize;
 pub enum StoreTarget {
     /// A directory: the filesystem store, the embedded default.
     Filesystem(PathBuf),
+    /// `s3://BUCKET/PREFIX` with the `s3_*` settings (docs/s3.md).
+    /// `require_object_lock` is set from the level: A, B and C refuse a
+    /// bucket without versioning and Object Lock.
+    S3(S3Settings),
 }
 
 /// How a source's bytes are cut.
@@ -102,8 +107,8 @@ pub const UTMP_RECORD_SIZE: u32 = 384;
 pub const MAX_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// File-name prefixes that mean "binary login records" when no framing is given.
 const UTMP_PREFIXES: [&str; 3] = ["wtmp", "btmp", "utmp"];
-/// Store URL schemes reserved for later backends.
-const RESERVED_STORE_SCHEMES: [&str; 2] = ["s3", "https"];
+/// Store URL schemes reserved for later backends (https: the collector).
+const RESERVED_STORE_SCHEMES: [&str; 1] = ["https"];
 
 // ---------------------------------------------------------------------------
 // Raw configuration: what the file and the flags say, unchecked.
@@ -191,6 +196,14 @@ pub struct RawConfig {
     pub start_at: Option<String>,
     pub zstd_level: Option<i32>,
     pub shutdown_grace_ms: Option<u64>,
+    /// S3 store only: endpoint URL of an S3-compatible server.
+    pub s3_endpoint: Option<String>,
+    /// S3 store only: region [default: from the AWS configuration chain].
+    pub s3_region: Option<String>,
+    /// S3 store only: path-style addressing [default: true with an endpoint].
+    pub s3_path_style: Option<bool>,
+    /// S3 store only: upload objects larger than this in parts.
+    pub s3_multipart_threshold: Option<u64>,
     #[serde(default)]
     pub sources: Vec<RawSource>,
     /// The file this came from, for error messages.
@@ -315,7 +328,11 @@ impl RawConfig {
             spool_max_bytes,
             start_at,
             zstd_level,
-            shutdown_grace_ms
+            shutdown_grace_ms,
+            s3_endpoint,
+            s3_region,
+            s3_path_style,
+            s3_multipart_threshold
         );
         self.sources.extend(flags.sources);
         self
@@ -423,6 +440,15 @@ impl RawConfig {
                     && s.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-')
             });
+        if scheme == Some("s3") {
+            return self.s3_problem(store);
+        }
+        if let Some(field) = self.s3_key_set() {
+            return Err(self.problem(
+                field,
+                format!("applies only to an S3 store (store = \"s3://BUCKET/PREFIX\"), not to {store:?}"),
+            ));
+        }
         if let Some(scheme) = scheme {
             return Err(if RESERVED_STORE_SCHEMES.contains(&scheme) {
                 self.problem(
@@ -432,7 +458,7 @@ impl RawConfig {
             } else {
                 self.problem(
                     "store",
-                    format!("{store:?} is not a known store kind; use an absolute directory path"),
+                    format!("{store:?} is not a known store kind; use an absolute directory path or s3://BUCKET/PREFIX"),
                 )
             });
         }
@@ -446,6 +472,65 @@ impl RawConfig {
             ));
         }
         Ok(StoreTarget::Filesystem(path))
+    }
+
+    /// The first `s3_*` key that is set, for refusing it with a non-S3 store.
+    fn s3_key_set(&self) -> Option<&'static str> {
+        [
+            ("s3_endpoint", self.s3_endpoint.is_some()),
+            ("s3_region", self.s3_region.is_some()),
+            ("s3_path_style", self.s3_path_style.is_some()),
+            (
+                "s3_multipart_threshold",
+                self.s3_multipart_threshold.is_some(),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
+    }
+
+    /// `s3://BUCKET[/PREFIX]` and the `s3_*` keys. Object Lock is required
+    /// here; [`RawConfig::check_with_hostname`] relaxes it for levels D, E.
+    fn s3_problem(&self, url: &str) -> Result<StoreTarget, Problem> {
+        let (bucket, prefix) =
+            S3Settings::parse_url(url).map_err(|why| self.problem("store", why))?;
+        if let Some(endpoint) = &self.s3_endpoint {
+            let ok = ["http://", "https://"]
+                .iter()
+                .any(|p| endpoint.len() > p.len() && endpoint.starts_with(p));
+            if !ok {
+                return Err(self.problem(
+                    "s3_endpoint",
+                    format!("{endpoint:?} is not an http:// or https:// URL (for example http://minio.example:9000)"),
+                ));
+            }
+        }
+        if let Some(region) = &self.s3_region {
+            let ok = !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(self.problem(
+                    "s3_region",
+                    format!("{region:?} is not a region name (for example eu-central-1)"),
+                ));
+            }
+        }
+        let multipart_threshold = self
+            .s3_multipart_threshold
+            .unwrap_or(DEFAULT_MULTIPART_THRESHOLD);
+        if multipart_threshold == 0 {
+            return Err(self.problem("s3_multipart_threshold", "must be greater than 0"));
+        }
+        Ok(StoreTarget::S3(S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style.unwrap_or(self.s3_endpoint.is_some()),
+            multipart_threshold,
+            require_object_lock: true,
+            ..S3Settings::new(bucket, prefix)
+        }))
     }
 
     fn retention_problem(&self) -> Result<RetentionPolicy, Problem> {
@@ -517,8 +602,13 @@ impl RawConfig {
         let mut problems = Vec::new();
         let host_id = keep(self.host_id_with(hostname), &mut problems);
         let state_dir = keep(self.state_dir_problem(), &mut problems);
-        let store = keep(self.store_problem(), &mut problems);
+        let mut store = keep(self.store_problem(), &mut problems);
         let retention = keep(self.retention_problem(), &mut problems);
+        if let (Some(StoreTarget::S3(settings)), Some(retention)) = (&mut store, &retention) {
+            // REQUIREMENTS.md §1: levels A, B, C must keep six months, so
+            // the bucket must be able to refuse deletion; D and E may not.
+            settings.require_object_lock = retention.level().six_months_required();
+        }
 
         let mut positive = |field: &'static str, value: Option<u64>, default: u64| -> Option<u64> {
             let v = value.unwrap_or(default);
@@ -987,14 +1077,69 @@ paths = ["/b"]
 
     #[test]
     fn reserved_store_kinds_are_refused_by_name() {
-        let err = check(&MINIMAL.replace("/srv/custody", "s3://bucket/prefix")).unwrap_err();
-        assert!(
-            err.contains("store kind s3 is not supported by this build"),
-            "{err}"
-        );
         let err = check(&MINIMAL.replace("/srv/custody", "https://example.org/store")).unwrap_err();
         assert!(
             err.contains("store kind https is not supported by this build"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn s3_store_urls_and_keys() {
+        let config = check(&MINIMAL.replace("/srv/custody", "s3://evidence-1/agents/")).unwrap();
+        let StoreTarget::S3(s3) = &config.store else {
+            panic!("not an S3 target: {:?}", config.store);
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("evidence-1", "agents")
+        );
+        assert_eq!((s3.endpoint.as_deref(), s3.region.as_deref()), (None, None));
+        assert!(
+            !s3.path_style,
+            "virtual-hosted addressing on AWS by default"
+        );
+        assert_eq!(s3.multipart_threshold, DEFAULT_MULTIPART_THRESHOLD);
+        assert!(s3.require_object_lock, "level C requires Object Lock");
+
+        let text = format!(
+            "level = \"D\"\ns3_endpoint = \"http://127.0.0.1:9000\"\ns3_region = \"eu-central-1\"\ns3_multipart_threshold = 1048576\n{}",
+            MINIMAL.replace("/srv/custody", "s3://evidence-1")
+        );
+        let config = check(&text).unwrap();
+        let StoreTarget::S3(s3) = &config.store else {
+            panic!("not an S3 target");
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region.as_deref(), Some("eu-central-1"));
+        assert!(s3.path_style, "path-style by default with an endpoint");
+        assert_eq!(s3.multipart_threshold, 1_048_576);
+        assert!(
+            !s3.require_object_lock,
+            "level D may run without Object Lock"
+        );
+        let config = check(&format!("s3_path_style = false\n{text}")).unwrap();
+        assert!(matches!(&config.store, StoreTarget::S3(s3) if !s3.path_style));
+
+        let err = check(&MINIMAL.replace("/srv/custody", "s3://Evidence/x")).unwrap_err();
+        assert!(
+            err.contains(
+                "store: \"s3://Evidence/x\": bucket name \"Evidence\" may contain only lower-case"
+            ),
+            "{err}"
+        );
+        let err = check(&format!(
+            "s3_endpoint = \"minio:9000\"\n{}",
+            MINIMAL.replace("/srv/custody", "s3://evidence-1")
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("s3_endpoint: \"minio:9000\" is not an http:// or https:// URL"),
+            "{err}"
+        );
+        let err = check(&format!("s3_region = \"eu-central-1\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.contains("s3_region: applies only to an S3 store"),
             "{err}"
         );
     }

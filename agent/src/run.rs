@@ -48,6 +48,12 @@ fn watch_dir(pattern: &str) -> PathBuf {
     dir
 }
 
+/// Opens the store; called at start-up and again by the shipper after a
+/// failure. An S3 server that cannot be reached is an error here (the agent
+/// spools and retries); an S3 bucket without versioning and Object Lock at
+/// a level that requires them (A, B, C) ends the process with exit code 1
+/// and the fix, whether found at start-up or on a later retry: evidence
+/// must not go where it can be deleted.
 fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>> {
     match target {
         StoreTarget::Filesystem(dir) => {
@@ -55,12 +61,56 @@ fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>> {
                 format!("opening the filesystem store {}", dir.display())
             })?))
         }
+        StoreTarget::S3(settings) => {
+            // Called from sync code inside the runtime (start-up and the
+            // shipper's retry closure): block this worker, not the runtime.
+            let handle = tokio::runtime::Handle::try_current()
+                .context("the S3 store needs the agent's async runtime")?;
+            if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+                anyhow::bail!("the S3 store needs a multi-threaded async runtime");
+            }
+            let store = tokio::task::block_in_place(|| {
+                handle.block_on(custody_store::S3Store::open(settings.clone()))
+            })
+            .with_context(|| format!("opening the {}", describe_target(target)))?;
+            if let Some(problem) = store.protection().problem(settings) {
+                if settings.require_object_lock {
+                    // run() logs an open_store error and keeps going, which
+                    // is right for an outage but not for this, so the
+                    // refusal ends the process here. Spool and checkpoints
+                    // are crash-safe, so nothing read so far is lost.
+                    let msg = format!(
+                        "refusing to run: {problem}. Responsibility levels A, B and C must keep logs where they \
+                         cannot be deleted (REQUIREMENTS.md §1); use level D or E only if the table does not bind you"
+                    );
+                    tracing::error!("{msg}");
+                    eprintln!("error: {msg}");
+                    std::process::exit(1);
+                }
+                tracing::warn!(
+                    "{problem}; writing without Object Lock (levels D and E are not bound by the retention table)"
+                );
+            }
+            Ok(Arc::new(store))
+        }
     }
 }
 
-fn describe_target(target: &StoreTarget) -> String {
+/// Where evidence goes, for logs and status.json.
+pub(crate) fn describe_target(target: &StoreTarget) -> String {
     match target {
         StoreTarget::Filesystem(dir) => format!("filesystem store at {}", dir.display()),
+        StoreTarget::S3(s3) => {
+            let location = if s3.prefix.is_empty() {
+                format!("s3://{}", s3.bucket)
+            } else {
+                format!("s3://{}/{}", s3.bucket, s3.prefix)
+            };
+            match &s3.endpoint {
+                Some(endpoint) => format!("S3 store {location} (endpoint {endpoint})"),
+                None => format!("S3 store {location} (AWS)"),
+            }
+        }
     }
 }
 
@@ -134,7 +184,9 @@ pub async fn run(
             agent_instance: instance.to_string(),
             running: true,
             store: describe.clone(),
-            last_ship_error: store.is_none().then(|| format!("store {describe} could not be opened; retrying")),
+            last_ship_error: store
+                .is_none()
+                .then(|| format!("store {describe} could not be opened; retrying")),
             spool: crate::status::SpoolStatus {
                 max_bytes: config.spool_max_bytes,
                 ..Default::default()

@@ -108,12 +108,20 @@ impl Shipper {
             }
             if failed {
                 // Back off without listening to new-segment wake-ups.
-                let wait = if stopping { backoff.min(Duration::from_millis(200)) } else { backoff };
+                let wait = if stopping {
+                    backoff.min(Duration::from_millis(200))
+                } else {
+                    backoff
+                };
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
-            let wait = if stopping { Duration::from_millis(200) } else { Duration::from_millis(1000) };
+            let wait = if stopping {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_millis(1000)
+            };
             let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }
     }

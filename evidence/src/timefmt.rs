@@ -38,6 +38,14 @@ pub mod serde_utc {
     }
 }
 
+/// The current time in UTC at the precision records are written with
+/// (microseconds), so a value compares equal after a round trip.
+pub fn now_utc_micros() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,12 +57,4 @@ mod tests {
         assert_eq!(format_utc(t), "2026-11-22T02:11:12.500000Z");
         assert_eq!(parse_utc("2026-11-22T02:11:12.500000Z").unwrap(), t);
     }
-}
-
-/// The current time in UTC at the precision records are written with
-/// (microseconds), so a value compares equal after a round trip.
-pub fn now_utc_micros() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(t)
 }

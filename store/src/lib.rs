@@ -32,6 +32,8 @@
 pub mod fault;
 pub mod fs;
 pub mod memory;
+pub mod s3;
+pub use s3::{S3Settings, S3Store};
 
 use async_trait::async_trait;
 use time::{OffsetDateTime, UtcOffset};
