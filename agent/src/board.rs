@@ -17,6 +17,9 @@ pub struct Board {
     /// Offsets made durable by the committer, per stream and file
     /// (device, inode): what `status` reports, not the read position.
     committed: Mutex<HashMap<(StreamId, u64, u64), u64>>,
+    /// When `status.json` was last written, and its content then (without
+    /// `updated`).
+    last_written: Mutex<Option<(std::time::Instant, Vec<u8>)>>,
 }
 
 fn now() -> String {
@@ -29,6 +32,7 @@ impl Board {
             inner: Mutex::new(initial),
             path: state_dir.join(STATUS_FILE),
             committed: Mutex::new(HashMap::new()),
+            last_written: Mutex::new(None),
         }
     }
 
@@ -130,6 +134,42 @@ impl Board {
         let tmp = self.path.with_extension("json.tmp");
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, &self.path)
+    }
+
+    /// Writes `status.json` when something in it changed, and at least
+    /// every [`STATUS_REFRESH`] so `updated` shows the agent is alive: an
+    /// idle agent then touches its state directory a few times a minute
+    /// instead of every second.
+    pub fn write_if_changed(&self) -> std::io::Result<()> {
+        let content = self.with(|s| serde_json::to_vec(&StatusSansTime(s)).unwrap_or_default());
+        {
+            let last = self.last_written.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, written)) = &*last {
+                if *written == content && at.elapsed() < STATUS_REFRESH {
+                    return Ok(());
+                }
+            }
+        }
+        self.write()?;
+        *self.last_written.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), content));
+        Ok(())
+    }
+}
+
+/// How often an unchanged status is rewritten; well inside
+/// [`crate::status::STALE_AFTER`].
+pub const STATUS_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The status without its `updated` time, for telling whether anything
+/// else changed.
+struct StatusSansTime<'a>(&'a AgentStatus);
+
+impl serde::Serialize for StatusSansTime<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut copy = self.0.clone();
+        copy.updated = String::new();
+        copy.serialize(s)
     }
 }
 

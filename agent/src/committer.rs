@@ -142,9 +142,15 @@ impl Committer {
         loop {
             // Take what has arrived, waiting at most until the next digest.
             if queue.is_empty() && !disconnected {
-                let wait = next_digest
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(500));
+                // While paused, look again soon: the shipper drains the
+                // spool without telling us. Otherwise sources, stop and the
+                // digest timer are the only reasons to wake.
+                let until_digest = next_digest.saturating_duration_since(Instant::now());
+                let wait = if self.paused.load(Ordering::SeqCst) {
+                    until_digest.min(Duration::from_millis(500))
+                } else {
+                    until_digest
+                };
                 match rx.recv_timeout(wait) {
                     Ok(ev) => queue.push_back(ev),
                     Err(RecvTimeoutError::Timeout) => {}

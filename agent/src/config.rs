@@ -66,7 +66,7 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Close a segment when it reaches this many raw bytes (default 4 MiB).
     pub segment_max_bytes: usize,
-    /// Close a segment when its first byte is this old (default 1 s).
+    /// Close a segment when its first byte is this old (default 750 ms).
     pub segment_max_age: Duration,
     /// Stop reading when the spool holds this many bytes (default 1 GiB).
     pub spool_max_bytes: u64,
@@ -93,7 +93,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/custody-agent";
 /// lowest level the retention table binds).
 pub const DEFAULT_LEVEL: Level = Level::C;
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 4 * 1024 * 1024;
-pub const DEFAULT_SEGMENT_MAX_AGE_MS: u64 = 1_000;
+pub const DEFAULT_SEGMENT_MAX_AGE_MS: u64 = 750;
 pub const DEFAULT_DIGEST_INTERVAL_MS: u64 = 60_000;
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 5_000;
 pub const DEFAULT_PARTIAL_LINE_WAIT_MS: u64 = 5_000;
@@ -951,7 +951,7 @@ paths = ["/var/log/syslog*"]
         assert_eq!(config.retention.level(), Level::C);
         assert_eq!(config.retention.months(), 6);
         assert_eq!(config.segment_max_bytes, 4_194_304);
-        assert_eq!(config.segment_max_age, Duration::from_millis(1000));
+        assert_eq!(config.segment_max_age, Duration::from_millis(750));
         assert_eq!(config.digest_interval, Duration::from_millis(60_000));
         assert_eq!(config.poll_interval, Duration::from_millis(5000));
         assert_eq!(config.partial_line_wait, Duration::from_millis(5000));

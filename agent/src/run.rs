@@ -311,12 +311,15 @@ pub async fn run(
     let committer_done = Arc::new(AtomicBool::new(false));
     let committer_done2 = committer_done.clone();
     let ship_wake2 = ship_wake.clone();
+    // Wakes the main task when the committer ends, so it need not poll.
+    let (committer_ended_tx, committer_ended_rx) = tokio::sync::oneshot::channel::<()>();
     let committer_thread = std::thread::Builder::new()
         .name("committer".into())
         .spawn(move || {
             let r = committer.run(cp, rx, n_sources);
             committer_done2.store(true, Ordering::SeqCst);
             ship_wake2.notify_one();
+            let _ = committer_ended_tx.send(());
             r
         })
         .context("starting the committer thread")?;
@@ -340,24 +343,16 @@ pub async fn run(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
-            if let Err(e) = status_board.write() {
+            if let Err(e) = status_board.write_if_changed() {
                 tracing::debug!("writing status.json: {e}");
             }
         }
     });
 
     // A source thread or the committer ending early is fatal; so is the signal.
-    let committer_watch = {
-        let done = committer_done.clone();
-        async move {
-            while !done.load(Ordering::SeqCst) {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        }
-    };
     tokio::select! {
         _ = shutdown => tracing::info!("shutdown requested: flushing open segments"),
-        _ = committer_watch => tracing::error!("the committer stopped unexpectedly"),
+        _ = committer_ended_rx => tracing::error!("the committer stopped unexpectedly"),
     }
     stop.store(true, Ordering::SeqCst);
     for w in &wakes {

@@ -117,10 +117,12 @@ impl Shipper {
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
+            // The committer wakes us after every checkpoint; the timeout is
+            // only a safety net, so an idle agent stays asleep.
             let wait = if stopping {
                 Duration::from_millis(200)
             } else {
-                Duration::from_millis(1000)
+                Duration::from_secs(10)
             };
             let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }

@@ -83,7 +83,42 @@ struct Tracked {
     /// Since when the bytes after `offset` have been an incomplete unit.
     partial_since: Option<(u64, Instant)>,
     mtime: i64,
+    /// Taken as a new file and not read yet. A copy that was still being
+    /// created when it was found (empty, or shorter than the fingerprint)
+    /// could not be recognised then; it is checked again before its first
+    /// read, so copytruncate's copy is never read twice.
+    fresh: bool,
 }
+
+/// Where reading a file not followed before begins.
+struct Start {
+    offset: u64,
+    tail: Option<TailCheck>,
+    mid_unit: bool,
+    /// A new file read from its beginning (see [`Tracked::fresh`]).
+    fresh: bool,
+}
+
+/// What a file not followed yet is, judged by content against the files
+/// followed now, the checkpoint, and files recently found truncated.
+enum CopyMatch {
+    /// Not a copy of anything known.
+    NotACopy,
+    /// A copy whose original was truncated or rewritten: read only the
+    /// bytes after what was read of the original.
+    Copy {
+        offset: u64,
+        tail: Option<TailCheck>,
+        mid_unit: bool,
+        original: FileKey,
+    },
+    /// Looks like a copy while the original is still intact, or a copy
+    /// still being written: decide later.
+    Undecided,
+}
+
+/// How long a truncated file's last state is kept for recognising its copy.
+const TRUNCATED_MEMORY: Duration = Duration::from_secs(30);
 
 struct OpenSegment {
     key: FileKey,
@@ -116,6 +151,9 @@ pub struct Source {
     /// Candidates that look like copies of a followed file whose original is
     /// still intact: decided later (see `decide_start`).
     deferred: HashMap<FileKey, Instant>,
+    /// Followed files found truncated or rewritten, as they were just
+    /// before (see [`TRUNCATED_MEMORY`]).
+    truncated: Vec<(FileState, Instant)>,
     ignored: HashSet<FileKey>,
     open: Option<OpenSegment>,
     sealer: Sealer,
@@ -127,6 +165,8 @@ pub struct Source {
     errors: Vec<String>,
     last_scan: Option<Instant>,
     scratch: Vec<u8>,
+    /// The buffer of the last sealed full segment, read into next.
+    spare: Vec<u8>,
     /// Set when the stop signal is first seen: until then the source still
     /// reads (see `FINAL_PASS`).
     final_pass_until: Option<Instant>,
@@ -160,6 +200,7 @@ impl Source {
             superseded: Vec::new(),
             copied_from: HashSet::new(),
             deferred: HashMap::new(),
+            truncated: Vec::new(),
             ignored: HashSet::new(),
             open: None,
             sealer,
@@ -171,6 +212,7 @@ impl Source {
             errors: Vec::new(),
             last_scan: None,
             scratch: Vec::new(),
+            spare: Vec::new(),
             final_pass_until: None,
         }
     }
@@ -403,16 +445,16 @@ impl Source {
                 return;
             }
         };
-        let Some((offset, tail, mid_unit)) = self.decide_start(&file, key, size, path) else {
+        let Some(start) = self.decide_start(&file, key, size, path) else {
             return;
         };
         let state = FileState {
             path: path.to_string_lossy().into_owned(),
             key,
             fingerprint,
-            offset,
-            tail,
-            mid_unit,
+            offset: start.offset,
+            tail: start.tail,
+            mid_unit: start.mid_unit,
         };
         if self
             .out
@@ -429,19 +471,14 @@ impl Source {
             last_change: Instant::now(),
             partial_since: None,
             mtime: meta.mtime(),
+            fresh: start.fresh,
         });
     }
 
     /// Where to start reading a file not followed yet: a saved offset
     /// (validated), the unread tail of a copy of a followed file, or the
     /// beginning. `None` defers the decision to a later scan.
-    fn decide_start(
-        &mut self,
-        file: &File,
-        key: FileKey,
-        size: u64,
-        path: &Path,
-    ) -> Option<(u64, Option<TailCheck>, bool)> {
+    fn decide_start(&mut self, file: &File, key: FileKey, size: u64, path: &Path) -> Option<Start> {
         // 1. The checkpoint knows this device/inode.
         if let Some(i) = self.persisted.iter().position(|p| p.key == key) {
             let p = self.persisted.remove(i);
@@ -451,7 +488,12 @@ impl Source {
                 .tail
                 .is_none_or(|t| t.holds(file, p.offset).unwrap_or(false));
             if long_enough && head_same && tail_same {
-                return Some((p.offset, p.tail, p.mid_unit));
+                return Some(Start {
+                    offset: p.offset,
+                    tail: p.tail,
+                    mid_unit: p.mid_unit,
+                    fresh: false,
+                });
             }
             tracing::info!(
                 stream = %self.stream,
@@ -466,14 +508,82 @@ impl Source {
             self.superseded.push(p);
         }
         // 2. A copy of a followed file (copytruncate), recognised by content.
-        // offset, tail, mid, original intact, original's key
-        let mut copy_of: Option<(u64, Option<TailCheck>, bool, bool, FileKey)> = None;
+        match self.match_copy(file, key, size) {
+            CopyMatch::Copy {
+                offset,
+                tail,
+                mid_unit,
+                original,
+            } => {
+                self.deferred.remove(&key);
+                self.copied_from.insert(original);
+                // The copy's offset is where reading of the original got
+                // to, which may be in the open segment: make that durable
+                // first, so the checkpoint never holds the copy's offset
+                // without the bytes before it.
+                if self.open.as_ref().is_some_and(|o| o.key == original) {
+                    self.seal_open().ok()?;
+                }
+                tracing::info!(stream = %self.stream, path = %path.display(), offset, "recognised a copy of a followed file: reading only its unread tail");
+                return Some(Start {
+                    offset,
+                    tail,
+                    mid_unit,
+                    fresh: false,
+                });
+            }
+            CopyMatch::Undecided => {
+                let first = *self.deferred.entry(key).or_insert_with(Instant::now);
+                if first.elapsed() < self.settings.poll_interval * 2 {
+                    return None;
+                }
+                tracing::info!(stream = %self.stream, path = %path.display(), "a file begins like a followed one, but the original is intact: treating it as a new file");
+            }
+            CopyMatch::NotACopy => {}
+        }
+        self.deferred.remove(&key);
+        // 3. A new file.
+        if self.settings.first_start && self.settings.start_at == StartAt::End {
+            let tail = if size > 0 {
+                read_exact_at(
+                    file,
+                    size - size.min(crate::fingerprint::TAIL_WINDOW),
+                    size.min(crate::fingerprint::TAIL_WINDOW),
+                )
+                .ok()
+                .flatten()
+                .map(|b| TailCheck::of_bytes_before(&b))
+            } else {
+                None
+            };
+            return Some(Start {
+                offset: size,
+                tail,
+                mid_unit: false,
+                fresh: false,
+            });
+        }
+        Some(Start {
+            offset: 0,
+            tail: None,
+            mid_unit: false,
+            fresh: true,
+        })
+    }
+
+    /// Whether `file` (device/inode `key`, `size` bytes now) is a copy of a
+    /// file followed now, known from the checkpoint, or recently found
+    /// truncated: same first bytes, and the same bytes before the offset
+    /// read from the original.
+    fn match_copy(&self, file: &File, key: FileKey, size: u64) -> CopyMatch {
+        let mut found = CopyMatch::NotACopy;
         let known = self
             .tracked
             .iter()
             .map(|t| (&t.state, Some(t)))
             .chain(self.persisted.iter().map(|p| (p, None)))
-            .chain(self.superseded.iter().map(|p| (p, None)));
+            .chain(self.superseded.iter().map(|p| (p, None)))
+            .chain(self.truncated.iter().map(|(p, _)| (p, None)));
         for (st, tracked) in known {
             if st.key == key || st.offset == 0 || st.fingerprint.len == 0 {
                 continue;
@@ -483,7 +593,7 @@ impl Source {
             }
             if size < st.offset {
                 // Same beginning but shorter: a copy still being written.
-                copy_of = Some((st.offset, st.tail, st.mid_unit, true, st.key));
+                found = CopyMatch::Undecided;
                 continue;
             }
             if !st
@@ -502,42 +612,65 @@ impl Source {
                 }
                 None => false,
             };
-            copy_of = Some((st.offset, st.tail, st.mid_unit, intact, st.key));
-            if !intact {
-                break;
+            if intact {
+                found = CopyMatch::Undecided;
+                continue;
             }
-        }
-        if let Some((offset, tail, mid, intact, original)) = copy_of {
-            let first = *self.deferred.entry(key).or_insert_with(Instant::now);
-            if !intact {
-                self.deferred.remove(&key);
-                self.copied_from.insert(original);
-                tracing::info!(stream = %self.stream, path = %path.display(), offset, "recognised a copy of a followed file: reading only its unread tail");
-                return Some((offset, tail, mid));
-            }
-            if first.elapsed() < self.settings.poll_interval * 2 {
-                return None;
-            }
-            tracing::info!(stream = %self.stream, path = %path.display(), "a file begins like a followed one, but the original is intact: treating it as a new file");
-        }
-        self.deferred.remove(&key);
-        // 3. A new file.
-        if self.settings.first_start && self.settings.start_at == StartAt::End {
-            let tail = if size > 0 {
-                read_exact_at(
-                    file,
-                    size - size.min(crate::fingerprint::TAIL_WINDOW),
-                    size.min(crate::fingerprint::TAIL_WINDOW),
-                )
-                .ok()
-                .flatten()
-                .map(|b| TailCheck::of_bytes_before(&b))
-            } else {
-                None
+            return CopyMatch::Copy {
+                offset: st.offset,
+                tail: st.tail,
+                mid_unit: st.mid_unit,
+                original: st.key,
             };
-            return Some((size, tail, false));
         }
-        Some((0, None, false))
+        found
+    }
+
+    /// Before the first read of a file taken as new: whether it turned out
+    /// to be a copy (it was found while still being created). `false`
+    /// means: do not read it yet.
+    fn settle_fresh(&mut self, i: usize) -> bool {
+        let t = &self.tracked[i];
+        let (key, size) = (t.state.key, t.size);
+        match self.match_copy(&t.file, key, size) {
+            CopyMatch::Copy {
+                offset,
+                tail,
+                mid_unit,
+                original,
+            } => {
+                self.deferred.remove(&key);
+                // As in `decide_start`: the bytes before the offset first.
+                if self.open.as_ref().is_some_and(|o| o.key == original)
+                    && self.seal_open().is_err()
+                {
+                    return false;
+                }
+                let t = &mut self.tracked[i];
+                tracing::info!(stream = %self.stream, path = %t.state.path, offset, original = ?original, "a new file turned out to be a copy of a followed file: reading only its unread tail");
+                t.state.offset = offset;
+                t.state.tail = tail;
+                t.state.mid_unit = mid_unit;
+                t.fresh = false;
+                let _ = self
+                    .out
+                    .send(SourceEvent::Track(self.stream.clone(), t.state.clone()));
+                true
+            }
+            CopyMatch::Undecided => {
+                let first = *self.deferred.entry(key).or_insert_with(Instant::now);
+                if first.elapsed() < self.settings.poll_interval * 2 {
+                    return false;
+                }
+                self.deferred.remove(&key);
+                self.tracked[i].fresh = false;
+                true
+            }
+            CopyMatch::NotACopy => {
+                self.tracked[i].fresh = false;
+                true
+            }
+        }
     }
 
     /// After a restart: files from the checkpoint that the glob no longer
@@ -633,6 +766,11 @@ impl Source {
     /// not read yet (when the glob does not match the copy).
     fn handle_truncation(&mut self, i: usize) {
         let old = self.tracked[i].state.clone();
+        if old.offset > 0 {
+            self.truncated
+                .retain(|(_, at)| at.elapsed() < TRUNCATED_MEMORY);
+            self.truncated.push((old.clone(), Instant::now()));
+        }
         if self.open.as_ref().is_some_and(|o| o.key == old.key) {
             let _ = self.seal_open();
         }
@@ -706,6 +844,7 @@ impl Source {
                         last_change: Instant::now(),
                         partial_since: None,
                         mtime: meta.mtime(),
+                        fresh: false,
                     });
                     return true;
                 }
@@ -771,6 +910,14 @@ impl Source {
                 self.tracked[i].partial_since = None;
                 return Ok(());
             }
+            if self.tracked[i].fresh && !self.settle_fresh(i) {
+                return Ok(());
+            }
+            let t = &self.tracked[i];
+            let avail = t.size.saturating_sub(t.state.offset);
+            if avail == 0 {
+                return Ok(());
+            }
             if self.open.as_ref().is_some_and(|o| o.key != t.state.key) {
                 self.seal_open()?;
             }
@@ -781,7 +928,7 @@ impl Source {
             // One read buffer per source, kept between reads (catch-up reads
             // whole segments) and shrunk again when reads become small.
             let mut chunk = std::mem::take(&mut self.scratch);
-            if want < 64 * 1024 && chunk.capacity() > 1 << 20 {
+            if avail < 64 * 1024 && chunk.capacity() > 1 << 20 {
                 chunk = Vec::new();
             }
             chunk.resize(want, 0);
@@ -796,8 +943,24 @@ impl Source {
             };
             chunk.truncate(n);
             if n == 0 {
+                self.scratch = chunk;
                 return Ok(());
             }
+            // Checked after the read: if the file was truncated and written
+            // past our offset since the last look (copytruncate between two
+            // reads), what was just read is the new content, not the
+            // continuation. Drop it and start the file again; the old
+            // content's rest is in the copy.
+            let t = &self.tracked[i];
+            if t.state
+                .tail
+                .is_some_and(|tc| !tc.holds(&t.file, t.state.offset).unwrap_or(true))
+            {
+                self.scratch = chunk;
+                self.handle_truncation(i);
+                continue;
+            }
+            let t = &self.tracked[i];
             let full = n == room;
             let mut cut = match framing {
                 SourceFraming::Lines => memchr::memrchr(b'\n', &chunk).map_or(0, |p| p + 1),
@@ -818,6 +981,7 @@ impl Source {
                 cut = n;
             } else if cut == 0 && full {
                 // The segment is full of complete units; seal and go on.
+                self.scratch = chunk;
                 self.seal_open()?;
                 continue;
             } else if cut == 0 {
@@ -839,11 +1003,11 @@ impl Source {
                 if waited || finished {
                     cut = n;
                 } else {
+                    self.scratch = chunk;
                     return Ok(());
                 }
             }
-            self.append(i, &chunk[..cut]);
-            self.scratch = chunk;
+            self.scratch = self.append(i, chunk, cut);
             if self.open.as_ref().is_some_and(|o| o.buf.len() >= max) {
                 self.seal_open()?;
             }
@@ -856,27 +1020,42 @@ impl Source {
         }
     }
 
-    fn append(&mut self, i: usize, bytes: &[u8]) {
+    /// Adds `chunk[..cut]` to the open segment (opening one if needed) and
+    /// returns the buffer to read into next. A chunk that starts a segment
+    /// becomes the segment's buffer instead of being copied, and the buffer
+    /// of the last sealed segment is read into next: in catch-up each byte
+    /// is copied once, from the page cache, into memory already mapped.
+    fn append(&mut self, i: usize, mut chunk: Vec<u8>, cut: usize) -> Vec<u8> {
         let t = &mut self.tracked[i];
         let now = custody_evidence::timefmt::now_utc_micros();
-        let open = self.open.get_or_insert_with(|| OpenSegment {
-            key: t.state.key,
-            path: t.state.path.clone(),
-            fingerprint: t.state.fingerprint,
-            start: t.state.offset,
-            buf: Vec::new(),
-            starts_mid: t.state.mid_unit,
-            first_read: now,
-            opened: Instant::now(),
-            last_read: now,
-        });
-        open.buf.extend_from_slice(bytes);
+        let (open, next_scratch) = match self.open.take() {
+            Some(mut open) => {
+                open.buf.extend_from_slice(&chunk[..cut]);
+                (open, chunk)
+            }
+            None => {
+                chunk.truncate(cut);
+                let open = OpenSegment {
+                    key: t.state.key,
+                    path: t.state.path.clone(),
+                    fingerprint: t.state.fingerprint,
+                    start: t.state.offset,
+                    buf: chunk,
+                    starts_mid: t.state.mid_unit,
+                    first_read: now,
+                    opened: Instant::now(),
+                    last_read: now,
+                };
+                (open, std::mem::take(&mut self.spare))
+            }
+        };
+        let open = self.open.insert(open);
         open.last_read = now;
         open.path = t.state.path.clone();
         open.fingerprint = t.state.fingerprint;
-        t.state.offset += bytes.len() as u64;
+        t.state.offset += cut as u64;
         t.state.mid_unit = match self.cfg.framing {
-            SourceFraming::Lines => bytes.last() != Some(&b'\n'),
+            SourceFraming::Lines => open.buf.last() != Some(&b'\n'),
             SourceFraming::Records { size } => !t.state.offset.is_multiple_of(size as u64),
         };
         t.partial_since = None;
@@ -894,6 +1073,7 @@ impl Source {
             .len()
             .saturating_sub(crate::fingerprint::TAIL_WINDOW as usize)..];
         t.state.tail = Some(TailCheck::of_bytes_before(tail_src));
+        next_scratch
     }
 
     /// Hashes and compresses the open segment and hands it to the committer.
@@ -946,6 +1126,13 @@ impl Source {
             object_sha256: sealed.object_sha256,
             file_after,
         };
+        // Keep a big segment's buffer to read into next (catch-up); let a
+        // small one go, so a quiet source holds no large buffers.
+        let mut buf = open.buf;
+        if buf.capacity() >= 1 << 20 {
+            buf.clear();
+            self.spare = buf;
+        }
         self.next_seq += 1;
         self.out
             .send(SourceEvent::Segment(Box::new(seg)))

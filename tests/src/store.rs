@@ -335,7 +335,10 @@ impl StoreContents {
                         file.seqs.push(seg.meta.seq.0);
                         continue;
                     }
-                    if range.start != 0 {
+                    // A reused inode holding other content (a copytruncate
+                    // copy on a deleted copy's inode) may start anywhere.
+                    let reused = file.key.fingerprint != key.fingerprint;
+                    if range.start != 0 && !reused {
                         let what = if range.start > file.end() {
                             "gap"
                         } else {
