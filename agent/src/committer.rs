@@ -27,6 +27,9 @@ use crate::source::{SealedSegment, SourceEvent};
 use crate::spool::Spool;
 use crate::wake::Wake;
 
+/// Longest the committer sleeps when nothing happens.
+pub const IDLE_TURN: Duration = Duration::from_secs(5);
+
 /// Rolls a checkpoint forward over what the spool holds beyond it: the
 /// segments and digests made durable after the checkpoint was written.
 pub fn recover(cp: &mut Checkpoint, spool: &Spool) -> anyhow::Result<()> {
@@ -144,12 +147,13 @@ impl Committer {
             if queue.is_empty() && !disconnected {
                 // While paused, look again soon: the shipper drains the
                 // spool without telling us. Otherwise sources, stop and the
-                // digest timer are the only reasons to wake.
+                // digest timer are the reasons to wake, with a turn every
+                // few seconds so a watchdog can see the loop is alive.
                 let until_digest = next_digest.saturating_duration_since(Instant::now());
                 let wait = if self.paused.load(Ordering::SeqCst) {
                     until_digest.min(Duration::from_millis(500))
                 } else {
-                    until_digest
+                    until_digest.min(IDLE_TURN)
                 };
                 match rx.recv_timeout(wait) {
                     Ok(ev) => queue.push_back(ev),

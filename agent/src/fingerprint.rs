@@ -71,6 +71,15 @@ impl Fingerprint {
         })
     }
 
+    /// Fingerprint of a file whose first bytes are `head` (as read).
+    pub fn of_prefix(head: &[u8]) -> Self {
+        let len = head.len().min(FINGERPRINT_WINDOW as usize);
+        Self {
+            len: len as u64,
+            hash: Sha256::digest(&head[..len]),
+        }
+    }
+
     /// Whether `file` begins with the bytes this fingerprint was taken of.
     pub fn matches(&self, file: &File) -> io::Result<bool> {
         Ok(match read_exact_at(file, 0, self.len)? {

@@ -1060,8 +1060,19 @@ impl Source {
         };
         t.partial_since = None;
         // Keep the fingerprint as long as the file allows (up to the window):
-        // copies are recognised by it, so it must cover what was read.
-        if t.state.fingerprint.len < FINGERPRINT_WINDOW && t.state.offset > t.state.fingerprint.len
+        // copies are recognised by it, so it must cover what was read. When
+        // the segment holds the file's first bytes, take it from exactly
+        // those bytes: the file may have been truncated and rewritten
+        // between being found and being read (copytruncate), and a
+        // fingerprint of other content would hide the copy of this one.
+        if open.start == 0 {
+            let fp = Fingerprint::of_prefix(&open.buf);
+            if fp != t.state.fingerprint {
+                t.state.fingerprint = fp;
+                open.fingerprint = fp;
+            }
+        } else if t.state.fingerprint.len < FINGERPRINT_WINDOW
+            && t.state.offset > t.state.fingerprint.len
         {
             if let Ok(fp) = Fingerprint::compute(&t.file, t.state.offset) {
                 t.state.fingerprint = fp;
