@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use custody_evidence::timefmt::format_utc;
@@ -19,7 +20,9 @@ pub struct Board {
     committed: Mutex<HashMap<(StreamId, u64, u64), u64>>,
     /// When `status.json` was last written, and its content then (without
     /// `updated`).
-    last_written: Mutex<Option<(std::time::Instant, Vec<u8>)>>,
+    last_written: Mutex<Option<(std::time::Instant, u64)>>,
+    /// Counts changes to the status.
+    generation: AtomicU64,
 }
 
 fn now() -> String {
@@ -33,12 +36,24 @@ impl Board {
             path: state_dir.join(STATUS_FILE),
             committed: Mutex::new(HashMap::new()),
             last_written: Mutex::new(None),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes the status; `f` returns whether it changed anything, so
+    /// the writer knows when there is something new to write.
+    fn change(&self, f: impl FnOnce(&mut AgentStatus) -> bool) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if f(&mut g) {
+            self.generation.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut AgentStatus) -> R) -> R {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut g)
+        let r = f(&mut g);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        r
     }
 
     fn source<R>(&self, stream: &StreamId, f: impl FnOnce(&mut SourceStatus) -> R) -> Option<R> {
@@ -81,9 +96,20 @@ impl Board {
                 f.behind = f.size.saturating_sub(f.offset);
             }
         }
-        self.source(stream, |s| {
-            s.files = files;
-            s.errors = errors;
+        self.change(|s| {
+            let Some(src) = s
+                .sources
+                .iter_mut()
+                .find(|x| x.stream_id == stream.as_str())
+            else {
+                return false;
+            };
+            if src.files == files && src.errors == errors {
+                return false;
+            }
+            src.files = files;
+            src.errors = errors;
+            true
         });
     }
 
@@ -95,11 +121,17 @@ impl Board {
     }
 
     pub fn spool(&self, bytes: u64, segments: u64, backpressure: bool, error: Option<String>) {
-        self.with(|s| {
-            s.spool.bytes = bytes;
-            s.spool.segments = segments;
-            s.spool.backpressure = backpressure;
-            s.spool.error = error;
+        self.change(|s| {
+            let sp = &mut s.spool;
+            let same = sp.bytes == bytes
+                && sp.segments == segments
+                && sp.backpressure == backpressure
+                && sp.error == error;
+            sp.bytes = bytes;
+            sp.segments = segments;
+            sp.backpressure = backpressure;
+            sp.error = error;
+            !same
         });
     }
 
@@ -127,10 +159,11 @@ impl Board {
 
     /// Writes `status.json` atomically (temp file and rename).
     pub fn write(&self) -> std::io::Result<()> {
-        let bytes = self.with(|s| {
+        let bytes = {
+            let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             s.updated = now();
-            serde_json::to_vec_pretty(s).unwrap_or_default()
-        });
+            serde_json::to_vec_pretty(&*s).unwrap_or_default()
+        };
         let tmp = self.path.with_extension("json.tmp");
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, &self.path)
@@ -141,18 +174,18 @@ impl Board {
     /// idle agent then touches its state directory a few times a minute
     /// instead of every second.
     pub fn write_if_changed(&self) -> std::io::Result<()> {
-        let content = self.with(|s| serde_json::to_vec(&StatusSansTime(s)).unwrap_or_default());
+        let generation = self.generation.load(Ordering::Relaxed);
         {
             let last = self.last_written.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, written)) = &*last {
-                if *written == content && at.elapsed() < STATUS_REFRESH {
+            if let Some((at, written)) = *last {
+                if written == generation && at.elapsed() < STATUS_REFRESH {
                     return Ok(());
                 }
             }
         }
         self.write()?;
         *self.last_written.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), content));
+            Some((std::time::Instant::now(), generation));
         Ok(())
     }
 }
@@ -160,18 +193,6 @@ impl Board {
 /// How often an unchanged status is rewritten; well inside
 /// [`crate::status::STALE_AFTER`].
 pub const STATUS_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// The status without its `updated` time, for telling whether anything
-/// else changed.
-struct StatusSansTime<'a>(&'a AgentStatus);
-
-impl serde::Serialize for StatusSansTime<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut copy = self.0.clone();
-        copy.updated = String::new();
-        copy.serialize(s)
-    }
-}
 
 impl Board {
     pub fn ship_recovered(&self) {

@@ -88,6 +88,11 @@ struct Tracked {
     /// could not be recognised then; it is checked again before its first
     /// read, so copytruncate's copy is never read twice.
     fresh: bool,
+    /// The file's size and change time, and our offset, when the bytes
+    /// before the offset were last found unchanged: while all three stay
+    /// the same there is nothing to check again (an idle host's scans then
+    /// only stat its files).
+    verified: Option<(u64, i64, i64, u64)>,
 }
 
 /// Where reading a file not followed before begins.
@@ -472,6 +477,7 @@ impl Source {
             partial_since: None,
             mtime: meta.mtime(),
             fresh: start.fresh,
+            verified: None,
         });
     }
 
@@ -743,10 +749,13 @@ impl Source {
                 t.mtime = meta.mtime();
             }
             t.size = size;
+            let seen = (size, meta.ctime(), meta.ctime_nsec(), t.state.offset);
             let rewritten = size < t.state.offset
-                || t.state
-                    .tail
-                    .is_some_and(|tc| !tc.holds(&t.file, t.state.offset).unwrap_or(true));
+                || (t.verified != Some(seen)
+                    && t.state
+                        .tail
+                        .is_some_and(|tc| !tc.holds(&t.file, t.state.offset).unwrap_or(true)));
+            t.verified = (!rewritten).then_some(seen);
             if rewritten {
                 truncated.push(i);
             } else if t.state.fingerprint.len < FINGERPRINT_WINDOW && size > t.state.fingerprint.len
@@ -845,6 +854,7 @@ impl Source {
                         partial_since: None,
                         mtime: meta.mtime(),
                         fresh: false,
+                        verified: None,
                     });
                     return true;
                 }

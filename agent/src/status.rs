@@ -58,7 +58,7 @@ pub struct SourceStatus {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStatus {
     pub path: String,
     pub device: u64,
