@@ -326,10 +326,26 @@ impl ConfigArgs {
             s3_region: self.s3.s3_region.clone(),
             s3_path_style: self.s3.s3_path_style,
             s3_multipart_threshold: self.s3.s3_multipart_threshold,
-            enrollment_dir: self.collector.enrollment_dir.as_deref().map(|p| absolute(cwd, p)),
-            collector_ca: self.collector.collector_ca.as_deref().map(|p| absolute(cwd, p)),
-            collector_cert: self.collector.collector_cert.as_deref().map(|p| absolute(cwd, p)),
-            collector_key: self.collector.collector_key.as_deref().map(|p| absolute(cwd, p)),
+            enrollment_dir: self
+                .collector
+                .enrollment_dir
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
+            collector_ca: self
+                .collector
+                .collector_ca
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
+            collector_cert: self
+                .collector
+                .collector_cert
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
+            collector_key: self
+                .collector
+                .collector_key
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
             sources,
             file: None,
             from_flags: Default::default(),

@@ -514,7 +514,10 @@ impl RawConfig {
             if p.is_absolute() {
                 Ok(p.clone())
             } else {
-                Err(self.problem(field, format!("{} is relative; use an absolute path", p.display())))
+                Err(self.problem(
+                    field,
+                    format!("{} is relative; use an absolute path", p.display()),
+                ))
             }
         };
         let base = match &self.enrollment_dir {
@@ -524,7 +527,10 @@ impl RawConfig {
             )),
             None => None,
         };
-        let pick = |field: &'static str, given: &Option<PathBuf>, from_dir: Option<PathBuf>| -> Result<PathBuf, Problem> {
+        let pick = |field: &'static str,
+                    given: &Option<PathBuf>,
+                    from_dir: Option<PathBuf>|
+         -> Result<PathBuf, Problem> {
             match (given, from_dir) {
                 (Some(p), _) => absolute(field, p),
                 (None, Some(p)) => Ok(p),
@@ -537,9 +543,21 @@ impl RawConfig {
         };
         Ok(StoreTarget::Collector(CollectorSettings {
             url: url.trim_end_matches('/').to_string(),
-            ca: pick("collector_ca", &self.collector_ca, base.as_ref().map(|b| b.ca.clone()))?,
-            cert: pick("collector_cert", &self.collector_cert, base.as_ref().map(|b| b.cert.clone()))?,
-            key: pick("collector_key", &self.collector_key, base.as_ref().map(|b| b.key.clone()))?,
+            ca: pick(
+                "collector_ca",
+                &self.collector_ca,
+                base.as_ref().map(|b| b.ca.clone()),
+            )?,
+            cert: pick(
+                "collector_cert",
+                &self.collector_cert,
+                base.as_ref().map(|b| b.cert.clone()),
+            )?,
+            key: pick(
+                "collector_key",
+                &self.collector_key,
+                base.as_ref().map(|b| b.key.clone()),
+            )?,
         }))
     }
 
@@ -1147,7 +1165,10 @@ paths = ["/b"]
     #[test]
     fn unknown_store_kinds_are_refused_by_name() {
         let err = check(&MINIMAL.replace("/srv/custody", "ftp://example.org/store")).unwrap_err();
-        assert!(err.contains("\"ftp://example.org/store\" is not a known store kind"), "{err}");
+        assert!(
+            err.contains("\"ftp://example.org/store\" is not a known store kind"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1173,10 +1194,16 @@ paths = ["/b"]
         assert!(err.contains("collector_key: not set"), "{err}");
 
         let err = check(&MINIMAL.replace("/srv/custody", "https://c:1/path")).unwrap_err();
-        assert!(err.contains("store: \"https://c:1/path\" must be only https://HOST:PORT"), "{err}");
+        assert!(
+            err.contains("store: \"https://c:1/path\" must be only https://HOST:PORT"),
+            "{err}"
+        );
 
         let err = check(&format!("collector_cert = \"/a/c.pem\"\n{MINIMAL}")).unwrap_err();
-        assert!(err.contains("collector_cert: applies only to a collector store"), "{err}");
+        assert!(
+            err.contains("collector_cert: applies only to a collector store"),
+            "{err}"
+        );
 
         let text = format!(
             "enrollment_dir = \"enroll\"\n{}",

@@ -165,12 +165,21 @@ impl RawConfig {
 
     pub fn check(&self) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
-        let mut bad = |field: &'static str, msg: String| problems.push(format!("{}: {msg}", self.key(field)));
+        let mut bad =
+            |field: &'static str, msg: String| problems.push(format!("{}: {msg}", self.key(field)));
 
-        let addr = |field: &'static str, value: Option<&str>, default: &str, bad: &mut dyn FnMut(&'static str, String)| {
+        let addr = |field: &'static str,
+                    value: Option<&str>,
+                    default: &str,
+                    bad: &mut dyn FnMut(&'static str, String)| {
             let text = value.unwrap_or(default);
             text.parse::<SocketAddr>()
-                .map_err(|_| bad(field, format!("{text:?} is not an address:port such as {default}")))
+                .map_err(|_| {
+                    bad(
+                        field,
+                        format!("{text:?} is not an address:port such as {default}"),
+                    )
+                })
                 .ok()
         };
         let listen = addr("listen", self.listen.as_deref(), DEFAULT_LISTEN, &mut bad);
@@ -183,11 +192,18 @@ impl RawConfig {
         let ca_dir = match &self.ca_dir {
             Some(d) if d.is_absolute() => Some(d.clone()),
             Some(d) => {
-                bad("ca_dir", format!("{} is relative; use an absolute path", d.display()));
+                bad(
+                    "ca_dir",
+                    format!("{} is relative; use an absolute path", d.display()),
+                );
                 None
             }
             None => {
-                bad("ca_dir", "not set; give the directory made by `custody-collector ca init --dir DIR`".into());
+                bad(
+                    "ca_dir",
+                    "not set; give the directory made by `custody-collector ca init --dir DIR`"
+                        .into(),
+                );
                 None
             }
         };
@@ -195,7 +211,13 @@ impl RawConfig {
             None => Some(PathBuf::from(DEFAULT_STATE_DIR)),
             Some(d) if d.is_absolute() => Some(d.clone()),
             Some(d) => {
-                bad("state_dir", format!("{} is relative; use an absolute path such as {DEFAULT_STATE_DIR}", d.display()));
+                bad(
+                    "state_dir",
+                    format!(
+                        "{} is relative; use an absolute path such as {DEFAULT_STATE_DIR}",
+                        d.display()
+                    ),
+                );
                 None
             }
         };
@@ -203,13 +225,22 @@ impl RawConfig {
             None => Some(DEFAULT_LEVEL),
             Some(t) => t
                 .parse::<Level>()
-                .map_err(|_| bad("level", format!("{t:?} is not a responsibility level; use one of A, B, C, D, E")))
+                .map_err(|_| {
+                    bad(
+                        "level",
+                        format!("{t:?} is not a responsibility level; use one of A, B, C, D, E"),
+                    )
+                })
                 .ok(),
         };
         let retention = level.and_then(|level| {
             RetentionPolicy::new(level, self.retention_months)
                 .map_err(|e| {
-                    let f = if self.retention_months.is_some() { "retention_months" } else { "level" };
+                    let f = if self.retention_months.is_some() {
+                        "retention_months"
+                    } else {
+                        "level"
+                    };
                     bad(f, e.to_string())
                 })
                 .ok()
@@ -218,11 +249,18 @@ impl RawConfig {
             ("s3_endpoint", self.s3_endpoint.is_some()),
             ("s3_region", self.s3_region.is_some()),
             ("s3_path_style", self.s3_path_style.is_some()),
-            ("s3_multipart_threshold", self.s3_multipart_threshold.is_some()),
+            (
+                "s3_multipart_threshold",
+                self.s3_multipart_threshold.is_some(),
+            ),
         ];
         let store = match self.store.as_deref() {
             None => {
-                bad("store", "not set; give a directory (store = \"/srv/custody\") or s3://BUCKET/PREFIX".into());
+                bad(
+                    "store",
+                    "not set; give a directory (store = \"/srv/custody\") or s3://BUCKET/PREFIX"
+                        .into(),
+                );
                 None
             }
             Some(url) if url.starts_with("s3://") => match S3Settings::parse_url(url) {
@@ -233,10 +271,15 @@ impl RawConfig {
                 Ok((bucket, prefix)) => {
                     if let Some(e) = &self.s3_endpoint {
                         if !(e.starts_with("http://") || e.starts_with("https://")) {
-                            bad("s3_endpoint", format!("{e:?} is not an http:// or https:// URL"));
+                            bad(
+                                "s3_endpoint",
+                                format!("{e:?} is not an http:// or https:// URL"),
+                            );
                         }
                     }
-                    let threshold = self.s3_multipart_threshold.unwrap_or(DEFAULT_MULTIPART_THRESHOLD);
+                    let threshold = self
+                        .s3_multipart_threshold
+                        .unwrap_or(DEFAULT_MULTIPART_THRESHOLD);
                     if threshold == 0 {
                         bad("s3_multipart_threshold", "must be greater than 0".into());
                     }
@@ -256,12 +299,18 @@ impl RawConfig {
             }
             Some(dir) => {
                 if let Some((field, _)) = s3_keys.iter().find(|(_, set)| *set) {
-                    bad(field, format!("applies only to an S3 store, not to {dir:?}"));
+                    bad(
+                        field,
+                        format!("applies only to an S3 store, not to {dir:?}"),
+                    );
                 }
                 if Path::new(dir).is_absolute() {
                     Some(StoreTarget::Filesystem(PathBuf::from(dir)))
                 } else {
-                    bad("store", format!("{dir:?} is relative; use an absolute directory path"));
+                    bad(
+                        "store",
+                        format!("{dir:?} is relative; use an absolute directory path"),
+                    );
                     None
                 }
             }
@@ -273,7 +322,11 @@ impl RawConfig {
             }
             v
         };
-        let max_body_bytes = positive("max_body_bytes", self.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        let max_body_bytes = positive(
+            "max_body_bytes",
+            self.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+        );
         let max_connections = positive(
             "max_connections",
             self.max_connections.map(|v| v as u64),
@@ -291,27 +344,47 @@ impl RawConfig {
             );
         }
         if max_inflight_bytes > u32::MAX as u64 {
-            bad("max_inflight_bytes", format!("{max_inflight_bytes} is too large; use at most {}", u32::MAX));
+            bad(
+                "max_inflight_bytes",
+                format!(
+                    "{max_inflight_bytes} is too large; use at most {}",
+                    u32::MAX
+                ),
+            );
         }
         let prune_interval = match self.prune_interval_s.unwrap_or(DEFAULT_PRUNE_INTERVAL_S) {
             0 => None,
             s => Some(Duration::from_secs(s)),
         };
-        match (listen, metrics_listen, ca_dir, state_dir, retention, store, problems.is_empty()) {
-            (Some(listen), Some(metrics_listen), Some(ca_dir), Some(state_dir), Some(retention), Some(store), true) => {
-                Ok(Config {
-                    listen,
-                    metrics_listen,
-                    ca_dir,
-                    store,
-                    state_dir,
-                    retention,
-                    max_body_bytes,
-                    max_connections,
-                    max_inflight_bytes,
-                    prune_interval,
-                })
-            }
+        match (
+            listen,
+            metrics_listen,
+            ca_dir,
+            state_dir,
+            retention,
+            store,
+            problems.is_empty(),
+        ) {
+            (
+                Some(listen),
+                Some(metrics_listen),
+                Some(ca_dir),
+                Some(state_dir),
+                Some(retention),
+                Some(store),
+                true,
+            ) => Ok(Config {
+                listen,
+                metrics_listen,
+                ca_dir,
+                store,
+                state_dir,
+                retention,
+                max_body_bytes,
+                max_connections,
+                max_inflight_bytes,
+                prune_interval,
+            }),
             _ => Err(ConfigError {
                 file: self.file.clone(),
                 problems,
@@ -329,8 +402,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("collector.example.toml");
+        let c = RawConfig::from_file(&path).unwrap().check().unwrap();
+        assert_eq!(c.retention.level(), Level::B);
+    }
+
+    #[test]
     fn minimal_file_gets_defaults() {
-        let c = parse("ca_dir = \"/etc/custody/ca\"\nstore = \"/srv/custody\"\n").check().unwrap();
+        let c = parse("ca_dir = \"/etc/custody/ca\"\nstore = \"/srv/custody\"\n")
+            .check()
+            .unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
         assert_eq!(c.store, StoreTarget::Filesystem("/srv/custody".into()));
@@ -346,7 +428,14 @@ mod tests {
             ..Default::default()
         });
         let err = raw.check().unwrap_err().to_string();
-        for want in ["store: \"rel\" is relative", "listen: \"x\"", "level: \"Z\"", "ca_dir: not set", "s3_region: applies only", "--max-body-bytes: must be greater than 0"] {
+        for want in [
+            "store: \"rel\" is relative",
+            "listen: \"x\"",
+            "level: \"Z\"",
+            "ca_dir: not set",
+            "s3_region: applies only",
+            "--max-body-bytes: must be greater than 0",
+        ] {
             assert!(err.contains(want), "{want} missing from {err}");
         }
     }
@@ -354,7 +443,9 @@ mod tests {
     #[test]
     fn s3_store_requires_object_lock_by_level() {
         let c = parse("ca_dir = \"/ca\"\nstore = \"s3://ev/x\"\ns3_endpoint = \"http://127.0.0.1:1\"\nlevel = \"E\"\n").check().unwrap();
-        let StoreTarget::S3(s3) = c.store else { panic!() };
+        let StoreTarget::S3(s3) = c.store else {
+            panic!()
+        };
         assert!(s3.path_style && !s3.require_object_lock);
     }
 }

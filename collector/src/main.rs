@@ -10,7 +10,11 @@ use custody_collector::config::RawConfig;
 use custody_evidence::HostId;
 
 #[derive(Parser)]
-#[command(name = "custody-collector", version, about = "Receives custody evidence from agents over mutually authenticated HTTPS")]
+#[command(
+    name = "custody-collector",
+    version,
+    about = "Receives custody evidence from agents over mutually authenticated HTTPS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +40,7 @@ enum Command {
         out: PathBuf,
     },
     /// Receive evidence until SIGINT or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Subcommand)]
@@ -120,7 +124,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => RawConfig::default(),
     };
     let store = match args.store {
-        Some(s) if !s.contains("://") => Some(absolute(PathBuf::from(s))?.to_string_lossy().into_owned()),
+        Some(s) if !s.contains("://") => {
+            Some(absolute(PathBuf::from(s))?.to_string_lossy().into_owned())
+        }
         other => other,
     };
     let flags = RawConfig {
@@ -179,7 +185,7 @@ fn main() -> ExitCode {
                     out.display()
                 );
             }),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

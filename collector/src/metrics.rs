@@ -92,55 +92,138 @@ impl Metrics {
         };
         {
             let hosts = lock(&self.hosts);
-            family(&mut o, "custody_collector_received_bytes_total", "counter", "Bytes of objects newly stored, per host.");
+            family(
+                &mut o,
+                "custody_collector_received_bytes_total",
+                "counter",
+                "Bytes of objects newly stored, per host.",
+            );
             for (h, v) in hosts.iter() {
-                let _ = writeln!(o, "custody_collector_received_bytes_total{{host=\"{h}\"}} {}", v.bytes);
+                let _ = writeln!(
+                    o,
+                    "custody_collector_received_bytes_total{{host=\"{h}\"}} {}",
+                    v.bytes
+                );
             }
-            family(&mut o, "custody_collector_received_segments_total", "counter", "Segment payloads newly stored, per host.");
+            family(
+                &mut o,
+                "custody_collector_received_segments_total",
+                "counter",
+                "Segment payloads newly stored, per host.",
+            );
             for (h, v) in hosts.iter() {
-                let _ = writeln!(o, "custody_collector_received_segments_total{{host=\"{h}\"}} {}", v.segments);
+                let _ = writeln!(
+                    o,
+                    "custody_collector_received_segments_total{{host=\"{h}\"}} {}",
+                    v.segments
+                );
             }
-            family(&mut o, "custody_collector_received_objects_total", "counter", "Objects newly stored (payloads, records, digests, signatures, keys), per host.");
+            family(
+                &mut o,
+                "custody_collector_received_objects_total",
+                "counter",
+                "Objects newly stored (payloads, records, digests, signatures, keys), per host.",
+            );
             for (h, v) in hosts.iter() {
-                let _ = writeln!(o, "custody_collector_received_objects_total{{host=\"{h}\"}} {}", v.objects);
+                let _ = writeln!(
+                    o,
+                    "custody_collector_received_objects_total{{host=\"{h}\"}} {}",
+                    v.objects
+                );
             }
         }
-        family(&mut o, "custody_collector_findings_total", "counter", "Verification findings on receipt, by kind (details in findings.jsonl).");
+        family(
+            &mut o,
+            "custody_collector_findings_total",
+            "counter",
+            "Verification findings on receipt, by kind (details in findings.jsonl).",
+        );
         for (k, v) in lock(&self.findings).iter() {
             let _ = writeln!(o, "custody_collector_findings_total{{kind=\"{k}\"}} {v}");
         }
-        family(&mut o, "custody_collector_refused_total", "counter", "Requests refused, by HTTP status.");
+        family(
+            &mut o,
+            "custody_collector_refused_total",
+            "counter",
+            "Requests refused, by HTTP status.",
+        );
         for (k, v) in lock(&self.refusals).iter() {
             let _ = writeln!(o, "custody_collector_refused_total{{status=\"{k}\"}} {v}");
         }
-        family(&mut o, "custody_collector_store_errors_total", "counter", "Backing store operations that failed, by operation.");
+        family(
+            &mut o,
+            "custody_collector_store_errors_total",
+            "counter",
+            "Backing store operations that failed, by operation.",
+        );
         for (k, v) in lock(&self.store_errors).iter() {
             let _ = writeln!(o, "custody_collector_store_errors_total{{op=\"{k}\"}} {v}");
         }
         {
             let h = lock(&self.put_latency);
-            family(&mut o, "custody_collector_store_put_seconds", "histogram", "Latency of durable puts into the backing store.");
+            family(
+                &mut o,
+                "custody_collector_store_put_seconds",
+                "histogram",
+                "Latency of durable puts into the backing store.",
+            );
             for (i, le) in PUT_BUCKETS.iter().enumerate() {
-                let _ = writeln!(o, "custody_collector_store_put_seconds_bucket{{le=\"{le}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    o,
+                    "custody_collector_store_put_seconds_bucket{{le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(o, "custody_collector_store_put_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                o,
+                "custody_collector_store_put_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
             let _ = writeln!(o, "custody_collector_store_put_seconds_sum {}", h.sum);
             let _ = writeln!(o, "custody_collector_store_put_seconds_count {}", h.count);
         }
         let gauges: [(&str, &str, i64); 3] = [
-            ("custody_collector_inflight_requests", "Requests being handled now.", self.inflight_requests.load(Ordering::Relaxed)),
-            ("custody_collector_connections", "Open client connections.", self.connections.load(Ordering::Relaxed)),
-            ("custody_collector_inflight_body_bytes", "Request body bytes held in memory now (the queue).", self.inflight_bytes.load(Ordering::Relaxed)),
+            (
+                "custody_collector_inflight_requests",
+                "Requests being handled now.",
+                self.inflight_requests.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_connections",
+                "Open client connections.",
+                self.connections.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_inflight_body_bytes",
+                "Request body bytes held in memory now (the queue).",
+                self.inflight_bytes.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, v) in gauges {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");
         }
         let counters: [(&str, &str, u64); 4] = [
-            ("custody_collector_tls_handshake_failures_total", "TLS handshakes that failed (certificate not from this CA, not TLS, timeouts).", self.tls_failures.load(Ordering::Relaxed)),
-            ("custody_collector_prune_runs_total", "Scheduled prunes of the filesystem store.", self.prune_runs.load(Ordering::Relaxed)),
-            ("custody_collector_prune_deleted_total", "Objects deleted by scheduled prunes (past retention, not held).", self.prune_deleted.load(Ordering::Relaxed)),
-            ("custody_collector_prune_errors_total", "Scheduled prunes that failed.", self.prune_errors.load(Ordering::Relaxed)),
+            (
+                "custody_collector_tls_handshake_failures_total",
+                "TLS handshakes that failed (certificate not from this CA, not TLS, timeouts).",
+                self.tls_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_prune_runs_total",
+                "Scheduled prunes of the filesystem store.",
+                self.prune_runs.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_prune_deleted_total",
+                "Objects deleted by scheduled prunes (past retention, not held).",
+                self.prune_deleted.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_prune_errors_total",
+                "Scheduled prunes that failed.",
+                self.prune_errors.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, v) in counters {
             family(&mut o, name, "counter", help);

@@ -23,7 +23,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_OPS_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
         let tcp = tokio::select! {
             _ = &mut shutdown => return,
             r = listener.accept() => match r {
@@ -50,7 +52,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
 
 fn answer(app: &App, path: &str) -> Response<Full<Bytes>> {
     match path {
-        "/healthz" => reply::text(StatusCode::OK, format!("ok: storing into {}", app.store.describe())),
+        "/healthz" => reply::text(
+            StatusCode::OK,
+            format!("ok: storing into {}", app.store.describe()),
+        ),
         "/metrics" => {
             let mut r = reply::text(StatusCode::OK, app.metrics.render());
             r.headers_mut().insert(

@@ -102,7 +102,9 @@ pub fn ca_init(dir: &Path, server_names: &[String]) -> anyhow::Result<Vec<PathBu
         KeyUsagePurpose::DigitalSignature,
     ];
     validity(&mut ca, CA_VALIDITY_DAYS);
-    let ca_cert = ca.self_signed(&ca_key).context("signing the CA certificate")?;
+    let ca_cert = ca
+        .self_signed(&ca_key)
+        .context("signing the CA certificate")?;
     let issuer = Issuer::new(ca, &ca_key);
 
     let server_key =
@@ -119,11 +121,9 @@ pub fn ca_init(dir: &Path, server_names: &[String]) -> anyhow::Result<Vec<PathBu
     for name in &names {
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                name.clone()
-                    .try_into()
-                    .with_context(|| format!("--server-name {name:?} is not a DNS name or IP address"))?,
-            ),
+            Err(_) => SanType::DnsName(name.clone().try_into().with_context(|| {
+                format!("--server-name {name:?} is not a DNS name or IP address")
+            })?),
         };
         server.subject_alt_names.push(san);
     }
@@ -161,8 +161,12 @@ pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<Pa
     })?;
     let ca_key_pem = std::fs::read_to_string(ca_dir.join(CA_KEY_FILE))
         .with_context(|| format!("reading {}", ca_dir.join(CA_KEY_FILE).display()))?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem)
-        .with_context(|| format!("{} is not a private key", ca_dir.join(CA_KEY_FILE).display()))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).with_context(|| {
+        format!(
+            "{} is not a private key",
+            ca_dir.join(CA_KEY_FILE).display()
+        )
+    })?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).with_context(|| {
         format!(
             "{} is not a CA certificate",
@@ -178,7 +182,8 @@ pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<Pa
             );
         }
     }
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the client key")?;
+    let key =
+        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the client key")?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, host.as_str());
@@ -258,19 +263,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca");
         ca_init(&ca, &[]).unwrap();
-        assert!(ca_init(&ca, &[]).is_err(), "an existing CA is never replaced");
+        assert!(
+            ca_init(&ca, &[]).is_err(),
+            "an existing CA is never replaced"
+        );
         let out = dir.path().join("web01");
         enroll(&ca, &HostId::new("web01").unwrap(), &out).unwrap();
         let pem = std::fs::read(out.join(ENROLL_CERT_FILE)).unwrap();
         let der = CertificateDer::from_pem_slice(&pem).unwrap();
         assert_eq!(host_of_certificate(&der).unwrap().as_str(), "web01");
-        for key in [ca.join(CA_KEY_FILE), ca.join(SERVER_KEY_FILE), out.join(ENROLL_KEY_FILE)] {
+        for key in [
+            ca.join(CA_KEY_FILE),
+            ca.join(SERVER_KEY_FILE),
+            out.join(ENROLL_KEY_FILE),
+        ] {
             let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());
         }
         // The server certificate is not a client identity.
         let pem = std::fs::read(ca.join(SERVER_CERT_FILE)).unwrap();
         let der = CertificateDer::from_pem_slice(&pem).unwrap();
-        assert!(matches!(host_of_certificate(&der), Err(IdentityError::NoHostUri)));
+        assert!(matches!(
+            host_of_certificate(&der),
+            Err(IdentityError::NoHostUri)
+        ));
     }
 }

@@ -146,7 +146,9 @@ impl Receipt {
                     return invalid(format!("{key} is not a zstd frame (FORMAT.md §2.2)"));
                 }
                 if zstd::zstd_safe::get_frame_content_size(bytes).is_err() {
-                    return invalid(format!("{key} does not start with a valid zstd frame header"));
+                    return invalid(format!(
+                        "{key} does not start with a valid zstd frame header"
+                    ));
                 }
                 Ok(plain(true))
             }
@@ -156,8 +158,8 @@ impl Receipt {
                 object_sha256,
                 ..
             } => {
-                let meta =
-                    SegmentMeta::decode(bytes).map_err(|e| decode_problem("segment record", key, e))?;
+                let meta = SegmentMeta::decode(bytes)
+                    .map_err(|e| decode_problem("segment record", key, e))?;
                 if meta.host_id != *host
                     || meta.stream_id != *stream
                     || meta.seq != *seq
@@ -239,7 +241,9 @@ impl Receipt {
             }
             ParsedKey::PublicKey { .. } => {
                 let Ok(text) = std::str::from_utf8(bytes) else {
-                    return invalid(format!("{key} is not an OpenSSH public key line (not UTF-8)"));
+                    return invalid(format!(
+                        "{key} is not an OpenSSH public key line (not UTF-8)"
+                    ));
                 };
                 let line = text.strip_suffix('\n').unwrap_or(text);
                 if line.contains('\n') {
@@ -307,7 +311,12 @@ impl Receipt {
 
     /// Payload against a well-formed record: lengths and hashes, and the
     /// decompressed bytes (streamed, in a blocking thread).
-    async fn payload_findings(&self, key: &str, meta: &SegmentMeta, payload: Vec<u8>) -> Vec<Finding> {
+    async fn payload_findings(
+        &self,
+        key: &str,
+        meta: &SegmentMeta,
+        payload: Vec<u8>,
+    ) -> Vec<Finding> {
         let base = |kind, msg: String| {
             Finding::new(Severity::Error, kind, msg)
                 .host(&meta.host_id)
@@ -321,19 +330,28 @@ impl Receipt {
                 FindingKind::PayloadHashMismatch,
                 "stored payload differs from the record".into(),
             )
-            .expected(format!("len={} sha256={}", meta.object_len, meta.object_sha256))
+            .expected(format!(
+                "len={} sha256={}",
+                meta.object_len, meta.object_sha256
+            ))
             .found(format!("len={} sha256={object_sha}", payload.len()))];
         }
         if meta.raw_len > MAX_VERIFIED_RAW_LEN {
             return vec![base(
                 FindingKind::PayloadDecompressFailed,
-                format!("raw_len {} is implausibly large; not decompressed", meta.raw_len),
+                format!(
+                    "raw_len {} is implausibly large; not decompressed",
+                    meta.raw_len
+                ),
             )];
         }
         let raw_len = meta.raw_len;
         let result = tokio::task::spawn_blocking(move || raw_digest(&payload, raw_len)).await;
         match result {
-            Err(e) => vec![base(FindingKind::PayloadDecompressFailed, format!("check did not finish: {e}"))],
+            Err(e) => vec![base(
+                FindingKind::PayloadDecompressFailed,
+                format!("check did not finish: {e}"),
+            )],
             Ok(Err(e)) => vec![base(
                 FindingKind::PayloadDecompressFailed,
                 format!("payload does not decompress within raw_len: {e}"),
@@ -370,7 +388,9 @@ impl Receipt {
                         .get(&k)
                         .await
                         .map_err(|e| Refusal::store("reading a record", e))?;
-                    out.entry(seq.0).or_default().push((k, Sha256::digest(&bytes)));
+                    out.entry(seq.0)
+                        .or_default()
+                        .push((k, Sha256::digest(&bytes)));
                 } else if seq.0 < seqs[0] {
                     below = Some(below.map_or(seq.0, |b: u64| b.max(seq.0)));
                 }
@@ -378,7 +398,9 @@ impl Receipt {
         }
         // The highest seq stored below the ones asked for, under u64::MAX.
         if let Some(b) = below {
-            out.entry(u64::MAX).or_default().push((b.to_string(), Sha256([0; 32])));
+            out.entry(u64::MAX)
+                .or_default()
+                .push((b.to_string(), Sha256([0; 32])));
         }
         Ok(out)
     }
@@ -396,20 +418,28 @@ impl Receipt {
         };
         if n == 0 {
             if let Some(p) = meta.prev_segment {
-                return Ok(vec![f(FindingKind::ChainBroken, "seq 0 names a predecessor".into())
-                    .expected("null")
-                    .found(p)]);
+                return Ok(vec![f(
+                    FindingKind::ChainBroken,
+                    "seq 0 names a predecessor".into(),
+                )
+                .expected("null")
+                .found(p)]);
             }
         }
-        let cached = lock(&self.chains).get(&(host.clone(), stream.clone())).copied();
+        let cached = lock(&self.chains)
+            .get(&(host.clone(), stream.clone()))
+            .copied();
         if let (Some((last, hash)), Some(prev)) = (cached, meta.prev_segment) {
             if n > 0 && last == n - 1 {
                 return Ok(if prev == hash {
                     Vec::new()
                 } else {
-                    vec![f(FindingKind::ChainBroken, format!("prev_segment is not the chain hash of seq {}", n - 1))
-                        .expected(hash)
-                        .found(prev)]
+                    vec![f(
+                        FindingKind::ChainBroken,
+                        format!("prev_segment is not the chain hash of seq {}", n - 1),
+                    )
+                    .expected(hash)
+                    .found(prev)]
                 });
             }
         }
@@ -419,9 +449,12 @@ impl Receipt {
         if let Some(same) = stored.get(&n) {
             for (other, _) in same.iter().filter(|(k, _)| k != key) {
                 out.push(
-                    f(FindingKind::ChainFork, format!("a different record with seq {n} is already stored"))
-                        .expected(other)
-                        .found(key),
+                    f(
+                        FindingKind::ChainFork,
+                        format!("a different record with seq {n} is already stored"),
+                    )
+                    .expected(other)
+                    .found(key),
                 );
             }
         }
@@ -436,7 +469,10 @@ impl Receipt {
                     out.push(
                         f(
                             FindingKind::ChainGap,
-                            format!("segments {first_missing}..={} of the stream are not stored", n - 1),
+                            format!(
+                                "segments {first_missing}..={} of the stream are not stored",
+                                n - 1
+                            ),
                         )
                         .expected(format!("seq {first_missing}"))
                         .found(format!("seq {n}")),
@@ -445,9 +481,15 @@ impl Receipt {
                 (Some(prev_records), Some(prev)) => {
                     if !prev_records.iter().any(|(_, h)| *h == prev) {
                         out.push(
-                            f(FindingKind::ChainBroken, format!("prev_segment is not the chain hash of the stored seq {}", n - 1))
-                                .expected(prev_records[0].1)
-                                .found(prev),
+                            f(
+                                FindingKind::ChainBroken,
+                                format!(
+                                    "prev_segment is not the chain hash of the stored seq {}",
+                                    n - 1
+                                ),
+                            )
+                            .expected(prev_records[0].1)
+                            .found(prev),
                         );
                     }
                 }
@@ -461,16 +503,32 @@ impl Receipt {
     }
 
     /// FORMAT.md §5.4 for the new digest against the stored seq − 1.
-    async fn digest_findings(&self, key: &str, host: &HostId, body: &DigestBody) -> Result<Vec<Finding>, Refusal> {
+    async fn digest_findings(
+        &self,
+        key: &str,
+        host: &HostId,
+        body: &DigestBody,
+    ) -> Result<Vec<Finding>, Refusal> {
         let n = body.seq;
-        let f = |kind, msg: String| Finding::new(Severity::Error, kind, msg).host(host).seq(n).object(key);
+        let f = |kind, msg: String| {
+            Finding::new(Severity::Error, kind, msg)
+                .host(host)
+                .seq(n)
+                .object(key)
+        };
         let mut out = Vec::new();
         if body.window_start > body.window_end {
-            out.push(f(FindingKind::DigestWindowOrder, "window ends before it starts".into()));
+            out.push(f(
+                FindingKind::DigestWindowOrder,
+                "window ends before it starts".into(),
+            ));
         }
         if n == 0 {
             if body.prev_digest.is_some() {
-                out.push(f(FindingKind::DigestChainBroken, "digest 0 names a predecessor".into()));
+                out.push(f(
+                    FindingKind::DigestChainBroken,
+                    "digest 0 names a predecessor".into(),
+                ));
             }
             return Ok(out);
         }
@@ -478,7 +536,14 @@ impl Receipt {
         if let (Some((last, hash)), Some(prev)) = (cached, body.prev_digest) {
             if last == n - 1 {
                 if prev != hash {
-                    out.push(f(FindingKind::DigestChainBroken, format!("prev_digest is not the hash of digest {}", n - 1)).expected(hash).found(prev));
+                    out.push(
+                        f(
+                            FindingKind::DigestChainBroken,
+                            format!("prev_digest is not the hash of digest {}", n - 1),
+                        )
+                        .expected(hash)
+                        .found(prev),
+                    );
                 }
                 return Ok(out);
             }
@@ -491,24 +556,53 @@ impl Receipt {
         let mut prev_found = Vec::new();
         for k in keys {
             match layout::parse_key(&k) {
-                Some(ParsedKey::Digest { seq, body_sha256, .. }) if seq == n && k != key => {
-                    out.push(f(FindingKind::DigestFork, format!("a different digest with seq {n} is already stored")).expected(k).found(key));
+                Some(ParsedKey::Digest {
+                    seq, body_sha256, ..
+                }) if seq == n && k != key => {
+                    out.push(
+                        f(
+                            FindingKind::DigestFork,
+                            format!("a different digest with seq {n} is already stored"),
+                        )
+                        .expected(k)
+                        .found(key),
+                    );
                     let _ = body_sha256;
                 }
-                Some(ParsedKey::Digest { seq, body_sha256, .. }) if seq == n - 1 => prev_found.push((k, body_sha256)),
+                Some(ParsedKey::Digest {
+                    seq, body_sha256, ..
+                }) if seq == n - 1 => prev_found.push((k, body_sha256)),
                 _ => {}
             }
         }
         match (prev_found.first(), body.prev_digest) {
-            (None, _) => out.push(f(FindingKind::DigestGap, format!("digest {} is not stored", n - 1))),
-            (Some(_), None) => out.push(f(FindingKind::DigestChainBroken, format!("digest {n} has no prev_digest"))),
+            (None, _) => out.push(f(
+                FindingKind::DigestGap,
+                format!("digest {} is not stored", n - 1),
+            )),
+            (Some(_), None) => out.push(f(
+                FindingKind::DigestChainBroken,
+                format!("digest {n} has no prev_digest"),
+            )),
             (Some((prev_key, prev_hash)), Some(prev)) => {
                 if !prev_found.iter().any(|(_, h)| *h == prev) {
-                    out.push(f(FindingKind::DigestChainBroken, format!("prev_digest is not the hash of the stored digest {}", n - 1)).expected(prev_hash).found(prev));
+                    out.push(
+                        f(
+                            FindingKind::DigestChainBroken,
+                            format!("prev_digest is not the hash of the stored digest {}", n - 1),
+                        )
+                        .expected(prev_hash)
+                        .found(prev),
+                    );
                 } else if let Ok(bytes) = self.store.get(prev_key).await {
                     if let Ok(prev_body) = DigestBody::decode(&bytes) {
-                        if body.window_start < prev_body.window_start || body.window_end < prev_body.window_end {
-                            out.push(f(FindingKind::DigestWindowOrder, format!("window goes backwards from digest {}", n - 1)));
+                        if body.window_start < prev_body.window_start
+                            || body.window_end < prev_body.window_end
+                        {
+                            out.push(f(
+                                FindingKind::DigestWindowOrder,
+                                format!("window goes backwards from digest {}", n - 1),
+                            ));
                         }
                     }
                 }
@@ -551,13 +645,17 @@ impl Receipt {
         body: &[u8],
         sig: &str,
     ) -> Result<Vec<Finding>, Refusal> {
-        let f = |sev, kind, msg: String| Finding::new(sev, kind, msg).host(host).seq(seq).object(key);
+        let f =
+            |sev, kind, msg: String| Finding::new(sev, kind, msg).host(host).seq(seq).object(key);
         let keys = self.published_keys(host).await?;
         if keys.is_empty() {
             return Ok(vec![f(
                 Severity::Error,
                 FindingKind::NoTrustedKey,
-                format!("host has published no key under {}; the signature cannot be checked", layout::key_prefix(host)),
+                format!(
+                    "host has published no key under {}; the signature cannot be checked",
+                    layout::key_prefix(host)
+                ),
             )]);
         }
         let mut last_err = None;
@@ -580,14 +678,21 @@ impl Receipt {
             }
         }
         Ok(match last_err {
-            Some(SignError::WrongKey { expected_fingerprint, found_fingerprint }) => vec![f(
+            Some(SignError::WrongKey {
+                expected_fingerprint,
+                found_fingerprint,
+            }) => vec![f(
                 Severity::Error,
                 FindingKind::SignatureWrongKey,
                 "signed by a key the host has not published".into(),
             )
             .expected(expected_fingerprint)
             .found(found_fingerprint)],
-            Some(e) => vec![f(Severity::Error, FindingKind::SignatureInvalid, e.to_string())],
+            Some(e) => vec![f(
+                Severity::Error,
+                FindingKind::SignatureInvalid,
+                e.to_string(),
+            )],
             None => Vec::new(),
         })
     }

@@ -87,7 +87,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let ops_task = tokio::spawn(crate::ops::serve(ops, app.clone(), stopped(stop_rx.clone())));
+    let ops_task = tokio::spawn(crate::ops::serve(
+        ops,
+        app.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let prune_task = match (&config.store, config.prune_interval) {
         (StoreTarget::Filesystem(_), Some(every)) => Some(tokio::spawn(crate::prune::run(
             app.clone(),

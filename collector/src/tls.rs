@@ -37,9 +37,9 @@ pub fn server_config(ca_dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>>
             ca_dir.display()
         )
     })? {
-        roots
-            .add(ca)
-            .with_context(|| format!("{} is not a usable CA", ca_dir.join(CA_CERT_FILE).display()))?;
+        roots.add(ca).with_context(|| {
+            format!("{} is not a usable CA", ca_dir.join(CA_CERT_FILE).display())
+        })?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()

@@ -26,11 +26,14 @@ pub fn free_port() -> u16 {
 pub struct CollectorSetup {
     pub root: PathBuf,
     pub ca_dir: PathBuf,
+    /// A directory, or `s3://…` (as a path) for an S3 store.
     pub store: PathBuf,
     pub state: PathBuf,
     pub port: u16,
     pub metrics_port: u16,
     pub log_file: PathBuf,
+    /// `--level` (default D).
+    pub level: String,
     /// Flags added to every `serve` (after the defaults).
     pub extra: Vec<String>,
 }
@@ -62,6 +65,7 @@ impl CollectorSetup {
             port: free_port(),
             metrics_port: free_port(),
             log_file: root.join("collector.log"),
+            level: "D".into(),
             extra: Vec::new(),
         };
         run_ok(&["ca", "init", "--dir", &setup.ca_dir.to_string_lossy()]);
@@ -102,7 +106,7 @@ impl CollectorSetup {
             "--state-dir".into(),
             self.state.to_string_lossy().into_owned(),
             "--level".into(),
-            "D".into(),
+            self.level.clone(),
         ];
         a.extend(self.extra.iter().cloned());
         a
@@ -126,7 +130,13 @@ impl CollectorSetup {
         self.metrics()
             .unwrap_or_default()
             .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0.0)
     }
 }
@@ -135,7 +145,11 @@ impl CollectorSetup {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split(' ').nth(1)?.parse().ok()?;
@@ -187,7 +201,10 @@ impl CollectorProcess {
                 return p;
             }
             if start.elapsed() > Duration::from_secs(60) {
-                panic!("collector did not answer /healthz within 60 s; log:\n{}", p.log());
+                panic!(
+                    "collector did not answer /healthz within 60 s; log:\n{}",
+                    p.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -274,9 +291,25 @@ impl Curl {
         }
     }
 
-    pub fn request(&self, method: &str, path: &str, body: Option<&Path>, headers: &[(&str, &str)]) -> CurlReply {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Path>,
+        headers: &[(&str, &str)],
+    ) -> CurlReply {
         let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        c.args([
+            "-sS",
+            "--max-time",
+            "60",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ]);
         c.arg("--cacert").arg(&self.ca);
         if let Some((cert, key)) = &self.identity {
             c.arg("--cert").arg(cert).arg("--key").arg(key);
@@ -292,7 +325,9 @@ impl Curl {
             c.arg("-H").arg(format!("{k}: {v}"));
         }
         c.arg(format!("{}{path}", self.base));
-        let out = c.output().unwrap_or_else(|e| panic!("cannot run curl (apt: curl): {e}"));
+        let out = c
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run curl (apt: curl): {e}"));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
         CurlReply {

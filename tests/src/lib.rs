@@ -11,6 +11,7 @@
 //! - [`collector`]: [`CollectorSetup`] (CA, enrollments, ports) and
 //!   [`CollectorProcess`] for the real `custody-collector`, and [`Curl`], a
 //!   stock HTTPS client for the refusal tests.
+//! - [`moto`]: a moto S3 server per test and the boto3 checker script.
 //! - [`wait`]: [`wait_for`], polling an observable condition until a
 //!   deadline, failing with what was expected and what was last seen.
 //! - [`store`]: [`StoreContents`], reading a store the way an auditor would:
@@ -45,6 +46,7 @@ pub mod bins;
 pub mod collector;
 pub mod env;
 pub mod lines;
+pub mod moto;
 pub mod rng;
 mod signal;
 pub mod status;

@@ -32,8 +32,10 @@ pub async fn list(app: &Arc<App>, host: &HostId, query: &str) -> Reply {
         Ok(keys) => {
             let body = serde_json::json!({ "keys": keys }).to_string();
             let mut r = reply::text(StatusCode::OK, body);
-            r.headers_mut()
-                .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
             r
         }
         Err(e) => {
@@ -47,8 +49,14 @@ pub async fn list(app: &Arc<App>, host: &HostId, query: &str) -> Reply {
 mod tests {
     #[test]
     fn prefix_is_read_from_the_query() {
-        assert_eq!(super::prefix_param("prefix=v1%2Fweb01%2F").as_deref(), Some("v1/web01/"));
-        assert_eq!(super::prefix_param("a=b&prefix=v1/x/").as_deref(), Some("v1/x/"));
+        assert_eq!(
+            super::prefix_param("prefix=v1%2Fweb01%2F").as_deref(),
+            Some("v1/web01/")
+        );
+        assert_eq!(
+            super::prefix_param("a=b&prefix=v1/x/").as_deref(),
+            Some("v1/x/")
+        );
         assert_eq!(super::prefix_param(""), None);
     }
 }

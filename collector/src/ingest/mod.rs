@@ -150,7 +150,9 @@ async fn handle(
     addr: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Reply {
-    app.metrics.inflight_requests.fetch_add(1, Ordering::Relaxed);
+    app.metrics
+        .inflight_requests
+        .fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let reply = match peer {
@@ -171,13 +173,18 @@ async fn handle(
             Peer::Unidentified(_) => "(unidentified certificate)".into(),
         };
         let reason = reply_reason(&reply);
-        if status == StatusCode::CONFLICT || status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::CONFLICT
+            || status == StatusCode::FORBIDDEN
+            || status == StatusCode::UNAUTHORIZED
+        {
             tracing::error!(%addr, host = %who, %method, %path, status = status.as_u16(), "refused: {reason}");
         } else {
             tracing::warn!(%addr, host = %who, %method, %path, status = status.as_u16(), "refused: {reason}");
         }
     }
-    app.metrics.inflight_requests.fetch_sub(1, Ordering::Relaxed);
+    app.metrics
+        .inflight_requests
+        .fetch_sub(1, Ordering::Relaxed);
     reply
 }
 

@@ -22,17 +22,19 @@ use crate::receipt::Refusal;
 /// Seconds an agent is asked to wait after a 503.
 const RETRY_AFTER_S: u32 = 5;
 
-/// The key must be a valid name inside `v1/<host>/`; 400 or 403 otherwise.
-fn own_key(host: &HostId, key: &str) -> Result<(), Reply> {
-    check_key(key).map_err(|e| reply::text(StatusCode::BAD_REQUEST, e.to_string()))?;
+/// A refusal unless `key` is a valid name inside `v1/<host>/` (400, 403).
+fn refuse_foreign(host: &HostId, key: &str) -> Option<Reply> {
+    if let Err(e) = check_key(key) {
+        return Some(reply::text(StatusCode::BAD_REQUEST, e.to_string()));
+    }
     let own = layout::host_prefix(host);
     if !key.starts_with(&own) {
-        return Err(reply::text(
+        return Some(reply::text(
             StatusCode::FORBIDDEN,
             format!("host {host} may only use its own namespace {own}; refused {key}"),
         ));
     }
-    Ok(())
+    None
 }
 
 fn store_failure(app: &App, op: &'static str, key: &str, e: StoreError) -> Reply {
@@ -40,17 +42,22 @@ fn store_failure(app: &App, op: &'static str, key: &str, e: StoreError) -> Reply
     if e.is_transient() {
         tracing::error!(%key, "backing store {op} failed: {e}");
         reply::busy(
-            format!("backing store unavailable, nothing was acknowledged; keep the data and retry: {e}"),
+            format!(
+                "backing store unavailable, nothing was acknowledged; keep the data and retry: {e}"
+            ),
             RETRY_AFTER_S,
         )
     } else {
         tracing::error!(%key, "backing store {op} failed: {e}");
-        reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("backing store {op} failed: {e}"))
+        reply::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("backing store {op} failed: {e}"),
+        )
     }
 }
 
 pub async fn put(app: &Arc<App>, host: &HostId, key: &str, req: Request<Incoming>) -> Reply {
-    if let Err(r) = own_key(host, key) {
+    if let Some(r) = refuse_foreign(host, key) {
         return r;
     }
     let Some(parsed) = layout::parse_key(key) else {
@@ -59,7 +66,12 @@ pub async fn put(app: &Arc<App>, host: &HostId, key: &str, req: Request<Incoming
             format!("{key} is not an object name of the v1 layout (FORMAT.md §8)"),
         );
     };
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let Some(retain) = header(RETAIN_UNTIL_HEADER) else {
         return reply::text(
             StatusCode::BAD_REQUEST,
@@ -151,7 +163,9 @@ async fn store_checked(
                 format!("{key} already exists with different content: never overwritten (integrity alarm)"),
             );
         }
-        Err(e @ StoreError::InvalidKey { .. }) => return reply::text(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ StoreError::InvalidKey { .. }) => {
+            return reply::text(StatusCode::BAD_REQUEST, e.to_string())
+        }
         Err(e) => return store_failure(app, "put", key, e),
     };
     let is_segment = checked.is_segment;
@@ -159,15 +173,19 @@ async fn store_checked(
         app.findings.record(&finding, &app.metrics);
     }
     if created {
-        app.metrics.received(host.as_str(), body.len() as u64, is_segment);
+        app.metrics
+            .received(host.as_str(), body.len() as u64, is_segment);
         reply::text(StatusCode::CREATED, format!("stored {key}"))
     } else {
-        reply::text(StatusCode::OK, format!("{key} was already stored with the same content"))
+        reply::text(
+            StatusCode::OK,
+            format!("{key} was already stored with the same content"),
+        )
     }
 }
 
 pub async fn get(app: &Arc<App>, host: &HostId, key: &str, head_only: bool) -> Reply {
-    if let Err(r) = own_key(host, key) {
+    if let Some(r) = refuse_foreign(host, key) {
         return r;
     }
     let info = match app.store.head(key).await {
@@ -190,7 +208,10 @@ pub async fn get(app: &Arc<App>, host: &HostId, key: &str, head_only: bool) -> R
         .status(StatusCode::OK)
         .header("content-type", "application/octet-stream")
         .header(RETAIN_UNTIL_HEADER, format_utc(info.retain_until))
-        .header(LEGAL_HOLD_HEADER, if info.legal_hold { "true" } else { "false" });
+        .header(
+            LEGAL_HOLD_HEADER,
+            if info.legal_hold { "true" } else { "false" },
+        );
     if head_only {
         builder = builder.header("content-length", info.len);
     }
