@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn s3_store_requires_object_lock_by_level() {
-        let c = parse("ca_dir = \"/ca\"\nstore = \"s3://ev/x\"\ns3_endpoint = \"http://127.0.0.1:1\"\nlevel = \"E\"\n").check().unwrap();
+        let c = parse("ca_dir = \"/ca\"\nstore = \"s3://evidence/x\"\ns3_endpoint = \"http://127.0.0.1:1\"\nlevel = \"E\"\n").check().unwrap();
         let StoreTarget::S3(s3) = c.store else {
             panic!()
         };
