@@ -83,11 +83,12 @@ async fn every_answer_maps_onto_the_store_promises() {
         policy,
         FindingsLog::open(&dir.path().join("state")).unwrap(),
         Limits {
-            max_body_bytes: 1 << 20,
+            max_body_bytes: 3 << 20,
             max_connections: 8,
             max_inflight_bytes: 4 << 20,
         },
     );
+    let shared = app.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -200,6 +201,56 @@ async fn every_answer_maps_onto_the_store_promises() {
         client.put(&pkey2, &payload2, opts).await.unwrap(),
         PutOutcome::Created
     );
+
+    // Back-pressure: while a slow store holds one upload's bytes, another
+    // that does not fit in max_inflight_bytes gets 503 (transient) at once.
+    let big = |n: u8| {
+        // Incompressible: a chain of SHA-256 blocks, 2.5 MiB.
+        let raw: Vec<u8> = (0..81_920u32)
+            .flat_map(|i| Sha256::digest(&[&i.to_le_bytes()[..], &[n]].concat()).0)
+            .collect();
+        let p = compress_payload(&raw, 1).unwrap();
+        let k = layout::segment_payload_key(
+            &host,
+            &StreamId::new(format!("app.big{n}")).unwrap(),
+            SegmentSeq(0),
+            &Sha256::digest(&p),
+        );
+        (k, p)
+    };
+    let (k1, p1) = big(1);
+    let (k2, p2) = big(2);
+    assert!(
+        p1.len() + p2.len() > 4 << 20 && p1.len() < 3 << 20,
+        "payload sizes {} and {} do not exercise the budget",
+        p1.len(),
+        p2.len()
+    );
+    backing.set(Fault::Latency(std::time::Duration::from_secs(2)));
+    let first = {
+        let client = CollectorStore::open(&CollectorSettings::from_enrollment_dir(
+            format!("https://127.0.0.1:{port}"),
+            &enrollment,
+        ))
+        .unwrap();
+        let (k1, p1) = (k1.clone(), p1.clone());
+        tokio::spawn(async move { client.put(&k1, &p1, opts).await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while shared.body_budget.available_permits() as u64 == 4 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let err = client.put(&k2, &p2, opts).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(msg) if msg.contains("busy") && msg.contains("503")),
+        "{err}"
+    );
+    assert_eq!(first.await.unwrap().unwrap(), PutOutcome::Created);
+    backing.clear();
 
     // A host can never hold or prune.
     assert!(matches!(

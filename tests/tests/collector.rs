@@ -720,3 +720,55 @@ fn agents_to_collector_to_s3_with_object_lock() {
     }
     assert!(setup.findings().is_empty(), "{:?}", setup.findings());
 }
+
+#[test]
+fn check_config_names_the_collector_keys_and_files() {
+    let env = TestEnv::new("col-check");
+    let setup = CollectorSetup::new(&env.subdir("collector"));
+    let enroll = setup.enroll(&env.host_id);
+    let base = |extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "check-config".into(),
+            "--store".into(),
+            setup.url(),
+            "--state-dir".into(),
+            env.state.to_string_lossy().into_owned(),
+            "--host-id".into(),
+            env.host_id.clone(),
+            "--source".into(),
+            format!("app={}/app.log", env.logs.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        agent_output(&args)
+    };
+    let out = base(&["--enrollment-dir", &enroll.to_string_lossy()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("store: collector https://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("enrollment material readable"), "{stdout}");
+
+    let out = base(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("--collector-ca: not set") || stderr.contains("collector_ca: not set"),
+        "{stderr}"
+    );
+
+    let empty = env.subdir("empty-enrollment");
+    let out = base(&["--enrollment-dir", &empty.to_string_lossy()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("problem:") && stdout.contains("ca.pem"),
+        "{stdout}"
+    );
+}
