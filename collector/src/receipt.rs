@@ -50,6 +50,13 @@ impl Refusal {
     }
 }
 
+/// Part of one stream as stored: records by seq, `(key, chain hash)`.
+struct StreamView {
+    records: HashMap<u64, Vec<(String, Sha256)>>,
+    /// The highest seq stored below those asked for (to name a gap).
+    highest_below: Option<u64>,
+}
+
 /// What [`Receipt::check`] learned, handed back to [`Receipt::stored`].
 pub struct Checked {
     pub findings: Vec<Finding>,
@@ -366,13 +373,14 @@ impl Receipt {
         }
     }
 
-    /// Records of one stream in the store, by seq: `(key, chain hash)`.
+    /// The stored records of one stream with a seq in `seqs` (ascending),
+    /// and the highest seq stored below them.
     async fn stream_records(
         &self,
         host: &HostId,
         stream: &StreamId,
         seqs: &[u64],
-    ) -> Result<HashMap<u64, Vec<(String, Sha256)>>, Refusal> {
+    ) -> Result<StreamView, Refusal> {
         let keys = self
             .store
             .list(&layout::stream_prefix(host, stream))
@@ -396,13 +404,10 @@ impl Receipt {
                 }
             }
         }
-        // The highest seq stored below the ones asked for, under u64::MAX.
-        if let Some(b) = below {
-            out.entry(u64::MAX)
-                .or_default()
-                .push((b.to_string(), Sha256([0; 32])));
-        }
-        Ok(out)
+        Ok(StreamView {
+            records: out,
+            highest_below: below,
+        })
     }
 
     /// FORMAT.md §4: the record's link to seq − 1, and no second record with
@@ -446,7 +451,7 @@ impl Receipt {
         let seqs: Vec<u64> = if n == 0 { vec![0] } else { vec![n - 1, n] };
         let stored = self.stream_records(host, stream, &seqs).await?;
         let mut out = Vec::new();
-        if let Some(same) = stored.get(&n) {
+        if let Some(same) = stored.records.get(&n) {
             for (other, _) in same.iter().filter(|(k, _)| k != key) {
                 out.push(
                     f(
@@ -459,13 +464,9 @@ impl Receipt {
             }
         }
         if n > 0 {
-            match (stored.get(&(n - 1)), meta.prev_segment) {
+            match (stored.records.get(&(n - 1)), meta.prev_segment) {
                 (None, _) => {
-                    let first_missing = stored
-                        .get(&u64::MAX)
-                        .and_then(|v| v.first())
-                        .and_then(|(b, _)| b.parse::<u64>().ok())
-                        .map_or(0, |b| b + 1);
+                    let first_missing = stored.highest_below.map_or(0, |b| b + 1);
                     out.push(
                         f(
                             FindingKind::ChainGap,
@@ -556,9 +557,7 @@ impl Receipt {
         let mut prev_found = Vec::new();
         for k in keys {
             match layout::parse_key(&k) {
-                Some(ParsedKey::Digest {
-                    seq, body_sha256, ..
-                }) if seq == n && k != key => {
+                Some(ParsedKey::Digest { seq, .. }) if seq == n && k != key => {
                     out.push(
                         f(
                             FindingKind::DigestFork,
@@ -567,7 +566,6 @@ impl Receipt {
                         .expected(k)
                         .found(key),
                     );
-                    let _ = body_sha256;
                 }
                 Some(ParsedKey::Digest {
                     seq, body_sha256, ..
