@@ -252,6 +252,21 @@ async fn every_answer_maps_onto_the_store_promises() {
     assert_eq!(first.await.unwrap().unwrap(), PutOutcome::Created);
     backing.clear();
 
+    // Refusals before the body is read still reach a client that sends
+    // the whole body first (reqwest): 413 with its reason, not a broken pipe.
+    let oversized = vec![7u8; (3 << 20) + 10];
+    let okey = layout::segment_payload_key(
+        &host,
+        &StreamId::new("app.o").unwrap(),
+        SegmentSeq(0),
+        &Sha256::digest(&oversized),
+    );
+    let err = client.put(&okey, &oversized, opts).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused { reason, .. } if reason.contains("413") && reason.contains("max_body_bytes")),
+        "{err}"
+    );
+
     // A host can never hold or prune.
     assert!(matches!(
         client.set_legal_hold(&pkey, true).await,

@@ -34,6 +34,9 @@ use reply::Reply;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds on reading a body only to discard it before a refusal.
+const DRAIN_CAP: u64 = 1 << 30;
+const DRAIN_TIMEOUT_BODY: Duration = Duration::from_secs(60);
 /// How long shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -156,12 +159,18 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let reply = match peer {
-        Peer::Anonymous => reply::text(
-            StatusCode::UNAUTHORIZED,
-            "client certificate required: enroll this host with `custody-collector enroll --host-id ID` \
-             and give the agent its collector_cert and collector_key",
-        ),
-        Peer::Unidentified(why) => reply::text(StatusCode::FORBIDDEN, format!("refused: {why}")),
+        Peer::Anonymous => {
+            drain(req.into_body()).await;
+            reply::text(
+                StatusCode::UNAUTHORIZED,
+                "client certificate required: enroll this host with `custody-collector enroll --host-id ID` \
+                 and give the agent its collector_cert and collector_key",
+            )
+        }
+        Peer::Unidentified(why) => {
+            drain(req.into_body()).await;
+            reply::text(StatusCode::FORBIDDEN, format!("refused: {why}"))
+        }
         Peer::Host(host) => route(app, host, req).await,
     };
     let status = reply.status();
@@ -196,12 +205,50 @@ fn reply_reason(reply: &Reply) -> String {
         .unwrap_or_default()
 }
 
+/// Reads and discards a request body that will not be used, so a refusal
+/// reaches clients that send the whole body before reading the answer
+/// (hyper, reqwest) instead of a broken pipe. Bounded in bytes and time;
+/// past either the connection is simply closed.
+pub(crate) async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT_BODY, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > DRAIN_CAP {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 async fn route(app: &Arc<App>, host: &HostId, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
+    if req.method() != Method::PUT {
+        // Only PUT has a body worth reading; anything else is drained first.
+        let (parts, body) = req.into_parts();
+        drain(body).await;
+        return route_bodyless(app, host, Request::from_parts(parts, ()), &path).await;
+    }
+    match path.strip_prefix(OBJECTS_PATH) {
+        Some(key) => objects::put(app, host, &key.to_string(), req).await,
+        None => {
+            drain(req.into_body()).await;
+            reply::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("PUT is only for objects under {OBJECTS_PATH}<key>"),
+            )
+        }
+    }
+}
+
+async fn route_bodyless(app: &Arc<App>, host: &HostId, req: Request<()>, path: &str) -> Reply {
     if let Some(key) = path.strip_prefix(OBJECTS_PATH) {
         let key = key.to_string();
         return match *req.method() {
-            Method::PUT => objects::put(app, host, &key, req).await,
             Method::GET => objects::get(app, host, &key, false).await,
             Method::HEAD => objects::get(app, host, &key, true).await,
             _ => reply::text(

@@ -56,55 +56,37 @@ fn store_failure(app: &App, op: &'static str, key: &str, e: StoreError) -> Reply
     }
 }
 
+/// What the headers of an acceptable PUT say.
+struct Admitted {
+    parsed: layout::ParsedKey,
+    retain_until: OffsetDateTime,
+}
+
 pub async fn put(app: &Arc<App>, host: &HostId, key: &str, req: Request<Incoming>) -> Reply {
-    if let Some(r) = refuse_foreign(host, key) {
-        return r;
-    }
-    let Some(parsed) = layout::parse_key(key) else {
-        return reply::text(
-            StatusCode::BAD_REQUEST,
-            format!("{key} is not an object name of the v1 layout (FORMAT.md §8)"),
-        );
-    };
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let Some(retain) = header(RETAIN_UNTIL_HEADER) else {
-        return reply::text(
-            StatusCode::BAD_REQUEST,
-            format!("header {RETAIN_UNTIL_HEADER} (RFC 3339 UTC) is required"),
-        );
-    };
-    let retain_until = match parse_utc(&retain) {
-        Ok(t) => t,
-        Err(e) => {
-            return reply::text(
-                StatusCode::BAD_REQUEST,
-                format!("header {RETAIN_UNTIL_HEADER} {retain:?} is not an RFC 3339 time: {e}"),
-            )
+    let (parts, body) = req.into_parts();
+    let admitted = match admit(app, host, key, &parts.headers) {
+        Ok(a) => a,
+        Err(refusal) => {
+            super::drain(body).await;
+            return refusal;
         }
     };
     let max = app.limits.max_body_bytes;
-    let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
-        return reply::text(StatusCode::LENGTH_REQUIRED, "Content-Length is required");
-    };
-    if len > max {
-        return reply::text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body of {len} bytes exceeds this collector's max_body_bytes ({max})"),
-        );
-    }
+    let len = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(max);
     // Back-pressure: never hold more than max_inflight_bytes of bodies.
     let Ok(_budget) = app.body_budget.try_acquire_many(len.max(1) as u32) else {
+        super::drain(body).await;
         return reply::busy(
             "collector busy: too many upload bytes in memory; keep the data and retry",
             1,
         );
     };
-    let body: Bytes = match Limited::new(req.into_body(), max as usize).collect().await {
+    let body: Bytes = match Limited::new(body, max as usize).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             if e.is::<http_body_util::LengthLimitError>() {
@@ -119,11 +101,73 @@ pub async fn put(app: &Arc<App>, host: &HostId, key: &str, req: Request<Incoming
     app.metrics
         .inflight_bytes
         .fetch_add(body.len() as i64, std::sync::atomic::Ordering::Relaxed);
-    let reply = store_checked(app, host, key, &parsed, &body, retain_until).await;
+    let reply = store_checked(
+        app,
+        host,
+        key,
+        &admitted.parsed,
+        &body,
+        admitted.retain_until,
+    )
+    .await;
     app.metrics
         .inflight_bytes
         .fetch_sub(body.len() as i64, std::sync::atomic::Ordering::Relaxed);
     reply
+}
+
+/// The checks a PUT's name and headers must pass before its body is read.
+#[allow(clippy::result_large_err)] // the refusal is the reply itself, built once
+fn admit(
+    app: &App,
+    host: &HostId,
+    key: &str,
+    headers: &hyper::HeaderMap,
+) -> Result<Admitted, Reply> {
+    if let Some(r) = refuse_foreign(host, key) {
+        return Err(r);
+    }
+    let Some(parsed) = layout::parse_key(key) else {
+        return Err(reply::text(
+            StatusCode::BAD_REQUEST,
+            format!("{key} is not an object name of the v1 layout (FORMAT.md §8)"),
+        ));
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let Some(retain) = header(RETAIN_UNTIL_HEADER) else {
+        return Err(reply::text(
+            StatusCode::BAD_REQUEST,
+            format!("header {RETAIN_UNTIL_HEADER} (RFC 3339 UTC) is required"),
+        ));
+    };
+    let retain_until = parse_utc(&retain).map_err(|e| {
+        reply::text(
+            StatusCode::BAD_REQUEST,
+            format!("header {RETAIN_UNTIL_HEADER} {retain:?} is not an RFC 3339 time: {e}"),
+        )
+    })?;
+    let max = app.limits.max_body_bytes;
+    let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
+        return Err(reply::text(
+            StatusCode::LENGTH_REQUIRED,
+            "Content-Length is required",
+        ));
+    };
+    if len > max {
+        return Err(reply::text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body of {len} bytes exceeds this collector's max_body_bytes ({max})"),
+        ));
+    }
+    Ok(Admitted {
+        parsed,
+        retain_until,
+    })
 }
 
 async fn store_checked(
