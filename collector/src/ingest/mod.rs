@@ -234,7 +234,7 @@ async fn route(app: &Arc<App>, host: &HostId, req: Request<Incoming>) -> Reply {
         return route_bodyless(app, host, Request::from_parts(parts, ()), &path).await;
     }
     match path.strip_prefix(OBJECTS_PATH) {
-        Some(key) => objects::put(app, host, &key.to_string(), req).await,
+        Some(key) => objects::put(app, host, key, req).await,
         None => {
             drain(req.into_body()).await;
             reply::text(
