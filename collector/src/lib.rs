@@ -19,6 +19,26 @@
 //! - [`server`]: opens the store and runs all of the above until a signal.
 //!
 //! The protocol is FORMAT.md, "Collector ingest protocol".
+//!
+//! ```
+//! use custody_collector::pki;
+//! use custody_evidence::HostId;
+//!
+//! let dir = tempfile::tempdir()?;
+//! // `custody-collector ca init` and `enroll`:
+//! pki::ca_init(&dir.path().join("ca"), &["collector.example.org".to_string()])?;
+//! let web01 = HostId::new("web01")?;
+//! pki::enroll(&dir.path().join("ca"), &web01, &dir.path().join("enroll"))?;
+//! // What the collector reads out of the client certificate:
+//! let pem = std::fs::read_to_string(dir.path().join("enroll/client.pem"))?;
+//! let der = pem_to_der(&pem);
+//! assert_eq!(pki::host_of_certificate(&der)?, web01);
+//! # fn pem_to_der(pem: &str) -> Vec<u8> {
+//! #     use rustls_pki_types::{pem::PemObject, CertificateDer};
+//! #     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod app;
