@@ -659,11 +659,44 @@ fn scheduled_prune_deletes_only_expired_unheld_objects() {
     assert_eq!(health.0, 200);
 }
 
-#[test]
-fn agents_to_collector_to_s3_with_object_lock() {
-    let env = TestEnv::new("col-s3");
-    let moto = Moto::start();
-    let bucket = "custody-central";
+/// Waits until every id is in `s3://bucket/central` (read with boto3);
+/// returns the last dump and the directory it was downloaded to.
+fn wait_for_bucket_ids(
+    moto: &Moto,
+    bucket: &str,
+    env: &TestEnv,
+    ids: &[String],
+    agent: &mut AgentProcess,
+) -> (serde_json::Value, std::path::PathBuf) {
+    let mut round = 0;
+    wait_for(
+        &format!("all {} lines in the bucket", ids.len()),
+        Duration::from_secs(120),
+        || {
+            if let Err(e) = agent.check_running() {
+                panic!("{e}");
+            }
+            round += 1;
+            let dir = env.subdir(&format!("dump-{bucket}-{round}"));
+            let dump = moto.dump(bucket, &dir);
+            let root = dir.join("central");
+            let found: std::collections::HashSet<String> = StoreContents::read(&root, &env.host_id)
+                .map_err(|e| format!("{e:#}"))?
+                .line_ids()
+                .into_iter()
+                .collect();
+            let missing = ids.iter().filter(|id| !found.contains(*id)).count();
+            if missing == 0 {
+                Ok((dump, root))
+            } else {
+                Err(format!("{missing} missing"))
+            }
+        },
+    )
+}
+
+/// A collector storing into `s3://bucket/central` on `moto` at level C.
+fn s3_collector(env: &TestEnv, moto: &Moto, bucket: &str) -> CollectorSetup {
     moto.create_bucket(bucket, true);
     let mut setup = CollectorSetup::new(&env.subdir("collector"));
     setup.store = format!("s3://{bucket}/central").into();
@@ -674,6 +707,15 @@ fn agents_to_collector_to_s3_with_object_lock() {
         "--s3-region".into(),
         "us-east-1".into(),
     ];
+    setup
+}
+
+#[test]
+fn agents_to_collector_to_s3_with_object_lock() {
+    let env = TestEnv::new("col-s3");
+    let moto = Moto::start();
+    let bucket = "custody-central";
+    let setup = s3_collector(&env, &moto, bucket);
     let enroll = setup.enroll(&env.host_id);
     let _collector = CollectorProcess::start(&setup);
     let mut writer = LineWriter::new(env.log("app.log"), "cs");
@@ -681,27 +723,7 @@ fn agents_to_collector_to_s3_with_object_lock() {
     let mut agent = AgentProcess::start(&agent_to(&env, &setup, &enroll));
     writer.append(testdata_lines(), 400);
     let ids = writer.ids().to_vec();
-    let mut round = 0;
-    let (dump, root) = wait_for("every line in the bucket", Duration::from_secs(120), || {
-        if let Err(e) = agent.check_running() {
-            panic!("{e}");
-        }
-        round += 1;
-        let dir = env.subdir(&format!("dump-{round}"));
-        let dump = moto.dump(bucket, &dir);
-        let root = dir.join("central");
-        let found: std::collections::HashSet<String> = StoreContents::read(&root, &env.host_id)
-            .map_err(|e| format!("{e:#}"))?
-            .line_ids()
-            .into_iter()
-            .collect();
-        let missing = ids.iter().filter(|id| !found.contains(*id)).count();
-        if missing == 0 {
-            Ok((dump, root))
-        } else {
-            Err(format!("{missing} missing"))
-        }
-    });
+    let (dump, root) = wait_for_bucket_ids(&moto, bucket, &env, &ids, &mut agent);
     agent.stop_clean(Duration::from_secs(60));
     let store = StoreContents::read(&root, &env.host_id).unwrap();
     store.assert_clean();
@@ -771,4 +793,69 @@ fn check_config_names_the_collector_keys_and_files() {
         stdout.contains("problem:") && stdout.contains("ca.pem"),
         "{stdout}"
     );
+}
+
+#[test]
+fn s3_going_away_under_the_collector_loses_nothing_after() {
+    let env = TestEnv::new("col-s3out");
+    let mut moto = Moto::start();
+    let bucket = "custody-central-out";
+    let setup = s3_collector(&env, &moto, bucket);
+    let enroll = setup.enroll(&env.host_id);
+    let mut collector = CollectorProcess::start(&setup);
+    let mut writer = LineWriter::new(env.log("app.log"), "cso");
+    writer.append(testdata_lines(), 100);
+    let mut agent = AgentProcess::start(&agent_to(&env, &setup, &enroll));
+    let before = writer.take_ids();
+    wait_for_bucket_ids(&moto, bucket, &env, &before, &mut agent);
+
+    // The S3 server goes away under the collector: uploads get 503, the
+    // agent keeps everything in its spool, the collector keeps serving.
+    moto.stop();
+    for _ in 0..5 {
+        writer.append(testdata_lines(), 60);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let mut during = writer.take_ids();
+    wait_for(
+        "the agent to see the collector's 503",
+        Duration::from_secs(60),
+        || {
+            if let Err(e) = agent.check_running() {
+                panic!("{e}");
+            }
+            let st = read_status(&env.state)?;
+            match st["last_ship_error"].as_str() {
+                Some(e) if e.contains("503") => Ok(()),
+                other => Err(format!("last_ship_error {other:?}")),
+            }
+        },
+    );
+    collector.check_running().unwrap();
+    let errors = setup.metric("custody_collector_store_errors_total{op=\"put\"}")
+        + setup.metric("custody_collector_store_errors_total{op=\"read\"}");
+    assert!(
+        errors >= 1.0,
+        "store errors not counted: {:?}",
+        setup.metrics()
+    );
+
+    // Back (moto keeps nothing across a restart: a new, empty bucket).
+    moto.restart();
+    moto.create_bucket(bucket, true);
+    writer.append(testdata_lines(), 40);
+    during.extend(writer.take_ids());
+    wait_for_bucket_ids(&moto, bucket, &env, &during, &mut agent);
+    agent.stop_clean(Duration::from_secs(60));
+    let dir = env.subdir("dump-final");
+    moto.dump(bucket, &dir);
+    let contents = StoreContents::read(&dir.join("central"), &env.host_id).unwrap();
+    let wanted: std::collections::HashSet<&str> = during.iter().map(String::as_str).collect();
+    let found: Vec<String> = contents
+        .line_ids()
+        .into_iter()
+        .filter(|id| wanted.contains(id.as_str()))
+        .collect();
+    assert_exactly_once(&during, &found);
+    assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
 }
