@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
-use custody_store::{FsStore, ObjectStore, S3Store};
+use custody_store::{CollectorStore, FsStore, ObjectStore, S3Store};
 use time::OffsetDateTime;
 
 use crate::config::{Config, RawConfig, RawSource, SourceFraming, StartAt, StoreTarget};
@@ -93,11 +93,13 @@ pub struct ConfigArgs {
     /// TOML configuration file (see docs/configuration.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Store: a directory (filesystem store) or s3://BUCKET/PREFIX. Required, here or in the file.
-    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    /// Store: a directory (filesystem store), s3://BUCKET/PREFIX or https://COLLECTOR:PORT. Required, here or in the file.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX|https://HOST:PORT")]
     pub store: Option<String>,
     #[command(flatten)]
     pub s3: S3Flags,
+    #[command(flatten)]
+    pub collector: CollectorFlags,
     /// State directory: checkpoints, spool, host key, status [default: /var/lib/custody-agent].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -157,6 +159,24 @@ pub struct S3Flags {
     /// S3 store: upload objects larger than this many bytes in parts [default: 16777216].
     #[arg(long, value_name = "N")]
     pub s3_multipart_threshold: Option<u64>,
+}
+
+/// The collector store's enrollment material as flags; only with an
+/// https:// store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CollectorFlags {
+    /// Collector store: directory written by `custody-collector enroll` (ca.pem, client.pem, client.key).
+    #[arg(long, value_name = "DIR")]
+    pub enrollment_dir: Option<PathBuf>,
+    /// Collector store: the collector's CA certificate [default: ENROLLMENT_DIR/ca.pem].
+    #[arg(long, value_name = "FILE")]
+    pub collector_ca: Option<PathBuf>,
+    /// Collector store: this host's client certificate [default: ENROLLMENT_DIR/client.pem].
+    #[arg(long, value_name = "FILE")]
+    pub collector_cert: Option<PathBuf>,
+    /// Collector store: the client certificate's key [default: ENROLLMENT_DIR/client.key].
+    #[arg(long, value_name = "FILE")]
+    pub collector_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -306,6 +326,26 @@ impl ConfigArgs {
             s3_region: self.s3.s3_region.clone(),
             s3_path_style: self.s3.s3_path_style,
             s3_multipart_threshold: self.s3.s3_multipart_threshold,
+            enrollment_dir: self
+                .collector
+                .enrollment_dir
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
+            collector_ca: self
+                .collector
+                .collector_ca
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
+            collector_cert: self
+                .collector
+                .collector_cert
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
+            collector_key: self
+                .collector
+                .collector_key
+                .as_deref()
+                .map(|p| absolute(cwd, p)),
             sources,
             file: None,
             from_flags: Default::default(),
@@ -445,6 +485,13 @@ pub fn check_environment(config: &Config) -> EnvironmentReport {
             }
         }
         StoreTarget::S3(settings) => check_s3_bucket(settings, &mut report),
+        StoreTarget::Collector(settings) => match CollectorStore::open(settings) {
+            Ok(_) => report.lines.push(format!(
+                "collector {}: enrollment material readable (the collector is not contacted here)",
+                settings.url
+            )),
+            Err(e) => report.problems.push(format!("store {}: {e}", settings.url)),
+        },
     }
     report
 }
@@ -589,6 +636,13 @@ pub fn check_config(args: &ConfigArgs) -> anyhow::Result<u8> {
 pub fn summary(config: &Config) -> String {
     let store = match &config.store {
         StoreTarget::Filesystem(dir) => format!("filesystem {}", dir.display()),
+        StoreTarget::Collector(c) => format!(
+            "collector {} (CA {}, certificate {}, key {})",
+            c.url,
+            c.ca.display(),
+            c.cert.display(),
+            c.key.display()
+        ),
         StoreTarget::S3(s3) => format!(
             "{} (path-style {}, multipart above {} bytes, Object Lock {})",
             crate::run::describe_target(&config.store),
@@ -702,6 +756,7 @@ async fn open_store(
                 )
             })?)
         }
+        StoreTarget::Collector(settings) => Arc::new(CollectorStore::open(settings)?),
         StoreTarget::S3(settings) => {
             Arc::new(S3Store::open(settings.clone()).await.with_context(|| {
                 format!(

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use custody_evidence::retention::{Level, RetentionPolicy};
 use custody_evidence::{Category, HostId, StreamId};
+use custody_store::https::CollectorSettings;
 use custody_store::s3::{S3Settings, DEFAULT_MULTIPART_THRESHOLD};
 use serde::Deserialize;
 
@@ -25,6 +26,9 @@ pub enum StoreTarget {
     /// `require_object_lock` is set from the level: A, B and C refuse a
     /// bucket without versioning and Object Lock.
     S3(S3Settings),
+    /// `https://HOST:PORT`: a custody collector, reached with this host's
+    /// enrollment material (`collector_*` keys or `enrollment_dir`).
+    Collector(CollectorSettings),
 }
 
 /// How a source's bytes are cut.
@@ -107,8 +111,6 @@ pub const UTMP_RECORD_SIZE: u32 = 384;
 pub const MAX_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// File-name prefixes that mean "binary login records" when no framing is given.
 const UTMP_PREFIXES: [&str; 3] = ["wtmp", "btmp", "utmp"];
-/// Store URL schemes reserved for later backends (https: the collector).
-const RESERVED_STORE_SCHEMES: [&str; 1] = ["https"];
 
 // ---------------------------------------------------------------------------
 // Raw configuration: what the file and the flags say, unchecked.
@@ -204,6 +206,15 @@ pub struct RawConfig {
     pub s3_path_style: Option<bool>,
     /// S3 store only: upload objects larger than this in parts.
     pub s3_multipart_threshold: Option<u64>,
+    /// Collector store only: directory written by `custody-collector enroll`
+    /// (ca.pem, client.pem, client.key).
+    pub enrollment_dir: Option<PathBuf>,
+    /// Collector store only: the collector's CA certificate (PEM).
+    pub collector_ca: Option<PathBuf>,
+    /// Collector store only: this host's client certificate (PEM).
+    pub collector_cert: Option<PathBuf>,
+    /// Collector store only: the client certificate's private key (PEM).
+    pub collector_key: Option<PathBuf>,
     #[serde(default)]
     pub sources: Vec<RawSource>,
     /// The file this came from, for error messages.
@@ -332,7 +343,11 @@ impl RawConfig {
             s3_endpoint,
             s3_region,
             s3_path_style,
-            s3_multipart_threshold
+            s3_multipart_threshold,
+            enrollment_dir,
+            collector_ca,
+            collector_cert,
+            collector_key
         );
         self.sources.extend(flags.sources);
         self
@@ -440,6 +455,14 @@ impl RawConfig {
                     && s.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-')
             });
+        if scheme != Some("https") {
+            if let Some(field) = self.collector_key_set() {
+                return Err(self.problem(
+                    field,
+                    format!("applies only to a collector store (store = \"https://HOST:PORT\"), not to {store:?}"),
+                ));
+            }
+        }
         if scheme == Some("s3") {
             return self.s3_problem(store);
         }
@@ -449,18 +472,14 @@ impl RawConfig {
                 format!("applies only to an S3 store (store = \"s3://BUCKET/PREFIX\"), not to {store:?}"),
             ));
         }
-        if let Some(scheme) = scheme {
-            return Err(if RESERVED_STORE_SCHEMES.contains(&scheme) {
-                self.problem(
-                    "store",
-                    format!("store kind {scheme} is not supported by this build; use an absolute directory path"),
-                )
-            } else {
-                self.problem(
-                    "store",
-                    format!("{store:?} is not a known store kind; use an absolute directory path or s3://BUCKET/PREFIX"),
-                )
-            });
+        if scheme == Some("https") {
+            return self.collector_problem(store);
+        }
+        if scheme.is_some() {
+            return Err(self.problem(
+                "store",
+                format!("{store:?} is not a known store kind; use an absolute directory path, s3://BUCKET/PREFIX or https://COLLECTOR:PORT"),
+            ));
         }
         let path = PathBuf::from(store);
         if !path.is_absolute() {
@@ -472,6 +491,74 @@ impl RawConfig {
             ));
         }
         Ok(StoreTarget::Filesystem(path))
+    }
+
+    /// The first collector key that is set, for refusing it with another store.
+    fn collector_key_set(&self) -> Option<&'static str> {
+        [
+            ("enrollment_dir", self.enrollment_dir.is_some()),
+            ("collector_ca", self.collector_ca.is_some()),
+            ("collector_cert", self.collector_cert.is_some()),
+            ("collector_key", self.collector_key.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
+    }
+
+    /// `https://HOST:PORT` and the enrollment material: either
+    /// `enrollment_dir`, or all three of `collector_ca`, `collector_cert`
+    /// and `collector_key` (each also overrides the file from the directory).
+    fn collector_problem(&self, url: &str) -> Result<StoreTarget, Problem> {
+        CollectorSettings::check_url(url).map_err(|why| self.problem("store", why))?;
+        let absolute = |field: &'static str, p: &PathBuf| -> Result<PathBuf, Problem> {
+            if p.is_absolute() {
+                Ok(p.clone())
+            } else {
+                Err(self.problem(
+                    field,
+                    format!("{} is relative; use an absolute path", p.display()),
+                ))
+            }
+        };
+        let base = match &self.enrollment_dir {
+            Some(dir) => Some(CollectorSettings::from_enrollment_dir(
+                url.trim_end_matches('/'),
+                &absolute("enrollment_dir", dir)?,
+            )),
+            None => None,
+        };
+        let pick = |field: &'static str,
+                    given: &Option<PathBuf>,
+                    from_dir: Option<PathBuf>|
+         -> Result<PathBuf, Problem> {
+            match (given, from_dir) {
+                (Some(p), _) => absolute(field, p),
+                (None, Some(p)) => Ok(p),
+                (None, None) => Err(self.problem(
+                    field,
+                    "not set; a collector store needs the host's enrollment material: set enrollment_dir \
+                     (the directory written by `custody-collector enroll`) or collector_ca, collector_cert and collector_key",
+                )),
+            }
+        };
+        Ok(StoreTarget::Collector(CollectorSettings {
+            url: url.trim_end_matches('/').to_string(),
+            ca: pick(
+                "collector_ca",
+                &self.collector_ca,
+                base.as_ref().map(|b| b.ca.clone()),
+            )?,
+            cert: pick(
+                "collector_cert",
+                &self.collector_cert,
+                base.as_ref().map(|b| b.cert.clone()),
+            )?,
+            key: pick(
+                "collector_key",
+                &self.collector_key,
+                base.as_ref().map(|b| b.key.clone()),
+            )?,
+        }))
     }
 
     /// The first `s3_*` key that is set, for refusing it with a non-S3 store.
@@ -1076,12 +1163,54 @@ paths = ["/b"]
     }
 
     #[test]
-    fn reserved_store_kinds_are_refused_by_name() {
-        let err = check(&MINIMAL.replace("/srv/custody", "https://example.org/store")).unwrap_err();
+    fn unknown_store_kinds_are_refused_by_name() {
+        let err = check(&MINIMAL.replace("/srv/custody", "ftp://example.org/store")).unwrap_err();
         assert!(
-            err.contains("store kind https is not supported by this build"),
+            err.contains("\"ftp://example.org/store\" is not a known store kind"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn collector_store_and_its_enrollment_keys() {
+        let text = format!(
+            "enrollment_dir = \"/etc/custody/enroll\"\n{}",
+            MINIMAL.replace("/srv/custody", "https://collector.example:8443")
+        );
+        let config = check(&text).unwrap();
+        let StoreTarget::Collector(c) = &config.store else {
+            panic!("not a collector target: {:?}", config.store);
+        };
+        assert_eq!(c.url, "https://collector.example:8443");
+        assert_eq!(c.ca, PathBuf::from("/etc/custody/enroll/ca.pem"));
+        assert_eq!(c.cert, PathBuf::from("/etc/custody/enroll/client.pem"));
+        assert_eq!(c.key, PathBuf::from("/etc/custody/enroll/client.key"));
+
+        let text = format!(
+            "collector_ca = \"/a/ca.pem\"\ncollector_cert = \"/a/c.pem\"\n{}",
+            MINIMAL.replace("/srv/custody", "https://c:1")
+        );
+        let err = check(&text).unwrap_err();
+        assert!(err.contains("collector_key: not set"), "{err}");
+
+        let err = check(&MINIMAL.replace("/srv/custody", "https://c:1/path")).unwrap_err();
+        assert!(
+            err.contains("store: \"https://c:1/path\" must be only https://HOST:PORT"),
+            "{err}"
+        );
+
+        let err = check(&format!("collector_cert = \"/a/c.pem\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.contains("collector_cert: applies only to a collector store"),
+            "{err}"
+        );
+
+        let text = format!(
+            "enrollment_dir = \"enroll\"\n{}",
+            MINIMAL.replace("/srv/custody", "https://c:1")
+        );
+        let err = check(&text).unwrap_err();
+        assert!(err.contains("enrollment_dir: enroll is relative"), "{err}");
     }
 
     #[test]

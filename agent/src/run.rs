@@ -61,6 +61,10 @@ fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>> {
                 format!("opening the filesystem store {}", dir.display())
             })?))
         }
+        StoreTarget::Collector(settings) => Ok(Arc::new(
+            custody_store::CollectorStore::open(settings)
+                .with_context(|| format!("opening the {}", describe_target(target)))?,
+        )),
         StoreTarget::S3(settings) => {
             // Called from sync code inside the runtime (start-up and the
             // shipper's retry closure): block this worker, not the runtime.
@@ -100,6 +104,7 @@ fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>> {
 pub(crate) fn describe_target(target: &StoreTarget) -> String {
     match target {
         StoreTarget::Filesystem(dir) => format!("filesystem store at {}", dir.display()),
+        StoreTarget::Collector(c) => format!("collector {}", c.url),
         StoreTarget::S3(s3) => {
             let location = if s3.prefix.is_empty() {
                 format!("s3://{}", s3.bucket)

@@ -1,6 +1,7 @@
 //! Object stores behind one small trait, like rustic's `WriteBackend`:
-//! the filesystem store (the embedded default), an in-memory store, and a
-//! wrapper that injects faults for tests.
+//! the filesystem store (the embedded default), S3, the custody collector
+//! (`https://`), an in-memory store, and a wrapper that injects faults for
+//! tests.
 //!
 //! Every store keeps the same promises, which the agent's shipping relies on:
 //! - `put` is create-only. Writing identical bytes under an existing name is
@@ -31,6 +32,7 @@
 
 pub mod fault;
 pub mod fs;
+pub mod https;
 pub mod memory;
 pub mod s3;
 pub use s3::{S3Settings, S3Store};
@@ -40,6 +42,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 pub use fault::{CallCounts, Fault, FaultyStore};
 pub use fs::FsStore;
+pub use https::{CollectorSettings, CollectorStore};
 pub use memory::MemoryStore;
 
 /// Options for one `put`.
@@ -97,6 +100,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store {what} is damaged: {why}")]
     Corrupt { what: String, why: String },
+    /// The store understood the request and will never accept it as sent
+    /// (a collector answering 400, 403 or 413, or an operation a host may
+    /// not perform): retrying the same request cannot help.
+    #[error("{what} refused: {reason}")]
+    Refused { what: String, reason: String },
 }
 
 impl StoreError {

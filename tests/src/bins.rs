@@ -1,6 +1,6 @@
 //! The binaries under test, built once per test process.
 //!
-//! Tests run the real `custody-agent` and `custody-verify`, not library
+//! Tests run the real `custody-agent`, `custody-verify` and `custody-collector`, not library
 //! calls, so that flag parsing, signal handling and exit codes are covered.
 //! `cargo test -p custody-tests` does not build other crates' binaries, so
 //! the first caller runs `cargo build` for them (serialized by cargo's own
@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 pub struct Bins {
     pub agent: PathBuf,
     pub verify: PathBuf,
+    pub collector: PathBuf,
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -40,7 +41,7 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// Builds `custody-agent` and `custody-verify` (debug) on first use and
+/// Builds `custody-agent`, `custody-verify` and `custody-collector` (debug) on first use and
 /// returns their paths. Panics with cargo's exit status if the build fails:
 /// no test can mean anything without the binaries.
 pub fn bins() -> &'static Bins {
@@ -53,6 +54,8 @@ pub fn bins() -> &'static Bins {
                 "custody-agent",
                 "-p",
                 "custody-evidence",
+                "-p",
+                "custody-collector",
                 "--bins",
             ])
             .current_dir(workspace_root())
@@ -60,14 +63,15 @@ pub fn bins() -> &'static Bins {
             .unwrap_or_else(|e| panic!("cannot run {} build: {e}", env!("CARGO")));
         assert!(
             status.success(),
-            "cargo build of custody-agent and custody-verify failed: {status}"
+            "cargo build of custody-agent, custody-verify and custody-collector failed: {status}"
         );
         let dir = target_dir().join("debug");
         let bins = Bins {
             agent: dir.join("custody-agent"),
             verify: dir.join("custody-verify"),
+            collector: dir.join("custody-collector"),
         };
-        for path in [&bins.agent, &bins.verify] {
+        for path in [&bins.agent, &bins.verify, &bins.collector] {
             assert!(
                 path.is_file(),
                 "binary {} missing after a successful build",

@@ -8,6 +8,10 @@
 //! - [`agent`]: [`AgentOptions`] (the command line) and [`AgentProcess`], a
 //!   guard that starts the agent and kills it (`kill -9`) when dropped, with
 //!   [`AgentProcess::kill9`] and [`AgentProcess::sigterm`] for the tests.
+//! - [`collector`]: [`CollectorSetup`] (CA, enrollments, ports) and
+//!   [`CollectorProcess`] for the real `custody-collector`, and [`Curl`], a
+//!   stock HTTPS client for the refusal tests.
+//! - [`moto`]: a moto S3 server per test and the boto3 checker script.
 //! - [`wait`]: [`wait_for`], polling an observable condition until a
 //!   deadline, failing with what was expected and what was last seen.
 //! - [`store`]: [`StoreContents`], reading a store the way an auditor would:
@@ -39,8 +43,10 @@
 
 pub mod agent;
 pub mod bins;
+pub mod collector;
 pub mod env;
 pub mod lines;
+pub mod moto;
 pub mod rng;
 mod signal;
 pub mod status;
@@ -50,6 +56,7 @@ pub mod wait;
 
 pub use agent::{agent_output, AgentOptions, AgentProcess};
 pub use bins::{bins, Bins};
+pub use collector::{CollectorProcess, CollectorSetup, Curl, CurlReply};
 pub use env::TestEnv;
 pub use lines::{assert_exactly_once, extract_ids, testdata_lines, LineWriter, ID_MARKER};
 pub use rng::{cycles_from_env, TestRng};

@@ -1,0 +1,451 @@
+//! The collector's configuration: TOML file and flags → [`RawConfig`] →
+//! checked [`Config`]. Only that conversion can fail, and every problem
+//! names the key (or the flag that set it) and what would be valid. Every
+//! problem is reported at once, not the first only.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use custody_evidence::retention::{Level, RetentionPolicy};
+use custody_store::s3::{S3Settings, DEFAULT_MULTIPART_THRESHOLD};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+/// Loopback only: `/metrics` and `/healthz` need no client certificate, so
+/// they are not exposed to the network unless configured.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/custody-collector";
+pub const DEFAULT_LEVEL: Level = Level::C;
+/// Largest accepted object. Agents' segments are 4 MiB raw by default and
+/// compress well; 64 MiB leaves room for large segment settings.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Bytes of request bodies held in memory at once; beyond it uploads get
+/// 503 + Retry-After (the agent keeps the data in its spool).
+pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 512 * 1024 * 1024;
+pub const DEFAULT_PRUNE_INTERVAL_S: u64 = 3600;
+
+/// Where received evidence is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreTarget {
+    Filesystem(PathBuf),
+    S3(S3Settings),
+}
+
+impl StoreTarget {
+    pub fn describe(&self) -> String {
+        match self {
+            StoreTarget::Filesystem(dir) => format!("filesystem store at {}", dir.display()),
+            StoreTarget::S3(s3) => {
+                let loc = if s3.prefix.is_empty() {
+                    format!("s3://{}", s3.bucket)
+                } else {
+                    format!("s3://{}/{}", s3.bucket, s3.prefix)
+                };
+                match &s3.endpoint {
+                    Some(e) => format!("S3 store {loc} (endpoint {e})"),
+                    None => format!("S3 store {loc} (AWS)"),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub ca_dir: PathBuf,
+    pub store: StoreTarget,
+    /// `findings.jsonl` lives here.
+    pub state_dir: PathBuf,
+    pub retention: RetentionPolicy,
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub max_inflight_bytes: u64,
+    /// `None`: no scheduled prune (S3 stores are pruned by lifecycle rules).
+    pub prune_interval: Option<Duration>,
+}
+
+/// The configuration as written, every key optional, nothing checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub ca_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub level: Option<String>,
+    pub retention_months: Option<u32>,
+    pub max_body_bytes: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_inflight_bytes: Option<u64>,
+    /// Seconds between prunes of a filesystem store; 0 turns it off.
+    pub prune_interval_s: Option<u64>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_path_style: Option<bool>,
+    pub s3_multipart_threshold: Option<u64>,
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+    #[serde(skip)]
+    pub from_flags: BTreeSet<&'static str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.file.as_deref(), .problems))]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+fn render(file: Option<&Path>, problems: &[String]) -> String {
+    let mut out = match file {
+        Some(p) => format!("configuration {} is not valid", p.display()),
+        None => "configuration is not valid".to_string(),
+    };
+    for p in problems {
+        out.push_str("\n  ");
+        out.push_str(p);
+    }
+    out
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> anyhow::Result<RawConfig> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+        let mut raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("configuration file {}: {}", path.display(), e))?;
+        raw.file = Some(path.to_path_buf());
+        Ok(raw)
+    }
+
+    /// Lays the values set by flags over the file's.
+    pub fn merge_flags(mut self, flags: RawConfig) -> RawConfig {
+        macro_rules! take {
+            ($($f:ident),*) => {$(
+                if flags.$f.is_some() {
+                    self.$f = flags.$f;
+                    self.from_flags.insert(stringify!($f));
+                }
+            )*};
+        }
+        take!(
+            listen,
+            metrics_listen,
+            ca_dir,
+            store,
+            state_dir,
+            level,
+            retention_months,
+            max_body_bytes,
+            max_connections,
+            max_inflight_bytes,
+            prune_interval_s,
+            s3_endpoint,
+            s3_region,
+            s3_path_style,
+            s3_multipart_threshold
+        );
+        self
+    }
+
+    fn key(&self, field: &'static str) -> String {
+        if self.from_flags.contains(field) {
+            format!("--{}", field.replace('_', "-"))
+        } else {
+            field.to_string()
+        }
+    }
+
+    pub fn check(&self) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut bad =
+            |field: &'static str, msg: String| problems.push(format!("{}: {msg}", self.key(field)));
+
+        let addr = |field: &'static str,
+                    value: Option<&str>,
+                    default: &str,
+                    bad: &mut dyn FnMut(&'static str, String)| {
+            let text = value.unwrap_or(default);
+            text.parse::<SocketAddr>()
+                .map_err(|_| {
+                    bad(
+                        field,
+                        format!("{text:?} is not an address:port such as {default}"),
+                    )
+                })
+                .ok()
+        };
+        let listen = addr("listen", self.listen.as_deref(), DEFAULT_LISTEN, &mut bad);
+        let metrics_listen = addr(
+            "metrics_listen",
+            self.metrics_listen.as_deref(),
+            DEFAULT_METRICS_LISTEN,
+            &mut bad,
+        );
+        let ca_dir = match &self.ca_dir {
+            Some(d) if d.is_absolute() => Some(d.clone()),
+            Some(d) => {
+                bad(
+                    "ca_dir",
+                    format!("{} is relative; use an absolute path", d.display()),
+                );
+                None
+            }
+            None => {
+                bad(
+                    "ca_dir",
+                    "not set; give the directory made by `custody-collector ca init --dir DIR`"
+                        .into(),
+                );
+                None
+            }
+        };
+        let state_dir = match &self.state_dir {
+            None => Some(PathBuf::from(DEFAULT_STATE_DIR)),
+            Some(d) if d.is_absolute() => Some(d.clone()),
+            Some(d) => {
+                bad(
+                    "state_dir",
+                    format!(
+                        "{} is relative; use an absolute path such as {DEFAULT_STATE_DIR}",
+                        d.display()
+                    ),
+                );
+                None
+            }
+        };
+        let level = match &self.level {
+            None => Some(DEFAULT_LEVEL),
+            Some(t) => t
+                .parse::<Level>()
+                .map_err(|_| {
+                    bad(
+                        "level",
+                        format!("{t:?} is not a responsibility level; use one of A, B, C, D, E"),
+                    )
+                })
+                .ok(),
+        };
+        let retention = level.and_then(|level| {
+            RetentionPolicy::new(level, self.retention_months)
+                .map_err(|e| {
+                    let f = if self.retention_months.is_some() {
+                        "retention_months"
+                    } else {
+                        "level"
+                    };
+                    bad(f, e.to_string())
+                })
+                .ok()
+        });
+        let s3_keys = [
+            ("s3_endpoint", self.s3_endpoint.is_some()),
+            ("s3_region", self.s3_region.is_some()),
+            ("s3_path_style", self.s3_path_style.is_some()),
+            (
+                "s3_multipart_threshold",
+                self.s3_multipart_threshold.is_some(),
+            ),
+        ];
+        let store = match self.store.as_deref() {
+            None => {
+                bad(
+                    "store",
+                    "not set; give a directory (store = \"/srv/custody\") or s3://BUCKET/PREFIX"
+                        .into(),
+                );
+                None
+            }
+            Some(url) if url.starts_with("s3://") => match S3Settings::parse_url(url) {
+                Err(why) => {
+                    bad("store", why);
+                    None
+                }
+                Ok((bucket, prefix)) => {
+                    if let Some(e) = &self.s3_endpoint {
+                        if !(e.starts_with("http://") || e.starts_with("https://")) {
+                            bad(
+                                "s3_endpoint",
+                                format!("{e:?} is not an http:// or https:// URL"),
+                            );
+                        }
+                    }
+                    let threshold = self
+                        .s3_multipart_threshold
+                        .unwrap_or(DEFAULT_MULTIPART_THRESHOLD);
+                    if threshold == 0 {
+                        bad("s3_multipart_threshold", "must be greater than 0".into());
+                    }
+                    Some(StoreTarget::S3(S3Settings {
+                        endpoint: self.s3_endpoint.clone(),
+                        region: self.s3_region.clone(),
+                        path_style: self.s3_path_style.unwrap_or(self.s3_endpoint.is_some()),
+                        multipart_threshold: threshold,
+                        require_object_lock: level.is_none_or(|l| l.six_months_required()),
+                        ..S3Settings::new(bucket, prefix)
+                    }))
+                }
+            },
+            Some(other) if other.contains("://") => {
+                bad("store", format!("{other:?} is not a known store kind; use an absolute directory or s3://BUCKET/PREFIX"));
+                None
+            }
+            Some(dir) => {
+                if let Some((field, _)) = s3_keys.iter().find(|(_, set)| *set) {
+                    bad(
+                        field,
+                        format!("applies only to an S3 store, not to {dir:?}"),
+                    );
+                }
+                if Path::new(dir).is_absolute() {
+                    Some(StoreTarget::Filesystem(PathBuf::from(dir)))
+                } else {
+                    bad(
+                        "store",
+                        format!("{dir:?} is relative; use an absolute directory path"),
+                    );
+                    None
+                }
+            }
+        };
+        let mut positive = |field: &'static str, v: Option<u64>, default: u64| {
+            let v = v.unwrap_or(default);
+            if v == 0 {
+                bad(field, "must be greater than 0".into());
+            }
+            v
+        };
+        let max_body_bytes = positive(
+            "max_body_bytes",
+            self.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+        );
+        let max_connections = positive(
+            "max_connections",
+            self.max_connections.map(|v| v as u64),
+            DEFAULT_MAX_CONNECTIONS as u64,
+        ) as usize;
+        let max_inflight_bytes = positive(
+            "max_inflight_bytes",
+            self.max_inflight_bytes,
+            DEFAULT_MAX_INFLIGHT_BYTES,
+        );
+        if max_inflight_bytes < max_body_bytes {
+            bad(
+                "max_inflight_bytes",
+                format!("{max_inflight_bytes} is smaller than max_body_bytes ({max_body_bytes}); one upload must fit"),
+            );
+        }
+        if max_inflight_bytes > u32::MAX as u64 {
+            bad(
+                "max_inflight_bytes",
+                format!(
+                    "{max_inflight_bytes} is too large; use at most {}",
+                    u32::MAX
+                ),
+            );
+        }
+        let prune_interval = match self.prune_interval_s.unwrap_or(DEFAULT_PRUNE_INTERVAL_S) {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        };
+        match (
+            listen,
+            metrics_listen,
+            ca_dir,
+            state_dir,
+            retention,
+            store,
+            problems.is_empty(),
+        ) {
+            (
+                Some(listen),
+                Some(metrics_listen),
+                Some(ca_dir),
+                Some(state_dir),
+                Some(retention),
+                Some(store),
+                true,
+            ) => Ok(Config {
+                listen,
+                metrics_listen,
+                ca_dir,
+                store,
+                state_dir,
+                retention,
+                max_body_bytes,
+                max_connections,
+                max_inflight_bytes,
+                prune_interval,
+            }),
+            _ => Err(ConfigError {
+                file: self.file.clone(),
+                problems,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> RawConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("collector.example.toml");
+        let c = RawConfig::from_file(&path).unwrap().check().unwrap();
+        assert_eq!(c.retention.level(), Level::B);
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = parse("ca_dir = \"/etc/custody/ca\"\nstore = \"/srv/custody\"\n")
+            .check()
+            .unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
+        assert_eq!(c.store, StoreTarget::Filesystem("/srv/custody".into()));
+        assert_eq!(c.retention.level(), Level::C);
+        assert_eq!(c.prune_interval, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn every_problem_names_its_key_or_flag() {
+        let mut raw = parse("store = \"rel\"\nlisten = \"x\"\nlevel = \"Z\"\ns3_region = \"eu\"\n");
+        raw = raw.merge_flags(RawConfig {
+            max_body_bytes: Some(0),
+            ..Default::default()
+        });
+        let err = raw.check().unwrap_err().to_string();
+        for want in [
+            "store: \"rel\" is relative",
+            "listen: \"x\"",
+            "level: \"Z\"",
+            "ca_dir: not set",
+            "s3_region: applies only",
+            "--max-body-bytes: must be greater than 0",
+        ] {
+            assert!(err.contains(want), "{want} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn s3_store_requires_object_lock_by_level() {
+        let c = parse("ca_dir = \"/ca\"\nstore = \"s3://evidence/x\"\ns3_endpoint = \"http://127.0.0.1:1\"\nlevel = \"E\"\n").check().unwrap();
+        let StoreTarget::S3(s3) = c.store else {
+            panic!()
+        };
+        assert!(s3.path_style && !s3.require_object_lock);
+    }
+}

@@ -1,0 +1,270 @@
+//! The ingest listener: HTTPS with client certificates, one module per
+//! request kind ([`objects`]: PUT/GET/HEAD of one object, [`list`]: the
+//! caller's own namespace). The protocol is FORMAT.md, "Collector ingest
+//! protocol".
+//!
+//! Like mini-redis's `server::run`, [`serve`] takes its listener and a
+//! shutdown signal, caps concurrent connections with a semaphore (further
+//! clients wait in the accept queue), and on shutdown stops accepting, lets
+//! each connection finish its request, and returns.
+
+pub mod list;
+pub mod objects;
+pub mod reply;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use custody_evidence::HostId;
+use custody_store::https::{LIST_PATH, OBJECTS_PATH};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::app::App;
+use crate::pki::host_of_certificate;
+use reply::Reply;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds on reading a body only to discard it before a refusal.
+const DRAIN_CAP: u64 = 1 << 30;
+const DRAIN_TIMEOUT_BODY: Duration = Duration::from_secs(60);
+/// How long shutdown waits for connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    Host(HostId),
+    /// TLS without a client certificate: every request gets 401.
+    Anonymous,
+    /// A CA-signed certificate that does not name a host: 403.
+    Unidentified(String),
+}
+
+/// Serves ingest on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let limit = Arc::new(Semaphore::new(app.limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, addr) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::error!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app, mut stop_rx) = (acceptor.clone(), app.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            app.metrics.connections.fetch_add(1, Ordering::Relaxed);
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    app.metrics.tls_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%addr, "refused connection: TLS handshake failed: {e}");
+                    app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) => {
+                    app.metrics.tls_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%addr, "refused connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                    app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            let peer = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                None => Peer::Anonymous,
+                Some(cert) => match host_of_certificate(cert) {
+                    Ok(h) => Peer::Host(h),
+                    Err(e) => Peer::Unidentified(e.to_string()),
+                },
+            };
+            let service = {
+                let app = app.clone();
+                let peer = peer.clone();
+                service_fn(move |req| {
+                    let (app, peer) = (app.clone(), peer.clone());
+                    async move { Ok::<_, Infallible>(handle(&app, &peer, addr, req).await) }
+                })
+            };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%addr, "connection ended: {e}");
+                    }
+                }
+                _ = async { stop_rx.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    let _ = stop_tx.send(true);
+    drop(listener);
+    // Every permit back means every connection task has ended.
+    let all = app.limits.max_connections as u32;
+    if tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+/// One request: authentication, then the request kind.
+async fn handle(
+    app: &Arc<App>,
+    peer: &Peer,
+    addr: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> Reply {
+    app.metrics
+        .inflight_requests
+        .fetch_add(1, Ordering::Relaxed);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let reply = match peer {
+        Peer::Anonymous => {
+            drain(req.into_body()).await;
+            reply::text(
+                StatusCode::UNAUTHORIZED,
+                "client certificate required: enroll this host with `custody-collector enroll --host-id ID` \
+                 and give the agent its collector_cert and collector_key",
+            )
+        }
+        Peer::Unidentified(why) => {
+            drain(req.into_body()).await;
+            reply::text(StatusCode::FORBIDDEN, format!("refused: {why}"))
+        }
+        Peer::Host(host) => route(app, host, req).await,
+    };
+    let status = reply.status();
+    if status.is_client_error() || status.is_server_error() {
+        app.metrics.refused(status.as_u16());
+        let who = match peer {
+            Peer::Host(h) => h.to_string(),
+            Peer::Anonymous => "(no client certificate)".into(),
+            Peer::Unidentified(_) => "(unidentified certificate)".into(),
+        };
+        let reason = reply_reason(&reply);
+        if status == StatusCode::CONFLICT
+            || status == StatusCode::FORBIDDEN
+            || status == StatusCode::UNAUTHORIZED
+        {
+            tracing::error!(%addr, host = %who, %method, %path, status = status.as_u16(), "refused: {reason}");
+        } else {
+            tracing::warn!(%addr, host = %who, %method, %path, status = status.as_u16(), "refused: {reason}");
+        }
+    }
+    app.metrics
+        .inflight_requests
+        .fetch_sub(1, Ordering::Relaxed);
+    reply
+}
+
+fn reply_reason(reply: &Reply) -> String {
+    reply
+        .extensions()
+        .get::<reply::Reason>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+/// Reads and discards a request body that will not be used, so a refusal
+/// reaches clients that send the whole body before reading the answer
+/// (hyper, reqwest) instead of a broken pipe. Bounded in bytes and time;
+/// past either the connection is simply closed.
+pub(crate) async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT_BODY, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > DRAIN_CAP {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+async fn route(app: &Arc<App>, host: &HostId, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    if req.method() != Method::PUT {
+        // Only PUT has a body worth reading; anything else is drained first.
+        let (parts, body) = req.into_parts();
+        drain(body).await;
+        return route_bodyless(app, host, Request::from_parts(parts, ()), &path).await;
+    }
+    match path.strip_prefix(OBJECTS_PATH) {
+        Some(key) => objects::put(app, host, key, req).await,
+        None => {
+            drain(req.into_body()).await;
+            reply::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("PUT is only for objects under {OBJECTS_PATH}<key>"),
+            )
+        }
+    }
+}
+
+async fn route_bodyless(app: &Arc<App>, host: &HostId, req: Request<()>, path: &str) -> Reply {
+    if let Some(key) = path.strip_prefix(OBJECTS_PATH) {
+        let key = key.to_string();
+        return match *req.method() {
+            Method::GET => objects::get(app, host, &key, false).await,
+            Method::HEAD => objects::get(app, host, &key, true).await,
+            _ => reply::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "objects are create-only: a host can never delete or change them (PUT, GET and HEAD only)",
+            ),
+        };
+    }
+    if path == LIST_PATH {
+        return match *req.method() {
+            Method::GET => list::list(app, host, req.uri().query().unwrap_or("")).await,
+            _ => reply::text(StatusCode::METHOD_NOT_ALLOWED, "list is GET only"),
+        };
+    }
+    reply::text(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint {path}; objects are under {OBJECTS_PATH}<key>"),
+    )
+}

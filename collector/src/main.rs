@@ -1,0 +1,203 @@
+//! `custody-collector`: `ca init`, `enroll` and `serve`. Thin: parsing
+//! here, everything else in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use custody_collector::config::RawConfig;
+use custody_evidence::HostId;
+
+#[derive(Parser)]
+#[command(
+    name = "custody-collector",
+    version,
+    about = "Receives custody evidence from agents over mutually authenticated HTTPS"
+)]
+struct Cli {
+    /// Log format on stderr: text or json (one JSON object per line).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The collector's certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Issue one agent's client certificate (writes ca.pem, client.pem, client.key).
+    Enroll {
+        /// The CA directory made by `ca init`.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// The agent's host id (its host_id setting); it may write only v1/ID/.
+        #[arg(long, value_name = "ID")]
+        host_id: String,
+        /// Where to write the enrollment files (created; must not hold them yet).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Receive evidence until SIGINT or SIGTERM.
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Make a new CA and the collector's server certificate.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// DNS name or IP address agents use to reach the collector; repeatable
+        /// [default: localhost and 127.0.0.1].
+        #[arg(long = "server-name", value_name = "NAME")]
+        server_names: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ingest address [default: 0.0.0.0:8443].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Plain-HTTP address of /healthz and /metrics [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// The CA directory made by `ca init`.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    /// Backing store: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    store: Option<String>,
+    /// Where findings.jsonl is kept [default: /var/lib/custody-collector].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Responsibility level A|B|C|D|E [default: C].
+    #[arg(long, value_name = "LEVEL")]
+    level: Option<String>,
+    /// Months to keep every object [default: 6].
+    #[arg(long, value_name = "N")]
+    retention_months: Option<u32>,
+    /// Largest accepted object [default: 67108864].
+    #[arg(long, value_name = "N")]
+    max_body_bytes: Option<u64>,
+    /// Connections served at once [default: 512].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Upload bytes held in memory at once; beyond it 503 + Retry-After [default: 536870912].
+    #[arg(long, value_name = "N")]
+    max_inflight_bytes: Option<u64>,
+    /// Seconds between prunes of a filesystem store; 0 turns it off [default: 3600].
+    #[arg(long, value_name = "N")]
+    prune_interval_s: Option<u64>,
+    /// S3 store: endpoint URL of an S3-compatible server [default: AWS].
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// S3 store: region [default: from AWS_REGION or the AWS profile].
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
+    /// S3 store: path-style addressing [default: true with --s3-endpoint].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    s3_path_style: Option<bool>,
+    /// S3 store: upload objects larger than this in parts [default: 16777216].
+    #[arg(long, value_name = "N")]
+    s3_multipart_threshold: Option<u64>,
+}
+
+fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Ok(std::env::current_dir()
+            .context("cannot read the working directory to resolve a relative path")?
+            .join(p))
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let base = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let store = match args.store {
+        Some(s) if !s.contains("://") => {
+            Some(absolute(PathBuf::from(s))?.to_string_lossy().into_owned())
+        }
+        other => other,
+    };
+    let flags = RawConfig {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        ca_dir: args.ca_dir.map(absolute).transpose()?,
+        store,
+        state_dir: args.state_dir.map(absolute).transpose()?,
+        level: args.level,
+        retention_months: args.retention_months,
+        max_body_bytes: args.max_body_bytes,
+        max_connections: args.max_connections,
+        max_inflight_bytes: args.max_inflight_bytes,
+        prune_interval_s: args.prune_interval_s,
+        s3_endpoint: args.s3_endpoint,
+        s3_region: args.s3_region,
+        s3_path_style: args.s3_path_style,
+        s3_multipart_threshold: args.s3_multipart_threshold,
+        ..RawConfig::default()
+    };
+    let config = base.merge_flags(flags).check()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(custody_collector::server::run(config))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let result = match cli.command {
+        Command::Ca {
+            command: CaCommand::Init { dir, server_names },
+        } => custody_collector::pki::ca_init(&dir, &server_names).map(|files| {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            println!("next: custody-collector enroll --ca-dir {} --host-id HOST --out DIR", dir.display());
+        }),
+        Command::Enroll { ca_dir, host_id, out } => HostId::new(host_id.clone())
+            .map_err(|e| anyhow::anyhow!("--host-id {host_id:?} {}", e.why))
+            .and_then(|host| custody_collector::pki::enroll(&ca_dir, &host, &out))
+            .map(|files| {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                println!(
+                    "copy {} to the agent and set store = \"https://COLLECTOR:PORT\" and enrollment_dir to it",
+                    out.display()
+                );
+            }),
+        Command::Serve(args) => serve(*args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Counters and gauges for Prometheus, rendered in its text exposition
+//! format by hand: a dozen series do not justify a metrics framework.
+//! Every label value is a host id, a finding kind, an operation or a status
+//! code, all from small fixed alphabets that need no escaping.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the store put latency histogram.
+const PUT_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct PerHost {
+    bytes: u64,
+    segments: u64,
+    objects: u64,
+}
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; PUT_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// Everything `/metrics` reports.
+#[derive(Default)]
+pub struct Metrics {
+    hosts: Mutex<BTreeMap<String, PerHost>>,
+    findings: Mutex<BTreeMap<String, u64>>,
+    refusals: Mutex<BTreeMap<u16, u64>>,
+    store_errors: Mutex<BTreeMap<&'static str, u64>>,
+    put_latency: Mutex<Histogram>,
+    pub inflight_requests: AtomicI64,
+    pub connections: AtomicI64,
+    pub tls_failures: AtomicU64,
+    pub inflight_bytes: AtomicI64,
+    pub prune_deleted: AtomicU64,
+    pub prune_runs: AtomicU64,
+    pub prune_errors: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    /// An object newly stored for `host`; `segment` when it is a segment
+    /// payload (one per segment).
+    pub fn received(&self, host: &str, bytes: u64, segment: bool) {
+        let mut hosts = lock(&self.hosts);
+        let h = hosts.entry(host.to_string()).or_default();
+        h.bytes += bytes;
+        h.objects += 1;
+        if segment {
+            h.segments += 1;
+        }
+    }
+
+    pub fn finding(&self, kind: &str) {
+        *lock(&self.findings).entry(kind.to_string()).or_default() += 1;
+    }
+
+    pub fn refused(&self, status: u16) {
+        *lock(&self.refusals).entry(status).or_default() += 1;
+    }
+
+    pub fn store_error(&self, op: &'static str) {
+        *lock(&self.store_errors).entry(op).or_default() += 1;
+    }
+
+    pub fn store_put(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut h = lock(&self.put_latency);
+        for (i, le) in PUT_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        {
+            let hosts = lock(&self.hosts);
+            family(
+                &mut o,
+                "custody_collector_received_bytes_total",
+                "counter",
+                "Bytes of objects newly stored, per host.",
+            );
+            for (h, v) in hosts.iter() {
+                let _ = writeln!(
+                    o,
+                    "custody_collector_received_bytes_total{{host=\"{h}\"}} {}",
+                    v.bytes
+                );
+            }
+            family(
+                &mut o,
+                "custody_collector_received_segments_total",
+                "counter",
+                "Segment payloads newly stored, per host.",
+            );
+            for (h, v) in hosts.iter() {
+                let _ = writeln!(
+                    o,
+                    "custody_collector_received_segments_total{{host=\"{h}\"}} {}",
+                    v.segments
+                );
+            }
+            family(
+                &mut o,
+                "custody_collector_received_objects_total",
+                "counter",
+                "Objects newly stored (payloads, records, digests, signatures, keys), per host.",
+            );
+            for (h, v) in hosts.iter() {
+                let _ = writeln!(
+                    o,
+                    "custody_collector_received_objects_total{{host=\"{h}\"}} {}",
+                    v.objects
+                );
+            }
+        }
+        family(
+            &mut o,
+            "custody_collector_findings_total",
+            "counter",
+            "Verification findings on receipt, by kind (details in findings.jsonl).",
+        );
+        for (k, v) in lock(&self.findings).iter() {
+            let _ = writeln!(o, "custody_collector_findings_total{{kind=\"{k}\"}} {v}");
+        }
+        family(
+            &mut o,
+            "custody_collector_refused_total",
+            "counter",
+            "Requests refused, by HTTP status.",
+        );
+        for (k, v) in lock(&self.refusals).iter() {
+            let _ = writeln!(o, "custody_collector_refused_total{{status=\"{k}\"}} {v}");
+        }
+        family(
+            &mut o,
+            "custody_collector_store_errors_total",
+            "counter",
+            "Backing store operations that failed, by operation.",
+        );
+        for (k, v) in lock(&self.store_errors).iter() {
+            let _ = writeln!(o, "custody_collector_store_errors_total{{op=\"{k}\"}} {v}");
+        }
+        {
+            let h = lock(&self.put_latency);
+            family(
+                &mut o,
+                "custody_collector_store_put_seconds",
+                "histogram",
+                "Latency of durable puts into the backing store.",
+            );
+            for (i, le) in PUT_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "custody_collector_store_put_seconds_bucket{{le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                o,
+                "custody_collector_store_put_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(o, "custody_collector_store_put_seconds_sum {}", h.sum);
+            let _ = writeln!(o, "custody_collector_store_put_seconds_count {}", h.count);
+        }
+        let gauges: [(&str, &str, i64); 3] = [
+            (
+                "custody_collector_inflight_requests",
+                "Requests being handled now.",
+                self.inflight_requests.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_connections",
+                "Open client connections.",
+                self.connections.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_inflight_body_bytes",
+                "Request body bytes held in memory now (the queue).",
+                self.inflight_bytes.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            family(&mut o, name, "gauge", help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+        let counters: [(&str, &str, u64); 4] = [
+            (
+                "custody_collector_tls_handshake_failures_total",
+                "TLS handshakes that failed (certificate not from this CA, not TLS, timeouts).",
+                self.tls_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_prune_runs_total",
+                "Scheduled prunes of the filesystem store.",
+                self.prune_runs.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_prune_deleted_total",
+                "Objects deleted by scheduled prunes (past retention, not held).",
+                self.prune_deleted.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_prune_errors_total",
+                "Scheduled prunes that failed.",
+                self.prune_errors.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            family(&mut o, name, "counter", help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+        o
+    }
+}
