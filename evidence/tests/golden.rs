@@ -4,8 +4,8 @@
 
 use custody_evidence::digest::{ClockState, DigestBody, DigestEntry, DIGEST_FORMAT_V1};
 use custody_evidence::segment::{
-    ByteRange, DecodeError, Framing, SegmentMeta, Source, SourceFile, Split, SyslogKind, SyslogSource,
-    SyslogTransport, SEGMENT_FORMAT_V1,
+    ByteRange, DecodeError, Framing, SegmentMeta, Source, SourceFile, Split, SyslogKind,
+    SyslogSource, SyslogTransport, SEGMENT_FORMAT_V1,
 };
 use custody_evidence::{Category, HostId, InstanceId, SegmentSeq, Sha256, StreamId};
 use time::macros::datetime;
