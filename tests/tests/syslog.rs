@@ -399,7 +399,7 @@ addresses = ["127.0.0.1"]
     drop(t);
 
     let total = sent_lo.len() + relayed.len() + 2;
-    let msgs = wait_messages(&mut c, &env.store, &env.host_id, total);
+    wait_messages(&mut c, &env.store, &env.host_id, total);
     assert_eq!(c.sigterm().code(), Some(0), "{}", c.log_text());
     let msgs = stored_messages(&env.store, &env.host_id).unwrap();
     assert_eq!(count_of(&msgs), total, "{:?}", msgs.keys());

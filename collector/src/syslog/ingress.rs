@@ -39,14 +39,14 @@ impl RateLimit {
     pub fn allow(&self) -> Option<u64> {
         let now = self.start.elapsed().as_millis() as u64;
         let last = self.last_ms.load(Ordering::Relaxed);
-        if last == u64::MAX || now.saturating_sub(last) >= self.every.as_millis() as u64 {
-            if self
+        let due = last == u64::MAX || now.saturating_sub(last) >= self.every.as_millis() as u64;
+        if due
+            && self
                 .last_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-            {
-                return Some(self.suppressed.swap(0, Ordering::Relaxed));
-            }
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
         }
         self.suppressed.fetch_add(1, Ordering::Relaxed);
         None
