@@ -106,7 +106,7 @@ async fn tcp_sender_waits_while_the_store_is_down_and_nothing_is_lost() {
     let server = tokio::spawn(syslog::serve(service, listeners, shutdown.clone()));
 
     // The key is published once the service runs; then the store goes away.
-    wait_until("the public key", || faulty.inner().len() > 0).await;
+    wait_until("the public key", || !faulty.inner().is_empty()).await;
     faulty.set(Fault::Unavailable);
 
     // 32 MiB of octet-counted messages: far more than the budget plus what
