@@ -202,6 +202,12 @@ fn syslog_segment_record_golden_bytes() {
     assert_eq!(back, meta);
     assert!(back.source.as_file().is_none());
     assert_eq!(back.source.as_syslog().unwrap().device, "fw01");
+    // FORMAT.md §12.3 shows exactly these bytes.
+    let doc = include_str!("../FORMAT.md");
+    assert!(
+        doc.contains(GOLDEN_SYSLOG_META.trim_end()),
+        "FORMAT.md §12.3 example differs from the golden record"
+    );
     // A file source still decodes as a file, with its bytes unchanged.
     let file = SegmentMeta::decode(GOLDEN_META.as_bytes()).unwrap();
     assert_eq!(file.source.as_file().unwrap().path, "/var/log/wtmp");
