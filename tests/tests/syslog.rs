@@ -792,3 +792,50 @@ action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" template="RSY
         .all(|m| m.bytes.starts_with(b"<13>") && !m.bytes.ends_with(b"\n")));
     assert_verifies(&env.store);
 }
+
+/// `--unknown-senders refuse`: only mapped senders are kept; a refused TCP
+/// sender's connection is closed at once, and each refusal is logged.
+#[test]
+fn unknown_senders_refused() {
+    let env = TestEnv::new("sl-refuse");
+    let mut o = Options::new(&env);
+    o.devices =
+        Some("[[device]]\nname = \"sw01\"\ncategory = \"os\"\naddresses = [\"127.0.0.2\"]\n");
+    o.extra = vec!["--unknown-senders".into(), "refuse".into()];
+    let mut c = Collector::start(&o);
+    let port = c.udp.to_string();
+    logger(
+        &[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--udp",
+            "--rfc5424",
+            "from an unmapped sender",
+        ],
+        None,
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", c.tcp)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = s.write_all(b"<13>1 - - - - - - refused over tcp\n");
+    let mut buf = [0u8; 8];
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    let mapped = b"<13>1 - sw01 - - - - kept".to_vec();
+    let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
+    sock.send_to(&mapped, ("127.0.0.1", c.udp)).unwrap();
+    wait_messages(&mut c, &env.store, &env.host_id, 1);
+    wait_for("both refusals in the log", WAIT, || {
+        let t = c.log_text();
+        if t.contains("refused a syslog message") && t.contains("connection refused") {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    });
+    assert_eq!(c.sigterm().code(), Some(0), "{}", c.log_text());
+    let msgs = stored_messages(&env.store, &env.host_id).unwrap();
+    assert_eq!(msgs.len(), 1, "{:?}", msgs.keys());
+    assert_eq!(bytes_of(&msgs["sw01"]), vec![mapped]);
+    assert_verifies(&env.store);
+}

@@ -62,6 +62,7 @@ pub struct Ingress {
     pub stats: Arc<SyslogStats>,
     pub shutdown: CancellationToken,
     pub refused_log: Arc<RateLimit>,
+    pub refused_conn_log: Arc<RateLimit>,
     pub dropped_log: Arc<RateLimit>,
 }
 
@@ -85,7 +86,10 @@ impl Ingress {
         bytes: Vec<u8>,
     ) -> Result<(), NotDelivered> {
         let received = now_utc_micros();
+        // Biased: room that is there now is taken even during shutdown, so
+        // whole messages already read are still stored.
         let permit = tokio::select! {
+            biased;
             p = self.budget.acquire(bytes.len()) => p.ok_or(NotDelivered::Closing)?,
             _ = self.shutdown.cancelled() => return Err(NotDelivered::Closing),
         };

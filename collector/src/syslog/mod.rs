@@ -234,6 +234,7 @@ pub async fn serve(
         stats: stats.clone(),
         shutdown: shutdown.clone(),
         refused_log: Arc::new(ingress::RateLimit::new(Duration::from_secs(10))),
+        refused_conn_log: Arc::new(ingress::RateLimit::new(Duration::from_secs(10))),
         dropped_log: Arc::new(ingress::RateLimit::new(Duration::from_secs(10))),
     };
     let tasks = TaskTracker::new();

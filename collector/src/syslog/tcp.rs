@@ -64,7 +64,7 @@ impl StreamListener {
             let stats = &self.ingress.stats;
             if !self.ingress.devices.may_accept(peer.ip()) {
                 stats.add(&stats.connections_refused, 1);
-                if let Some(more) = self.ingress.refused_log.allow() {
+                if let Some(more) = self.ingress.refused_conn_log.allow() {
                     tracing::warn!(transport, %peer, suppressed = more,
                         "syslog: connection refused: no [[syslog.device]] rule matches this address and \
                          unknown_senders = \"refuse\"");
@@ -159,7 +159,15 @@ impl StreamListener {
                 }
             }
             let n = tokio::select! {
-                _ = self.ingress.shutdown.cancelled() => return Ok(count),
+                _ = self.ingress.shutdown.cancelled() => {
+                    // Whole messages were all passed on above; what is left
+                    // is part of a frame the sender had not finished.
+                    if dec.pending() > 0 {
+                        tracing::warn!(transport = transport.as_str(), %peer, bytes = dec.pending(),
+                            "syslog: collector shutting down: the start of an unfinished message on this connection is not kept");
+                    }
+                    return Ok(count);
+                }
                 r = r.read(&mut buf) => r.map_err(|e| format!("read failed after {count} message(s): {e}"))?,
             };
             if n == 0 {
