@@ -458,6 +458,13 @@ fn restart_continues_chains() {
             ));
         }
         wait_messages(&mut c, &env.store, &env.host_id, all.len());
+        if round == 2 {
+            let log = c.log_text();
+            assert!(
+                log.contains("syslog chain state rolled forward over a stored segment"),
+                "the start after kill -9 did not roll the chain forward from the store:\n{log}"
+            );
+        }
         if round == 1 {
             // Segments stored, no digest yet: the next start must roll the
             // chain forward from the store, not fork it.

@@ -30,6 +30,9 @@ pub const DEFAULT_DIGEST_INTERVAL: Duration = Duration::from_secs(60);
 /// datagrams are dropped and counted.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// 4 MiB: some seconds of a busy firewall's syslog. The kernel caps it at
+/// `net.core.rmem_max`.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
 
 /// One `[[syslog.device]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +69,7 @@ pub struct RawSyslog {
     pub digest_interval_secs: Option<u64>,
     pub max_buffered_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub udp_receive_buffer: Option<usize>,
     pub zstd_level: Option<i32>,
     #[serde(default)]
     pub device: Vec<RawDevice>,
@@ -105,6 +109,9 @@ pub struct SyslogConfig {
     pub digest_interval: Duration,
     pub max_buffered_bytes: usize,
     pub max_connections: usize,
+    /// SO_RCVBUF asked for on the UDP socket: datagrams that arrive while
+    /// the reader is busy wait there instead of being dropped by the kernel.
+    pub udp_receive_buffer: usize,
     pub zstd_level: i32,
     /// After shutdown is asked for, how long a store that refuses writes is
     /// retried before the messages still in memory are given up.
@@ -268,6 +275,7 @@ impl SyslogConfig {
                 .max_connections
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS)
                 .max(1),
+            udp_receive_buffer: raw.udp_receive_buffer.unwrap_or(DEFAULT_UDP_RECEIVE_BUFFER),
             zstd_level,
             shutdown_grace: Duration::from_secs(30),
         })

@@ -73,6 +73,29 @@ pub fn load_or_create_key(state_dir: &Path, host: &HostId) -> anyhow::Result<Hos
     custody_agent::key::load_or_create_with_comment(state_dir, &format!("custody-collector@{host}"))
 }
 
+/// A UDP socket with a large receive buffer. The kernel may grant less
+/// (`net.core.rmem_max`); that is logged, not refused.
+fn bind_udp(addr: SocketAddr, want: usize) -> anyhow::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(want) {
+        tracing::warn!(error = %e, "syslog udp: cannot set the receive buffer size");
+    }
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    // Linux reports twice the usable size it granted.
+    let got = sock.recv_buffer_size().unwrap_or(0) / 2;
+    if got < want {
+        tracing::warn!(
+            asked = want,
+            granted = got,
+            "syslog udp: the kernel granted a smaller receive buffer; bursts beyond it are dropped by the kernel \
+             before the collector sees them: raise net.core.rmem_max (sysctl) to at least the size asked"
+        );
+    }
+    Ok(UdpSocket::from_std(sock.into())?)
+}
+
 /// Bound sockets, so the caller can bind before dropping privileges or
 /// learn the ports it got (`127.0.0.1:0` in tests).
 #[derive(Default)]
@@ -88,8 +111,7 @@ impl Listeners {
         let mut l = Listeners::default();
         if let Some(addr) = config.udp {
             l.udp = Some(
-                UdpSocket::bind(addr)
-                    .await
+                bind_udp(addr, config.udp_receive_buffer)
                     .with_context(|| format!("--syslog-udp {addr}: cannot bind"))?,
             );
         }

@@ -407,3 +407,87 @@ mod tests {
         assert_eq!(load(dir.path()).unwrap(), cp);
     }
 }
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+    use custody_evidence::retention::{Level, RetentionPolicy};
+    use custody_evidence::segment::{
+        compress_payload, ByteRange, Framing, Source, Split, SyslogKind, SyslogSource,
+        SyslogTransport, SEGMENT_FORMAT_V1,
+    };
+    use custody_evidence::{Category, InstanceId, SegmentSeq};
+    use custody_store::MemoryStore;
+
+    fn segment(host: &HostId, stream: &StreamId, raw: &[u8]) -> (SegmentMeta, Vec<u8>, Vec<u8>) {
+        let object = compress_payload(raw, 3).unwrap();
+        let now = custody_evidence::timefmt::now_utc_micros();
+        let meta = SegmentMeta {
+            format: SEGMENT_FORMAT_V1.into(),
+            host_id: host.clone(),
+            stream_id: stream.clone(),
+            category: Category::Os,
+            seq: SegmentSeq(0),
+            agent_instance: InstanceId::new("i-1").unwrap(),
+            framing: Framing::OctetCounted,
+            source: Source::Syslog(SyslogSource {
+                kind: SyslogKind::Syslog,
+                device: stream.to_string(),
+                transport: SyslogTransport::Udp,
+                peer: "192.0.2.1".into(),
+                core_system: false,
+            }),
+            range: ByteRange {
+                start: 0,
+                end: raw.len() as u64,
+            },
+            split: Split::default(),
+            first_read: now,
+            last_read: now,
+            raw_len: raw.len() as u64,
+            raw_sha256: Sha256::digest(raw),
+            object_len: object.len() as u64,
+            object_sha256: Sha256::digest(&object),
+            prev_segment: None,
+            retain_until: now + time::Duration::days(200),
+        };
+        let record = meta.encode();
+        (meta, record, object)
+    }
+
+    /// A crash after the payload was stored and before its record: the
+    /// record is completed from `inflight/` and the chain continues after it.
+    /// A crash before the payload: the in-flight record is dropped.
+    #[tokio::test]
+    async fn inflight_records_are_completed_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::new();
+        let host = HostId::new("c1").unwrap();
+        let key = HostKey::generate();
+        let policy = RetentionPolicy::new(Level::C, None).unwrap();
+        prepare(dir.path()).unwrap();
+        let a = StreamId::new("fw-a").unwrap();
+        let b = StreamId::new("fw-b").unwrap();
+        let (meta_a, rec_a, obj_a) = segment(&host, &a, b"5 <1>ab");
+        let (_, rec_b, _) = segment(&host, &b, b"5 <1>cd");
+        let opts = PutOptions {
+            retain_until: meta_a.retain_until,
+        };
+        let payload_a = layout::segment_payload_key(&host, &a, meta_a.seq, &meta_a.object_sha256);
+        store.put(&payload_a, &obj_a, opts).await.unwrap();
+        write_inflight(dir.path(), &a, 0, &rec_a).unwrap();
+        write_inflight(dir.path(), &b, 0, &rec_b).unwrap();
+
+        let cp = recover(dir.path(), &store, &host, &key, &policy)
+            .await
+            .unwrap();
+        let record_a = layout::segment_meta_key(&host, &a, meta_a.seq, &meta_a.object_sha256);
+        assert_eq!(store.get(&record_a).await.unwrap(), rec_a);
+        assert_eq!(cp.streams[&a].next_seq, 1);
+        assert_eq!(cp.streams[&a].head, Some(SegmentMeta::chain_hash(&rec_a)));
+        assert_eq!(cp.streams[&a].next_offset, 7);
+        assert!(!cp.streams.contains_key(&b));
+        assert_eq!(cp.digest.pending.len(), 1);
+        assert_eq!(fs::read_dir(dir.path().join(INFLIGHT)).unwrap().count(), 0);
+    }
+}
