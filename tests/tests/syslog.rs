@@ -846,3 +846,59 @@ fn unknown_senders_refused() {
     assert_eq!(bytes_of(&msgs["sw01"]), vec![mapped]);
     assert_verifies(&env.store);
 }
+
+/// Bad settings stop the collector before it listens, naming the flag or key.
+#[test]
+fn bad_settings_are_refused_naming_the_flag() {
+    let env = TestEnv::new("sl-flags");
+    let devices = env.root.join("bad-devices.toml");
+    std::fs::write(
+        &devices,
+        "[[device]]\nname = \"fw01\"\ncategory = \"firewall\"\naddresses = [\"10.0.0.1\"]\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--syslog-tls".into(), "127.0.0.1:0".into()],
+            "--syslog-tls-cert",
+        ),
+        (vec![], "nothing to listen on"),
+        (vec!["--syslog-udp".into(), "514".into()], "syslog.udp"),
+        (
+            vec![
+                "--syslog-udp".into(),
+                "127.0.0.1:0".into(),
+                "--devices".into(),
+                devices.display().to_string(),
+            ],
+            "must be one of os, web, app, logon",
+        ),
+        (
+            vec![
+                "--syslog-udp".into(),
+                "127.0.0.1:0".into(),
+                "--unknown-senders".into(),
+                "drop".into(),
+            ],
+            "use \"accept\" or \"refuse\"",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(collector_bin())
+            .arg("serve")
+            .arg("--store")
+            .arg(&env.store)
+            .arg("--state-dir")
+            .arg(&env.state)
+            .args(["--host-id", &env.host_id])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{args:?}: expected {want:?} in:\n{stderr}"
+        );
+    }
+}
