@@ -142,6 +142,12 @@ async fn tcp_sender_waits_while_the_store_is_down_and_nothing_is_lost() {
         "{received} messages taken in while the store was down, over the {budget}-byte budget"
     );
     assert_eq!(stats.snapshot().segments_stored, 0);
+    let snap = stats.snapshot();
+    assert_eq!(snap.max_buffered_bytes, budget);
+    assert!(
+        snap.buffered_bytes > 0 && snap.buffered_bytes <= budget,
+        "{snap:?}"
+    );
 
     faulty.clear();
     let all = tokio::task::spawn_blocking(move || client.join().unwrap())

@@ -68,6 +68,11 @@ impl Budget {
             .ok()
     }
 
+    /// The budget's size in bytes.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Bytes currently held by messages not yet stored.
     pub fn in_use(&self) -> usize {
         self.max - self.sem.available_permits()

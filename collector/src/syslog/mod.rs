@@ -249,9 +249,11 @@ pub async fn serve(
     );
     let segmenter_task = tokio::spawn(segmenter.run(rx));
 
+    let budget = message::Budget::new(config.max_buffered_bytes);
+    stats.set_budget(budget.clone());
     let ingress = ingress::Ingress {
         devices: config.devices.clone(),
-        budget: message::Budget::new(config.max_buffered_bytes),
+        budget,
         tx,
         stats: stats.clone(),
         shutdown: shutdown.clone(),

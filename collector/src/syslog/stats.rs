@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use super::message::Budget;
 
 /// Live counters, shared by every listener and writer.
 #[derive(Debug, Default)]
@@ -29,6 +31,8 @@ pub struct SyslogStats {
     /// Segments whose messages could not be stored before shutdown.
     pub segments_lost: AtomicU64,
     devices: Mutex<BTreeMap<String, DeviceCounts>>,
+    /// The memory budget of the running service, for the queue-depth gauge.
+    budget: OnceLock<Budget>,
 }
 
 /// Per-device counts.
@@ -54,6 +58,10 @@ pub struct StatsSnapshot {
     pub digests_stored: u64,
     pub store_errors: u64,
     pub segments_lost: u64,
+    /// Bytes received and not yet stored (the queue depth), and the budget's
+    /// size: when they are equal, TCP senders wait and UDP datagrams drop.
+    pub buffered_bytes: u64,
+    pub max_buffered_bytes: u64,
     pub devices: BTreeMap<String, DeviceCounts>,
 }
 
@@ -75,6 +83,10 @@ impl SyslogStats {
         e.segments += 1;
     }
 
+    pub(crate) fn set_budget(&self, budget: Budget) {
+        let _ = self.budget.set(budget);
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -90,6 +102,8 @@ impl SyslogStats {
             digests_stored: g(&self.digests_stored),
             store_errors: g(&self.store_errors),
             segments_lost: g(&self.segments_lost),
+            buffered_bytes: self.budget.get().map_or(0, |b| b.in_use() as u64),
+            max_buffered_bytes: self.budget.get().map_or(0, |b| b.max() as u64),
             devices: self
                 .devices
                 .lock()
