@@ -70,6 +70,9 @@ struct ServeArgs {
     /// PEM private key for --syslog-tls.
     #[arg(long, value_name = "FILE")]
     syslog_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): require TLS clients to present a certificate it issued.
+    #[arg(long, value_name = "FILE")]
+    syslog_tls_client_ca: Option<PathBuf>,
     /// Device mapping file (TOML, [[device]] tables), tried after the config's rules.
     #[arg(long, value_name = "FILE")]
     devices: Option<PathBuf>,
@@ -151,6 +154,9 @@ fn check(a: &ServeArgs) -> anyhow::Result<Checked> {
     }
     if a.syslog_tls_key.is_some() {
         raw.tls_key = a.syslog_tls_key.clone();
+    }
+    if a.syslog_tls_client_ca.is_some() {
+        raw.tls_client_ca = a.syslog_tls_client_ca.clone();
     }
     if a.digest_interval_secs.is_some() {
         raw.digest_interval_secs = a.digest_interval_secs;

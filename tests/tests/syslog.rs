@@ -902,3 +902,142 @@ fn bad_settings_are_refused_naming_the_flag() {
         );
     }
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends octet-counted frames with `openssl s_client`; the extra arguments
+/// choose the client certificate. Returns whether s_client succeeded.
+fn s_client(port: u16, msgs: &[Vec<u8>], extra: &[&str], dir: &Path) -> bool {
+    let mut input = Vec::new();
+    for m in msgs {
+        custody_evidence::octets::append_frame(&mut input, m);
+    }
+    let mut client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-quiet",
+            "-no_ign_eof",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    client.stdin.take().unwrap().write_all(&input).unwrap();
+    client.wait().unwrap().success()
+}
+
+/// With `--syslog-tls-client-ca`, a client without a certificate from that
+/// CA fails the handshake (logged, nothing stored); one with it is kept.
+#[test]
+fn tls_client_certificates_required_with_a_client_ca() {
+    let env = TestEnv::new("sl-mtls");
+    let (cert, key) = make_cert(&env.root);
+    let d = env.root.as_path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-days",
+        "2",
+        "-subj",
+        "/CN=custody test device CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(d, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-subj",
+        "/CN=fw01",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ]);
+    openssl(d, &csr);
+    std::fs::write(d.join("ext.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "client.pem",
+        ],
+    );
+    let mut o = Options::new(&env);
+    o.tls = Some((&cert, &key));
+    o.extra = vec![
+        "--syslog-tls-client-ca".into(),
+        d.join("ca.pem").display().to_string(),
+    ];
+    let mut c = Collector::start(&o);
+    let refused = vec![b"<13>1 - fw01 a - - - no certificate".to_vec()];
+    let _ = s_client(c.tls, &refused, &[], d);
+    // A certificate the CA did not issue (the server's own self-signed one).
+    let _ = s_client(
+        c.tls,
+        &refused,
+        &["-cert", "cert.pem", "-key", "key.pem"],
+        d,
+    );
+    wait_for("two failed handshakes in the log", WAIT, || {
+        let t = c.log_text();
+        if t.matches("TLS handshake failed").count() >= 2 {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    });
+    let kept = vec![b"<13>1 - fw01 a - - - with a certificate".to_vec()];
+    assert!(s_client(
+        c.tls,
+        &kept,
+        &["-cert", "client.pem", "-key", "client.key"],
+        d
+    ));
+    let got = wait_messages(&mut c, &env.store, &env.host_id, 1);
+    assert_eq!(c.sigterm().code(), Some(0), "{}", c.log_text());
+    assert_eq!(bytes_of(&got["unknown-127.0.0.1"]), kept);
+    assert_eq!(
+        count_of(&stored_messages(&env.store, &env.host_id).unwrap()),
+        1
+    );
+    assert_verifies(&env.store);
+}

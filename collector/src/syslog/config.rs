@@ -58,6 +58,7 @@ pub struct RawSyslog {
     pub tls: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     /// `accept` (default) or `refuse`.
     pub unknown_senders: Option<String>,
     pub unknown_category: Option<String>,
@@ -88,6 +89,10 @@ pub struct RawDevicesFile {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// PEM CA certificate(s): when given, every TLS client must present a
+    /// certificate issued by one of them (RFC 5425 §5.2 certificate path
+    /// validation); without it, clients are not authenticated.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The checked settings the syslog service runs with.
@@ -217,10 +222,14 @@ impl SyslogConfig {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
+                client_ca: raw.tls_client_ca.clone(),
             }),
             (None, None) => None,
             _ => bail!("syslog.tls_cert and syslog.tls_key (--syslog-tls-cert/--syslog-tls-key) go together: give both"),
         };
+        if raw.tls_client_ca.is_some() && tls_files.is_none() {
+            bail!("syslog.tls_client_ca (--syslog-tls-client-ca) needs the TLS listener: give --syslog-tls, --syslog-tls-cert and --syslog-tls-key");
+        }
         if tls.is_some() && tls_files.is_none() {
             bail!("syslog.tls (--syslog-tls) needs a certificate and key: give --syslog-tls-cert FILE and --syslog-tls-key FILE (PEM)");
         }

@@ -123,7 +123,7 @@ impl Listeners {
             );
         }
         if let (Some(addr), Some(files)) = (config.tls, &config.tls_files) {
-            let acceptor = tls::acceptor(&files.cert, &files.key)?;
+            let acceptor = tls::acceptor(files)?;
             let sock = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("--syslog-tls {addr}: cannot bind"))?;

@@ -1,12 +1,16 @@
 //! Syslog over TLS (RFC 5425): rustls with the ring provider, server
-//! authentication by a PEM certificate chain and key. Clients are not asked
-//! for certificates (RFC 5425 §5.2 lets the operator choose; the devices
-//! this serves rarely have one), so the mapping by address is what
-//! identifies a device. After the handshake the stream is read exactly like
+//! authentication by a PEM certificate chain and key. With a client CA
+//! (`--syslog-tls-client-ca`) every client must present a certificate that
+//! CA issued (RFC 5425 §5.2, certificate path validation), and a client
+//! without one fails the handshake; without it clients are not asked for
+//! certificates (many devices have none), and the mapping by address is
+//! what identifies a device. After the handshake the stream is read exactly like
 //! TCP (octet-counted frames, which RFC 5425 requires; LF framing is
 //! accepted too, as rsyslog does).
 
 use std::path::Path;
+
+use super::config::TlsFiles;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -16,7 +20,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 /// Builds the acceptor from PEM files, naming the file that is wrong.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    let (cert, key) = (files.cert.as_path(), files.key.as_path());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("--syslog-tls-cert {}: cannot read", cert.display()))?
         .collect::<Result<_, _>>()
@@ -39,10 +44,14 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
+        .context("TLS protocol versions")?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, provider)?),
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .with_context(|| {
             format!(
@@ -51,4 +60,37 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
             )
         })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts only client certificates issued by the CA(s) in `ca`.
+fn client_verifier(
+    ca: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("--syslog-tls-client-ca {}: cannot read", ca.display()))?
+    {
+        let cert = cert.with_context(|| {
+            format!(
+                "--syslog-tls-client-ca {}: not a PEM certificate",
+                ca.display()
+            )
+        })?;
+        roots.add(cert).with_context(|| {
+            format!(
+                "--syslog-tls-client-ca {}: not a usable CA certificate",
+                ca.display()
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        bail!(
+            "--syslog-tls-client-ca {}: no CERTIFICATE block found; give the CA that issues the devices' certificates",
+            ca.display()
+        );
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .with_context(|| format!("--syslog-tls-client-ca {}", ca.display()))
 }
