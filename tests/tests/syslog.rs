@@ -378,10 +378,8 @@ addresses = ["127.0.0.1"]
     relay
         .send_to(&relayed[0], ("127.0.0.1", c.udp))
         .expect("send");
-    let mut t = TcpStream::connect(("127.0.0.1", c.tcp)).unwrap();
-    drop(t);
-    // TCP from a chosen source address needs a bound socket; std cannot
-    // bind before connect, so the relay's second message goes over UDP too.
+    // An empty connection holds no message and must not disturb anything.
+    drop(TcpStream::connect(("127.0.0.1", c.tcp)).unwrap());
     relay
         .send_to(&relayed[1], ("127.0.0.1", c.udp))
         .expect("send");
@@ -392,7 +390,7 @@ addresses = ["127.0.0.1"]
         .expect("send");
     // And octet-counted TCP with NUL, CR, LF and invalid UTF-8 from 127.0.0.1.
     let binary = b"<13>1 - fw-relayed x - - - \x00\r\n\xc3\x28 end".to_vec();
-    t = TcpStream::connect(("127.0.0.1", c.tcp)).unwrap();
+    let mut t = TcpStream::connect(("127.0.0.1", c.tcp)).unwrap();
     t.write_all(format!("{} ", binary.len()).as_bytes())
         .unwrap();
     t.write_all(&binary).unwrap();

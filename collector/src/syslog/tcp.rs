@@ -73,8 +73,9 @@ impl StreamListener {
             }
             let Ok(slot) = self.connections.clone().try_acquire_owned() else {
                 stats.add(&stats.connections_refused, 1);
-                tracing::warn!(transport, %peer, max = self.connections.available_permits(),
-                    "syslog: connection closed at once: max_connections reached");
+                tracing::warn!(transport, %peer,
+                    "syslog: connection closed at once: max_connections reached; raise max_connections if this \
+                     many devices connect at once");
                 continue;
             };
             stats.add(&stats.connections_accepted, 1);
