@@ -475,7 +475,40 @@ fn restart_continues_chains() {
     assert_eq!(sorted(bytes_of(&msgs["unknown-127.0.0.1"])), sorted(all));
     let contents = StoreContents::read(&env.store, &env.host_id).unwrap();
     assert!(contents.streams["unknown-127.0.0.1"].len() >= 3);
-    assert_verifies(&env.store);
+    // Checked against the collector's key from its state directory (as an
+    // auditor would, from an independent record), not the published one:
+    // one key over all restarts, every restart visible as information.
+    let public = std::fs::read_to_string(env.state.join("host_key.pub")).unwrap();
+    let signers = env.root.join("allowed_signers");
+    std::fs::write(
+        &signers,
+        format!(
+            "{} namespaces=\"custody-digest\" {}",
+            env.host_id,
+            public.trim_end()
+        ),
+    )
+    .unwrap();
+    let v = run_verify(
+        &env.store,
+        &["--allowed-signers", signers.to_str().unwrap()],
+    );
+    v.assert_clean();
+    let kinds: Vec<String> = v
+        .findings()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "agent_restart").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().all(|k| k == "agent_restart"),
+        "unexpected findings: {}",
+        v.stdout
+    );
 }
 
 /// Malformed frames close only their own connection, with the reason in
