@@ -166,7 +166,7 @@ pub fn check_device(raw: &RawDevice, where_: &str) -> anyhow::Result<DeviceRule>
 }
 
 impl SyslogConfig {
-    /// Checks the raw settings. `devices` are the rules from a devices file,
+    /// Checks the raw settings. `extra_devices` are the rules of a devices file,
     /// tried after those in `raw.device`.
     pub fn from_raw(
         raw: &RawSyslog,
