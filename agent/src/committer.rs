@@ -289,7 +289,7 @@ impl Committer {
             seq: SegmentSeq(seg.seq),
             agent_instance: self.instance.clone(),
             framing: seg.framing,
-            source: seg.source.clone(),
+            source: seg.source.clone().into(),
             range: seg.range,
             split: seg.split,
             first_read: seg.first_read,

@@ -58,7 +58,9 @@ pub fn load_or_create_for_host(state_dir: &Path, host_id: &HostId) -> anyhow::Re
     load_or_create_with_comment(state_dir, &key_comment(host_id))
 }
 
-fn load_or_create_with_comment(state_dir: &Path, comment: &str) -> anyhow::Result<HostKey> {
+/// [`load_or_create`] with the comment written into `host_key.pub` when it is
+/// created (the collector uses `custody-collector@<host-id>`).
+pub fn load_or_create_with_comment(state_dir: &Path, comment: &str) -> anyhow::Result<HostKey> {
     create_state_dir(state_dir)?;
     let key_path = state_dir.join(HOST_KEY_FILE);
     let key = match load(&key_path)? {

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use custody_evidence::retention::{Level, RetentionPolicy};
+use custody_evidence::HostId;
 use custody_store::s3::{S3Settings, DEFAULT_MULTIPART_THRESHOLD};
+
+use crate::syslog::{RawDevice, RawSyslog, SyslogConfig};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -57,7 +60,9 @@ impl StoreTarget {
 pub struct Config {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
-    pub ca_dir: PathBuf,
+    /// The CA of agents' client certificates; `None`: no HTTPS ingest
+    /// (a collector for syslog devices only).
+    pub ca_dir: Option<PathBuf>,
     pub store: StoreTarget,
     /// `findings.jsonl` lives here.
     pub state_dir: PathBuf,
@@ -67,6 +72,16 @@ pub struct Config {
     pub max_inflight_bytes: u64,
     /// `None`: no scheduled prune (S3 stores are pruned by lifecycle rules).
     pub prune_interval: Option<Duration>,
+    /// Syslog from devices, when any syslog listener is configured.
+    pub syslog: Option<SyslogSetup>,
+}
+
+/// The syslog side: its settings and the collector's own host id, under
+/// which device streams are stored and digests signed.
+#[derive(Debug, Clone)]
+pub struct SyslogSetup {
+    pub config: SyslogConfig,
+    pub host: HostId,
 }
 
 /// The configuration as written, every key optional, nothing checked.
@@ -89,6 +104,14 @@ pub struct RawConfig {
     pub s3_region: Option<String>,
     pub s3_path_style: Option<bool>,
     pub s3_multipart_threshold: Option<u64>,
+    /// The collector's own host id: syslog device streams live under
+    /// `v1/<host_id>/` and its digests are signed with its key.
+    pub host_id: Option<String>,
+    /// `[syslog]`: listeners, limits and `[[syslog.device]]` rules.
+    pub syslog: Option<RawSyslog>,
+    /// Device rules from `--devices FILE`, tried after the config's.
+    #[serde(skip)]
+    pub extra_devices: Vec<RawDevice>,
     #[serde(skip)]
     pub file: Option<PathBuf>,
     #[serde(skip)]
@@ -150,8 +173,26 @@ impl RawConfig {
             s3_endpoint,
             s3_region,
             s3_path_style,
-            s3_multipart_threshold
+            s3_multipart_threshold,
+            host_id
         );
+        if let Some(fs) = flags.syslog {
+            let base = self.syslog.get_or_insert_with(RawSyslog::default);
+            macro_rules! over {
+                ($($f:ident),*) => {$( if fs.$f.is_some() { base.$f = fs.$f; } )*};
+            }
+            over!(
+                udp,
+                tcp,
+                tls,
+                tls_cert,
+                tls_key,
+                tls_client_ca,
+                unknown_senders,
+                digest_interval_secs
+            );
+        }
+        self.extra_devices.extend(flags.extra_devices);
         self
     }
 
@@ -189,8 +230,13 @@ impl RawConfig {
             DEFAULT_METRICS_LISTEN,
             &mut bad,
         );
+        let syslog_wanted = self
+            .syslog
+            .as_ref()
+            .is_some_and(|s| s.udp.is_some() || s.tcp.is_some() || s.tls.is_some());
+        // `Some(None)`: valid, no HTTPS ingest.
         let ca_dir = match &self.ca_dir {
-            Some(d) if d.is_absolute() => Some(d.clone()),
+            Some(d) if d.is_absolute() => Some(Some(d.clone())),
             Some(d) => {
                 bad(
                     "ca_dir",
@@ -198,10 +244,12 @@ impl RawConfig {
                 );
                 None
             }
+            None if syslog_wanted => Some(None),
             None => {
                 bad(
                     "ca_dir",
-                    "not set; give the directory made by `custody-collector ca init --dir DIR`"
+                    "not set; give the directory made by `custody-collector ca init --dir DIR` \
+                     (agents over HTTPS), and/or syslog listeners ([syslog] udp/tcp/tls, --syslog-udp ...)"
                         .into(),
                 );
                 None
@@ -356,6 +404,34 @@ impl RawConfig {
             0 => None,
             s => Some(Duration::from_secs(s)),
         };
+        // `Some(None)`: valid, no syslog.
+        let syslog = match (&self.syslog, &state_dir, retention) {
+            (Some(raw), Some(state_dir), Some(retention)) if syslog_wanted => {
+                let host = match &self.host_id {
+                    None => {
+                        bad(
+                            "host_id",
+                            "not set; syslog device streams are stored under v1/<host_id>/ \
+                             (the collector's own name, e.g. collector01)"
+                                .into(),
+                        );
+                        None
+                    }
+                    Some(h) => HostId::new(h.clone())
+                        .map_err(|e| bad("host_id", format!("{h:?} {}", e.why)))
+                        .ok(),
+                };
+                let config =
+                    SyslogConfig::from_raw(raw, &self.extra_devices, state_dir.clone(), retention)
+                        .map_err(|e| bad("syslog", format!("{e:#}")))
+                        .ok();
+                match (host, config) {
+                    (Some(host), Some(config)) => Some(Some(SyslogSetup { config, host })),
+                    _ => None,
+                }
+            }
+            _ => Some(None),
+        };
         match (
             listen,
             metrics_listen,
@@ -363,6 +439,7 @@ impl RawConfig {
             state_dir,
             retention,
             store,
+            syslog,
             problems.is_empty(),
         ) {
             (
@@ -372,6 +449,7 @@ impl RawConfig {
                 Some(state_dir),
                 Some(retention),
                 Some(store),
+                Some(syslog),
                 true,
             ) => Ok(Config {
                 listen,
@@ -384,6 +462,7 @@ impl RawConfig {
                 max_connections,
                 max_inflight_bytes,
                 prune_interval,
+                syslog,
             }),
             _ => Err(ConfigError {
                 file: self.file.clone(),

@@ -1,5 +1,6 @@
 //! The custody collector: the physically separate system agents ship their
-//! evidence to (REQUIREMENTS.md §1). Agents authenticate with client
+//! evidence to, and that devices which cannot run an agent (firewalls, IPS)
+//! send syslog to (REQUIREMENTS.md §1). Agents authenticate with client
 //! certificates from the collector's own CA ([`pki`]); each host can write
 //! only its own namespace `v1/<host>/`, never delete or overwrite. Every
 //! upload is checked on receipt ([`receipt`]) and acknowledged only once it
@@ -16,6 +17,8 @@
 //! - [`receipt`]: verification on receipt; [`findings`]: the findings log.
 //! - [`ops`]: `/healthz` and `/metrics`; [`metrics`]: the counters.
 //! - [`prune`]: the scheduled prune of the filesystem store.
+//! - [`syslog`]: RFC 5424/3164 over UDP, TCP and TLS; each device its own
+//!   stream of the same hash-chained, signed segments the agent writes.
 //! - [`server`]: opens the store and runs all of the above until a signal.
 //!
 //! The protocol is FORMAT.md, "Collector ingest protocol".
@@ -51,4 +54,5 @@ pub mod pki;
 pub mod prune;
 pub mod receipt;
 pub mod server;
+pub mod syslog;
 pub mod tls;

@@ -1,5 +1,6 @@
 //! `custody-collector`: `ca init`, `enroll` and `serve`. Thin: parsing
-//! here, everything else in the library.
+//! here (raw flags and TOML → [`RawConfig::check`]), everything else in the
+//! library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,13 +8,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use custody_collector::config::RawConfig;
+use custody_collector::syslog::{RawDevicesFile, RawSyslog};
 use custody_evidence::HostId;
 
 #[derive(Parser)]
 #[command(
     name = "custody-collector",
     version,
-    about = "Receives custody evidence from agents over mutually authenticated HTTPS"
+    about = "Receives custody evidence from agents over mutually authenticated HTTPS, and syslog from devices"
 )]
 struct Cli {
     /// Log format on stderr: text or json (one JSON object per line).
@@ -42,7 +44,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Receive evidence until SIGINT or SIGTERM.
+    /// Receive evidence (agents over HTTPS, devices over syslog) until SIGINT or SIGTERM.
     Serve(Box<ServeArgs>),
 }
 
@@ -70,7 +72,8 @@ struct ServeArgs {
     /// Plain-HTTP address of /healthz and /metrics [default: 127.0.0.1:9464].
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
-    /// The CA directory made by `ca init`.
+    /// The CA directory made by `ca init` (agents over HTTPS; without it,
+    /// syslog only).
     #[arg(long, value_name = "DIR")]
     ca_dir: Option<PathBuf>,
     /// Backing store: a directory or s3://BUCKET/PREFIX.
@@ -109,6 +112,36 @@ struct ServeArgs {
     /// S3 store: upload objects larger than this in parts [default: 16777216].
     #[arg(long, value_name = "N")]
     s3_multipart_threshold: Option<u64>,
+    /// The collector's own host id: syslog device streams are stored under v1/<ID>/.
+    #[arg(long, value_name = "ID")]
+    host_id: Option<String>,
+    /// Listen for syslog over UDP (RFC 5426), e.g. 0.0.0.0:514.
+    #[arg(long, value_name = "ADDR")]
+    syslog_udp: Option<String>,
+    /// Listen for syslog over TCP (RFC 6587), e.g. 0.0.0.0:601.
+    #[arg(long, value_name = "ADDR")]
+    syslog_tcp: Option<String>,
+    /// Listen for syslog over TLS (RFC 5425), e.g. 0.0.0.0:6514.
+    #[arg(long, value_name = "ADDR")]
+    syslog_tls: Option<String>,
+    /// PEM certificate chain for --syslog-tls.
+    #[arg(long, value_name = "FILE")]
+    syslog_tls_cert: Option<PathBuf>,
+    /// PEM private key for --syslog-tls.
+    #[arg(long, value_name = "FILE")]
+    syslog_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): require syslog TLS clients to present a certificate it issued.
+    #[arg(long, value_name = "FILE")]
+    syslog_tls_client_ca: Option<PathBuf>,
+    /// Device mapping file (TOML, [[device]] tables), tried after the config's rules.
+    #[arg(long, value_name = "FILE")]
+    devices: Option<PathBuf>,
+    /// Syslog senders no device rule matches: accept (as unknown-<address>) or refuse.
+    #[arg(long, value_name = "accept|refuse")]
+    unknown_senders: Option<String>,
+    /// Seconds between the syslog streams' signed digests [default: 60].
+    #[arg(long, value_name = "SECS")]
+    digest_interval_secs: Option<u64>,
 }
 
 fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
@@ -119,6 +152,12 @@ fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
             .context("cannot read the working directory to resolve a relative path")?
             .join(p))
     }
+}
+
+fn read_devices(path: &PathBuf) -> anyhow::Result<RawDevicesFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--devices {}: cannot read", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("--devices {}: not valid", path.display()))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -148,6 +187,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         s3_region: args.s3_region,
         s3_path_style: args.s3_path_style,
         s3_multipart_threshold: args.s3_multipart_threshold,
+        host_id: args.host_id,
+        syslog: Some(RawSyslog {
+            udp: args.syslog_udp,
+            tcp: args.syslog_tcp,
+            tls: args.syslog_tls,
+            tls_cert: args.syslog_tls_cert.map(absolute).transpose()?,
+            tls_key: args.syslog_tls_key.map(absolute).transpose()?,
+            tls_client_ca: args.syslog_tls_client_ca.map(absolute).transpose()?,
+            unknown_senders: args.unknown_senders,
+            digest_interval_secs: args.digest_interval_secs,
+            ..RawSyslog::default()
+        }),
+        extra_devices: match &args.devices {
+            Some(path) => read_devices(path)?.device,
+            None => Vec::new(),
+        },
         ..RawConfig::default()
     };
     let config = base.merge_flags(flags).check()?;
@@ -195,9 +250,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Bad flags or configuration and failures at run time alike: 1
+        // (clap's usage errors exit 2 before this).
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(1)
         }
     }
 }

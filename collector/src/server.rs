@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use custody_store::{FsStore, ObjectStore, S3Store};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Limits};
-use crate::config::{Config, StoreTarget};
+use crate::config::{Config, StoreTarget, SyslogSetup};
 use crate::findings::FindingsLog;
+use crate::syslog;
 
 /// Opens the backing store. An S3 bucket without versioning and Object Lock
 /// is refused where the level requires retention (A, B, C).
@@ -54,13 +55,19 @@ async fn signal() {
     }
 }
 
-/// Runs the collector until SIGINT or SIGTERM.
+/// Runs the collector until SIGINT or SIGTERM: HTTPS ingest from agents
+/// (when a CA is configured), syslog from devices (when a syslog listener
+/// is), `/healthz` and `/metrics`, and the scheduled prune. A fatal error in
+/// the syslog service stops everything, so a broken half never runs alone.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let tls = crate::tls::server_config(&config.ca_dir)?;
+    let tls = match &config.ca_dir {
+        Some(dir) => Some(crate::tls::server_config(dir)?),
+        None => None,
+    };
     let store = open_store(&config.store).await?;
     let findings = FindingsLog::open(&config.state_dir)?;
     let app = App::new(
-        store,
+        store.clone(),
         config.retention,
         findings,
         Limits {
@@ -69,51 +76,92 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_inflight_bytes: config.max_inflight_bytes,
         },
     );
-    let ingest = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {} (listen)", config.listen))?;
+    let ingest = match tls {
+        Some(tls) => Some((
+            TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listening on {} (listen)", config.listen))?,
+            tls,
+        )),
+        None => None,
+    };
     let ops = TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("listening on {} (metrics_listen)", config.metrics_listen))?;
+    let shutdown = CancellationToken::new();
+    let syslog_task = match config.syslog {
+        Some(SyslogSetup {
+            config: syslog_config,
+            host,
+        }) => {
+            let key = syslog::load_or_create_key(&syslog_config.state_dir, &host)?;
+            let listeners = syslog::Listeners::bind(&syslog_config).await?;
+            let service = syslog::SyslogService::new(syslog_config, store.clone(), key, host);
+            Some(tokio::spawn(syslog::serve(
+                service,
+                listeners,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     tracing::info!(
-        listen = %ingest.local_addr().unwrap_or(config.listen),
+        listen = %ingest
+            .as_ref()
+            .map(|(l, _)| l.local_addr().unwrap_or(config.listen).to_string())
+            .unwrap_or_else(|| "off (no ca_dir)".into()),
         metrics = %ops.local_addr().unwrap_or(config.metrics_listen),
+        syslog = syslog_task.is_some(),
         store = %config.store.describe(),
         findings = %app.findings.path().display(),
         level = %config.retention.level(),
         "collector serving"
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stopped = |token: CancellationToken| async move { token.cancelled().await };
     let ops_task = tokio::spawn(crate::ops::serve(
         ops,
         app.clone(),
-        stopped(stop_rx.clone()),
+        stopped(shutdown.clone()),
     ));
     let prune_task = match (&config.store, config.prune_interval) {
         (StoreTarget::Filesystem(_), Some(every)) => Some(tokio::spawn(crate::prune::run(
             app.clone(),
             every,
-            stopped(stop_rx.clone()),
+            stopped(shutdown.clone()),
         ))),
         _ => None,
     };
-    let ingest_task = tokio::spawn(crate::ingest::serve(
-        ingest,
-        tls,
-        app.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    signal().await;
-    tracing::info!("stopping: finishing requests in progress");
-    let _ = stop_tx.send(true);
-    let _ = ingest_task.await;
+    let ingest_task = ingest.map(|(listener, tls)| {
+        tokio::spawn(crate::ingest::serve(
+            listener,
+            tls,
+            app.clone(),
+            stopped(shutdown.clone()),
+        ))
+    });
+    tokio::select! {
+        _ = signal() => tracing::info!("stopping: finishing requests in progress"),
+        _ = shutdown.cancelled() => tracing::error!("stopping: the syslog service failed"),
+    }
+    shutdown.cancel();
+    let mut result = Ok(());
+    if let Some(t) = syslog_task {
+        result = match t.await {
+            Ok(Ok(summary)) => {
+                tracing::info!(?summary, "syslog stopped");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.context("syslog")),
+            Err(e) => Err(anyhow::anyhow!("the syslog service panicked: {e}")),
+        };
+    }
+    if let Some(t) = ingest_task {
+        let _ = t.await;
+    }
     let _ = ops_task.await;
     if let Some(t) = prune_task {
         let _ = t.await;
     }
     tracing::info!("collector stopped");
-    Ok(())
+    result
 }

@@ -43,7 +43,8 @@ fn segment(host: &HostId) -> (String, Vec<u8>, String, SegmentMeta) {
             inode: 2,
             fingerprint: Sha256::digest(b"fp"),
             fingerprint_len: 2,
-        },
+        }
+        .into(),
         range: ByteRange {
             start: 0,
             end: raw.len() as u64,
@@ -146,7 +147,9 @@ async fn every_answer_maps_onto_the_store_promises() {
 
     // Different bytes under an existing name: 409 → Conflict.
     let mut altered = meta.clone();
-    altered.source.path = "/var/log/other.log".into();
+    if let custody_evidence::segment::Source::File(f) = &mut altered.source {
+        f.path = "/var/log/other.log".into();
+    }
     match client.put(&rkey, &altered.encode(), opts).await {
         Err(StoreError::Conflict { key }) => assert_eq!(key, rkey),
         other => panic!("expected Conflict, got {other:?}"),

@@ -9,6 +9,8 @@
 //! - [`retention::RetentionPolicy`]: how long each object must be kept.
 //! - [`verify::verify_store`]: checks a whole store and returns findings.
 //! - [`layout`]: object names in a store.
+//! - [`octets`]: RFC 6587 octet-counted frames, how a collector keeps
+//!   syslog message boundaries in a segment.
 //!
 //! ```
 //! use custody_evidence::retention::{Level, RetentionPolicy};
@@ -32,6 +34,7 @@
 pub mod digest;
 pub mod ids;
 pub mod layout;
+pub mod octets;
 pub mod retention;
 pub mod segment;
 pub mod sign;

@@ -24,6 +24,10 @@ pub enum Framing {
     Lines,
     /// Fixed-size binary records (utmp/wtmp/btmp: 384 bytes on Linux).
     Records { size: u32 },
+    /// Syslog messages received by a collector, each stored as an RFC 6587
+    /// octet-counted frame `MSG-LEN SP MSG` (see [`crate::octets`]), so the
+    /// message boundaries survive without touching the message bytes.
+    OctetCounted,
 }
 
 /// Which file the bytes came from. Identity is the content fingerprint plus
@@ -37,6 +41,95 @@ pub struct SourceFile {
     /// SHA-256 of the first `fingerprint_len` bytes of the file.
     pub fingerprint: Sha256,
     pub fingerprint_len: u32,
+}
+
+/// Where a segment's bytes came from: a file an agent read, or a device
+/// that sent syslog to a collector.
+///
+/// Untagged, so a file source is encoded exactly as before this enum
+/// existed (`{"path":…}`); a device source starts with `"kind":"syslog"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Source {
+    File(SourceFile),
+    Syslog(SyslogSource),
+}
+
+impl Source {
+    /// The file, for a segment an agent read from a file.
+    pub fn as_file(&self) -> Option<&SourceFile> {
+        match self {
+            Source::File(f) => Some(f),
+            Source::Syslog(_) => None,
+        }
+    }
+
+    /// The device, for a segment a collector received as syslog.
+    pub fn as_syslog(&self) -> Option<&SyslogSource> {
+        match self {
+            Source::File(_) => None,
+            Source::Syslog(s) => Some(s),
+        }
+    }
+}
+
+impl From<SourceFile> for Source {
+    fn from(f: SourceFile) -> Self {
+        Source::File(f)
+    }
+}
+
+impl From<SyslogSource> for Source {
+    fn from(s: SyslogSource) -> Self {
+        Source::Syslog(s)
+    }
+}
+
+/// The constant tag of a [`SyslogSource`]: always `"syslog"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyslogKind {
+    #[default]
+    Syslog,
+}
+
+/// How a syslog message reached the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyslogTransport {
+    /// RFC 5426: one message per datagram.
+    Udp,
+    /// RFC 6587: octet-counting or LF-terminated frames.
+    Tcp,
+    /// RFC 5425: octet-counted frames over TLS.
+    Tls,
+}
+
+impl SyslogTransport {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SyslogTransport::Udp => "udp",
+            SyslogTransport::Tcp => "tcp",
+            SyslogTransport::Tls => "tls",
+        }
+    }
+}
+
+/// A device that sent syslog to a collector: a firewall, switch or other
+/// appliance that cannot run an agent (REQUIREMENTS.md §1, levels A and B).
+/// Every message of a segment came from this one peer over this transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyslogSource {
+    /// Always [`SyslogKind::Syslog`]; tells a reader this is not a file.
+    pub kind: SyslogKind,
+    /// The device name from the collector's mapping (the stream id).
+    pub device: String,
+    pub transport: SyslogTransport,
+    /// The sender's IP address as text (RFC 5952 for IPv6), without port.
+    pub peer: String,
+    /// Whether the mapping marks the device as connected to a core system
+    /// (responsibility levels A and B must keep its logs).
+    pub core_system: bool,
 }
 
 /// Half-open byte range `[start, end)` of the source file.
@@ -67,7 +160,7 @@ pub struct SegmentMeta {
     pub seq: SegmentSeq,
     pub agent_instance: InstanceId,
     pub framing: Framing,
-    pub source: SourceFile,
+    pub source: Source,
     pub range: ByteRange,
     pub split: Split,
     #[serde(with = "serde_utc")]

@@ -4,7 +4,8 @@
 
 use custody_evidence::digest::{ClockState, DigestBody, DigestEntry, DIGEST_FORMAT_V1};
 use custody_evidence::segment::{
-    ByteRange, DecodeError, Framing, SegmentMeta, SourceFile, Split, SEGMENT_FORMAT_V1,
+    ByteRange, DecodeError, Framing, SegmentMeta, Source, SourceFile, Split, SyslogKind,
+    SyslogSource, SyslogTransport, SEGMENT_FORMAT_V1,
 };
 use custody_evidence::{Category, HostId, InstanceId, SegmentSeq, Sha256, StreamId};
 use time::macros::datetime;
@@ -22,13 +23,13 @@ fn golden_meta() -> SegmentMeta {
         seq: SegmentSeq(7),
         agent_instance: InstanceId::new("0f8e4c1a-3b2d-4e5f-8a9b-0c1d2e3f4a5b").unwrap(),
         framing: Framing::Records { size: 384 },
-        source: SourceFile {
+        source: Source::File(SourceFile {
             path: "/var/log/wtmp".into(),
             device: 2049,
             inode: 131_073,
             fingerprint: h(0x11),
             fingerprint_len: 384,
-        },
+        }),
         range: ByteRange {
             start: 768,
             end: 1920,
@@ -146,6 +147,80 @@ fn segment_record_golden_bytes() {
         SegmentMeta::chain_hash(GOLDEN_META.as_bytes()),
         Sha256::digest(GOLDEN_META.as_bytes())
     );
+}
+
+/// A collector's record for a syslog device stream (FORMAT.md, "Syslog
+/// device streams"): `octet_counted` framing and a `syslog` source.
+const GOLDEN_SYSLOG_META: &str = concat!(
+    r#"{"format":"custody.segment.v1","#,
+    r#""host_id":"collector01","#,
+    r#""stream_id":"fw01","#,
+    r#""category":"os","#,
+    r#""seq":0,"#,
+    r#""agent_instance":"0f8e4c1a-3b2d-4e5f-8a9b-0c1d2e3f4a5b","#,
+    r#""framing":{"kind":"octet_counted"},"#,
+    r#""source":{"kind":"syslog","device":"fw01","transport":"tls","peer":"2001:db8::7","core_system":true},"#,
+    r#""range":{"start":0,"end":1152},"#,
+    r#""split":{"starts_mid_unit":false,"ends_mid_unit":false},"#,
+    r#""first_read":"2026-11-22T02:11:12.500000Z","#,
+    r#""last_read":"2026-11-22T02:11:13.000001Z","#,
+    r#""raw_len":1152,"#,
+    r#""raw_sha256":"2222222222222222222222222222222222222222222222222222222222222222","#,
+    r#""object_len":301,"#,
+    r#""object_sha256":"3333333333333333333333333333333333333333333333333333333333333333","#,
+    r#""prev_segment":null,"#,
+    r#""retain_until":"2027-05-22T02:11:13.000000Z"}"#,
+    "\n"
+);
+
+#[test]
+fn syslog_segment_record_golden_bytes() {
+    let mut meta = golden_meta();
+    meta.host_id = HostId::new("collector01").unwrap();
+    meta.stream_id = StreamId::new("fw01").unwrap();
+    meta.category = Category::Os;
+    meta.seq = SegmentSeq(0);
+    meta.framing = Framing::OctetCounted;
+    meta.source = Source::Syslog(SyslogSource {
+        kind: SyslogKind::Syslog,
+        device: "fw01".into(),
+        transport: SyslogTransport::Tls,
+        peer: "2001:db8::7".into(),
+        core_system: true,
+    });
+    meta.range = ByteRange {
+        start: 0,
+        end: 1152,
+    };
+    meta.split = Split::default();
+    meta.prev_segment = None;
+    assert_eq!(
+        String::from_utf8(meta.encode()).unwrap(),
+        GOLDEN_SYSLOG_META
+    );
+    let back = SegmentMeta::decode(GOLDEN_SYSLOG_META.as_bytes()).unwrap();
+    assert_eq!(back, meta);
+    assert!(back.source.as_file().is_none());
+    assert_eq!(back.source.as_syslog().unwrap().device, "fw01");
+    // FORMAT.md §13.3 shows exactly these bytes.
+    let doc = include_str!("../FORMAT.md");
+    assert!(
+        doc.contains(GOLDEN_SYSLOG_META.trim_end()),
+        "FORMAT.md §13.3 example differs from the golden record"
+    );
+    // A file source still decodes as a file, with its bytes unchanged.
+    let file = SegmentMeta::decode(GOLDEN_META.as_bytes()).unwrap();
+    assert_eq!(file.source.as_file().unwrap().path, "/var/log/wtmp");
+    for transport in [SyslogTransport::Udp, SyslogTransport::Tcp] {
+        if let Source::Syslog(s) = &mut meta.source {
+            s.transport = transport;
+        }
+        let bytes = meta.encode();
+        assert_eq!(SegmentMeta::decode(&bytes).unwrap().encode(), bytes);
+        assert!(String::from_utf8(bytes)
+            .unwrap()
+            .contains(&format!(r#""transport":"{}""#, transport.as_str())));
+    }
 }
 
 #[test]

@@ -281,7 +281,9 @@ fn record_edited() {
     let mut fx = Fixture::valid();
     let seg = fx.seg(S1, 1).clone();
     let mut meta = seg.meta.clone();
-    meta.source.path = "/var/log/other.log".into();
+    if let custody_evidence::segment::Source::File(f) = &mut meta.source {
+        f.path = "/var/log/other.log".into();
+    }
     let edited = seg_from_meta(meta, seg.raw.clone(), seg.payload.clone());
     assert_eq!(edited.meta_key, seg.meta_key);
     fx.put_seg(&edited);

@@ -319,7 +319,10 @@ impl StoreContents {
             // it grows, and a reused inode shows as a restart at offset 0.
             let mut open: BTreeMap<(u64, u64), usize> = BTreeMap::new();
             for seg in segments {
-                let src = &seg.meta.source;
+                // Syslog device streams have no file to reassemble.
+                let Some(src) = seg.meta.source.as_file() else {
+                    continue;
+                };
                 let key = FileKey {
                     device: src.device,
                     inode: src.inode,
@@ -427,7 +430,10 @@ impl StoreContents {
         }
         let mut check = SourceCheck::default();
         for seg in self.segments() {
-            let src = &seg.meta.source;
+            let Some(src) = seg.meta.source.as_file() else {
+                check.skipped += 1;
+                continue;
+            };
             let found = candidates
                 .iter()
                 .filter(|(_, dev, ino)| *dev == src.device && *ino == src.inode)

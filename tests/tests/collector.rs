@@ -182,7 +182,8 @@ fn segment(
             inode: 2,
             fingerprint: Sha256::digest(b"fp"),
             fingerprint_len: 2,
-        },
+        }
+        .into(),
         range: ByteRange {
             start: seq * 1000,
             end: seq * 1000 + raw.len() as u64,

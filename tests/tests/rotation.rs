@@ -655,17 +655,22 @@ fn compressed_rotation() {
     let store = ctx.finish(&ids, true);
     for seg in store.segments() {
         assert!(
-            !seg.meta.source.path.ends_with(".gz"),
+            !seg.meta
+                .source
+                .as_file()
+                .expect("file source")
+                .path
+                .ends_with(".gz"),
             "segment {} of stream {} was read from compressed file {}",
             seg.meta.seq,
             seg.stream,
-            seg.meta.source.path
+            seg.meta.source.as_file().expect("file source").path
         );
         assert!(
             !seg.raw.starts_with(&[0x1f, 0x8b]),
             "segment {} holds gzip data from {}",
             seg.meta.seq,
-            seg.meta.source.path
+            seg.meta.source.as_file().expect("file source").path
         );
     }
 }

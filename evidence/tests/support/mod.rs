@@ -10,7 +10,7 @@ use custody_evidence::digest::{
 };
 use custody_evidence::layout;
 use custody_evidence::segment::{
-    compress_payload, ByteRange, Framing, SegmentMeta, SourceFile, Split, SEGMENT_FORMAT_V1,
+    compress_payload, ByteRange, Framing, SegmentMeta, Source, SourceFile, Split, SEGMENT_FORMAT_V1,
 };
 use custody_evidence::sign::HostKey;
 use custody_evidence::verify::{
@@ -120,13 +120,13 @@ pub fn make_seg(
         seq: SegmentSeq(seq),
         agent_instance: instance.clone(),
         framing: Framing::Lines,
-        source: SourceFile {
+        source: Source::File(SourceFile {
             path: format!("/var/log/{stream}.log"),
             device: 2049,
             inode: 131_072,
             fingerprint: Sha256::digest(b"first line"),
             fingerprint_len: 10,
-        },
+        }),
         range: ByteRange {
             start,
             end: start + raw.len() as u64,
