@@ -248,8 +248,9 @@ impl RawConfig {
             None => {
                 bad(
                     "ca_dir",
-                    "not set; give the directory made by `custody-collector ca init --dir DIR` \
-                     (agents over HTTPS), and/or syslog listeners ([syslog] udp/tcp/tls, --syslog-udp ...)"
+                    "not set and no syslog listener either, so nothing to listen on: give the directory made by \
+                     `custody-collector ca init --dir DIR` (agents over HTTPS) and/or syslog listeners \
+                     (--syslog-udp, --syslog-tcp, --syslog-tls, or [syslog] udp/tcp/tls)"
                         .into(),
                 );
                 None

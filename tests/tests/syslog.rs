@@ -104,6 +104,7 @@ impl Collector {
             .args(["--host-id", o.host])
             .args(["--syslog-udp", &format!("127.0.0.1:{udp}")])
             .args(["--syslog-tcp", &format!("127.0.0.1:{tcp}")])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(&o.extra)
             .env("RUST_LOG", "info,custody_collector=debug")
             .stdin(Stdio::null())
@@ -922,6 +923,7 @@ fn bad_settings_are_refused_naming_the_flag() {
             .arg("--state-dir")
             .arg(&env.state)
             .args(["--host-id", &env.host_id])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(&args)
             .output()
             .unwrap();
