@@ -117,6 +117,11 @@ impl Board {
         });
     }
 
+    /// One line for systemd's `STATUS=`.
+    pub fn summary(&self) -> String {
+        self.with(|s| crate::status::summary_line(s))
+    }
+
     pub fn stopped(&self) {
         self.with(|s| s.running = false);
     }
