@@ -14,8 +14,8 @@
 #     service user reading auth.log (root:adm 0640) through its group,
 #     a SIGSTOPped agent killed by the watchdog and restarted, a clean
 #     stop, custody-verify on what it shipped;
-#  5. upgrades to a second build with a higher version: the edited
-#     conffile is kept;
+#  5. upgrades, with the service running, to a second build with a higher
+#     version: the edited conffile is kept and the agent restarted;
 #  6. removes and purges: binaries and conffile go, the state directory
 #     (host key, chain checkpoints, unshipped evidence) stays.
 #
@@ -124,8 +124,8 @@ in_root() { chroot "$ROOT" "$@"; }
 check "the fresh root has no custody user" sh -c "! chroot '$ROOT' getent passwd custody >/dev/null"
 
 log "dpkg -i custody-agent $VERSION-1"
-cp "$DEB1" "$DEB2" "$ROOT/tmp/"
-in_root dpkg -i "/tmp/$(basename "$DEB1")"
+cp "$DEB1" "$DEB2" "$ROOT/var/tmp/"
+in_root dpkg -i "/var/tmp/$(basename "$DEB1")"
 
 passwd_line=$(in_root getent passwd custody || true)
 check "user custody exists" test -n "$passwd_line"
@@ -255,6 +255,19 @@ check "a hung agent is killed by the watchdog and restarted" test -n "$restarted
 check "the journal says why (watchdog timeout)" \
     grep -qi 'watchdog timeout' <<<"$(in_ct journalctl -u custody-agent.service --no-pager)"
 
+# --- 5. upgrade, with the service running -------------------------------------------
+log "dpkg -i custody-agent $VERSION-2 while the service runs (upgrade)"
+before_pid=$(unit_prop MainPID)
+in_ct dpkg -i "/var/tmp/$(basename "$DEB2")"
+check "the upgrade installed $VERSION-2" \
+    test "$(in_ct dpkg-query -W -f='${Version}' custody-agent)" = "$VERSION-2"
+check "the upgrade kept the edited conffile (store)" grep -qx 'store = "/srv/custody-store"' "$ROOT/etc/custody/agent.toml"
+check "the upgrade kept the edited conffile (host_id)" grep -qx 'host_id = "pkg-test"' "$ROOT/etc/custody/agent.toml"
+check "the upgrade left no .dpkg-dist beside it" test ! -e "$ROOT/etc/custody/agent.toml.dpkg-dist"
+check "agent.toml is still root:custody 640" test "$(in_ct stat -c '%U:%G %a' /etc/custody/agent.toml)" = "root:custody 640"
+check "the upgrade restarted the running agent" \
+    test "$(unit_prop ActiveState)" = active -a "$(unit_prop MainPID)" != "$before_pid"
+
 check "systemctl stop custody-agent succeeds" in_ct systemctl stop custody-agent.service
 check "the agent stopped cleanly (exit 0)" test "$(unit_prop ExecMainStatus)" = 0
 check "custody-verify accepts what it shipped" in_ct custody-verify store /srv/custody-store
@@ -268,17 +281,7 @@ echo "the container shut down (nspawn exit $nspawn_rc)"
 rm -f "$ROOT/etc/systemd/system/custody-agent.service.d/ci-watchdog.conf"
 mount -t proc proc "$ROOT/proc"
 
-# --- 5. upgrade -------------------------------------------------------------------
-log "dpkg -i custody-agent $VERSION-2 (upgrade)"
-in_root dpkg -i "/tmp/$(basename "$DEB2")"
-check "the upgrade installed $VERSION-2" \
-    test "$(in_root dpkg-query -W -f='${Version}' custody-agent)" = "$VERSION-2"
-check "the upgrade kept the edited conffile (store)" grep -qx 'store = "/srv/custody-store"' "$ROOT/etc/custody/agent.toml"
-check "the upgrade kept the edited conffile (host_id)" grep -qx 'host_id = "pkg-test"' "$ROOT/etc/custody/agent.toml"
-check "the upgrade left no .dpkg-dist beside it" test ! -e "$ROOT/etc/custody/agent.toml.dpkg-dist"
-check "agent.toml is still root:custody 640" test "$(in_root stat -c '%U:%G %a' /etc/custody/agent.toml)" = "root:custody 640"
-
-# --- 6. remove and purge -----------------------------------------------------------
+# --- 6. remove and purge (in the chroot again) -----------------------------------------------------------
 log "dpkg -r, then dpkg --purge"
 in_root dpkg -r custody-agent
 check "remove deletes the binary" test ! -e "$ROOT/usr/bin/custody-agent"
