@@ -179,7 +179,12 @@ printf '[Service]\nWatchdogSec=4s\nTimeoutAbortSec=3s\n' >"$ROOT/etc/systemd/sys
 # Shown, not counted: most example sources match no file in a bare root.
 in_root custody-agent check-config --config /etc/custody/agent.toml || true
 umount "$ROOT/proc"
-systemd-nspawn -q --register=no --keep-unit -D "$ROOT" -b >"$WORK/nspawn.log" 2>&1 &
+# nspawn's own system call filter refuses adjtimex(2), even read-only, to a
+# container without CAP_SYS_TIME; granting it to the container lets the
+# test see the unit's filter (which must allow adjtimex) and nothing else.
+# The agent itself still runs with an empty capability set. Nothing in
+# this minimal root sets the clock (no time-sync daemon is installed).
+systemd-nspawn -q --register=no --keep-unit --capability=CAP_SYS_TIME -D "$ROOT" -b >"$WORK/nspawn.log" 2>&1 &
 NSPAWN_PID=$!
 CT_INIT=""
 in_ct() { nsenter -t "$CT_INIT" -m -u -i -n -p -r -w "$@"; }
@@ -271,6 +276,18 @@ check "the upgrade restarted the running agent" \
 check "systemctl stop custody-agent succeeds" in_ct systemctl stop custody-agent.service
 check "the agent stopped cleanly (exit 0)" test "$(unit_prop ExecMainStatus)" = 0
 check "custody-verify accepts what it shipped" in_ct custody-verify store /srv/custody-store
+# The unit's system call filter must let adjtimex through: every digest
+# records whether the clock is NTP-synchronised (null means unknown).
+clock_known() {
+    python3 - "$ROOT/srv/custody-store" <<'PY'
+import json, pathlib, sys
+digests = list(pathlib.Path(sys.argv[1]).rglob("*.digest.json"))
+states = [json.loads(p.read_bytes())["clock"]["synchronized"] for p in digests]
+print(f"{len(digests)} digests, clock synchronized: {sorted(set(map(str, states)))}")
+sys.exit(0 if digests and None not in states else 1)
+PY
+}
+check "digests written under the unit record the clock state (adjtimex allowed)" clock_known
 check "the host key is the agent's own (custody, 600)" \
     test "$(in_ct stat -c '%U %a' /var/lib/custody-agent/host_key)" = "custody 600"
 in_ct systemctl poweroff >/dev/null 2>&1 || true
