@@ -14,6 +14,9 @@
 #     service user reading auth.log (root:adm 0640) through its group,
 #     a SIGSTOPped agent killed by the watchdog and restarted, a clean
 #     stop, custody-verify on what it shipped;
+#     then a root-only 0600 file (RHEL's layout): refused under the Debian
+#     unit, shipped with the RHEL drop-in (CapEff = CAP_DAC_READ_SEARCH
+#     only, /etc/shadow still inaccessible);
 #  5. upgrades, with the service running, to a second build with a higher
 #     version: the edited conffile is kept and the agent restarted;
 #  6. removes and purges: binaries and conffile go, the state directory
@@ -243,6 +246,41 @@ if grep -Eqi 'operation not permitted|permission denied|SIGSYS|bad system call' 
 else
     ok "no system call or permission was refused"
 fi
+
+log "a root-only log (RHEL's layout): unreadable under the Debian unit, read with the RHEL drop-in"
+msg_line="$(date -u +'%b %e %H:%M:%S') pkgtest kernel: custody-package-rhel-$$"
+printf '%s\n' "$msg_line" >"$ROOT/var/log/messages"
+chown root:root "$ROOT/var/log/messages"
+chmod 0600 "$ROOT/var/log/messages"
+printf '\n[[sources]]\nname = "messages"\ncategory = "os"\npaths = ["/var/log/messages*"]\n' >>"$ROOT/etc/custody/agent.toml"
+in_ct systemctl restart custody-agent.service
+denied=""
+for _ in $(seq 1 120); do
+    if in_ct journalctl -u custody-agent.service --no-pager -o cat |
+        grep -q 'cannot read /var/log/messages (mode 600, owner 0:0): permission denied'; then
+        denied=yes
+        break
+    fi
+    sleep 0.5
+done
+check "without the drop-in the agent cannot read a root-only 0600 file (and says so)" test -n "$denied"
+cp packaging/rpm/rhel-read-logs.conf "$ROOT/etc/systemd/system/custody-agent.service.d/"
+in_ct systemctl daemon-reload
+in_ct systemctl restart custody-agent.service
+read_root_only=""
+for _ in $(seq 1 120); do
+    if find "$ROOT/srv/custody-store" -name '*.zst' -exec zstd -dcq {} + 2>/dev/null | grep -q "custody-package-rhel-$$"; then
+        read_root_only=yes
+        break
+    fi
+    sleep 0.5
+done
+check "with rhel-read-logs.conf the agent ships the root-only file" test -n "$read_root_only"
+check "its only effective capability is CAP_DAC_READ_SEARCH" \
+    grep -qx 'CapEff:[[:space:]]*0000000000000004' <<<"$(in_ct cat "/proc/$(unit_prop MainPID)/status")"
+# InaccessiblePaths= puts a mode-000 node over /etc/shadow in its namespace.
+check "/etc/shadow is inaccessible to it even so" \
+    test "$(in_ct stat -L -c %a "/proc/$(unit_prop MainPID)/root/etc/shadow")" = 0
 
 log "SIGSTOP the agent: the watchdog must fire and systemd restart it"
 old_pid=$(unit_prop MainPID)
