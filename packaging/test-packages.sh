@@ -27,7 +27,6 @@
 # work directory for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO=$(pwd)
 
 MIRROR=${CUSTODY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=${CUSTODY_DEBIAN_SUITE:-bookworm}
