@@ -153,6 +153,12 @@ impl Board {
         });
     }
 
+    /// One line for systemd's `STATUS=`.
+    pub fn summary(&self) -> String {
+        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        crate::status::summary_line(&s)
+    }
+
     pub fn stopped(&self) {
         self.with(|s| s.running = false);
     }

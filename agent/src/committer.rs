@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 
 use crate::board::Board;
 use crate::checkpoint::{self, Checkpoint, FileState};
+use crate::service::Heartbeat;
 use crate::source::{SealedSegment, SourceEvent};
 use crate::spool::Spool;
 use crate::wake::Wake;
@@ -120,6 +121,9 @@ pub struct Committer {
     pub stop: Arc<AtomicBool>,
     pub shutdown_grace: Duration,
     pub started: OffsetDateTime,
+    /// Touched every loop turn (at least every [`IDLE_TURN`], idle or not):
+    /// what the systemd watchdog checks.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 impl Committer {
@@ -143,6 +147,7 @@ impl Committer {
         let mut failing_since: Option<Instant> = None;
         let mut disconnected = false;
         loop {
+            self.heartbeat.beat();
             // Take what has arrived, waiting at most until the next digest.
             if queue.is_empty() && !disconnected {
                 // While paused, look again soon: the shipper drains the

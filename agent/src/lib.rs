@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod key;
 pub mod run;
 pub mod seal;
+pub mod service;
 pub mod ship;
 pub mod source;
 pub mod spool;

@@ -28,12 +28,18 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Run(args) => {
-            let config = args.checked()?;
-            runtime()?.block_on(async {
-                let shutdown = shutdown_signal()?;
-                custody_agent::run::run(config, shutdown).await?;
-                Ok(EXIT_OK)
-            })
+            let result = args.checked().and_then(|config| {
+                runtime()?.block_on(async {
+                    let shutdown = shutdown_signal()?;
+                    custody_agent::run::run(config, shutdown).await?;
+                    Ok(EXIT_OK)
+                })
+            });
+            if let Err(e) = &result {
+                // `systemctl status` shows why the unit failed.
+                custody_agent::service::Notifier::from_env().status(&format!("failed: {e:#}"));
+            }
+            result
         }
         Command::CheckConfig(args) => cli::check_config(&args),
         Command::Status(args) => cli::status(&args, &pid_alive),

@@ -18,6 +18,7 @@ use crate::checkpoint::{self, Loaded};
 use crate::committer::{self, Committer};
 use crate::config::{Config, SourceConfig, StoreTarget};
 use crate::seal::Sealer;
+use crate::service::{self, Heartbeat, Notifier, Watched};
 use crate::ship::Shipper;
 use crate::source::{Source, SourceSettings};
 use crate::spool::Spool;
@@ -145,6 +146,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let notifier = Arc::new(Notifier::from_env());
+    notifier.status("starting: opening the state directory, spool and store");
     let state_dir = config.state_dir.clone();
     std::fs::create_dir_all(&state_dir).with_context(|| {
         format!(
@@ -294,6 +297,7 @@ pub async fn run(
     }
     drop(tx);
 
+    let committer_heartbeat = Arc::new(Heartbeat::new());
     let committer = Committer {
         host: config.host_id.clone(),
         instance: instance.clone(),
@@ -311,6 +315,7 @@ pub async fn run(
         stop: stop.clone(),
         shutdown_grace: config.shutdown_grace,
         started,
+        heartbeat: committer_heartbeat.clone(),
     };
     let n_sources = streams.len();
     let committer_done = Arc::new(AtomicBool::new(false));
@@ -329,6 +334,7 @@ pub async fn run(
         })
         .context("starting the committer thread")?;
 
+    let shipper_heartbeat = Arc::new(Heartbeat::new());
     let shipper = Shipper {
         store,
         open_store: Box::new(move || open_store(&store_target)),
@@ -339,11 +345,14 @@ pub async fn run(
         retention: config.retention,
         board: board.clone(),
         wake: ship_wake.clone(),
+        heartbeat: shipper_heartbeat.clone(),
     };
     let shipper_task =
         tokio::spawn(shipper.run(stop.clone(), config.shutdown_grace, committer_done.clone()));
 
     let status_board = board.clone();
+    let status_notifier = notifier.clone();
+    let status_stop = stop.clone();
     let status_task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -351,15 +360,55 @@ pub async fn run(
             if let Err(e) = status_board.write_if_changed() {
                 tracing::debug!("writing status.json: {e}");
             }
+            if !status_stop.load(Ordering::SeqCst) {
+                status_notifier.status(&status_board.summary());
+            }
         }
     });
 
+    // Sources run, the spool and checkpoint are set up, the shipper is on
+    // its way: systemd may consider the agent started.
+    notifier.ready(&format!("running: {n_sources} sources into the {describe}"));
+    let watchdog_task = notifier.watchdog_timeout().map(|timeout| {
+        tracing::info!(
+            timeout_s = timeout.as_secs_f64(),
+            "systemd watchdog enabled: pinging while the committer and shipper make progress"
+        );
+        tokio::spawn(service::watchdog(
+            notifier.clone(),
+            timeout,
+            vec![
+                Watched {
+                    name: "committer",
+                    heartbeat: committer_heartbeat,
+                    allowed_silence: service::committer_allowed_silence(timeout),
+                },
+                Watched {
+                    name: "shipper",
+                    heartbeat: shipper_heartbeat,
+                    allowed_silence: service::shipper_allowed_silence(timeout),
+                },
+            ],
+            stop.clone(),
+        ))
+    });
+
     // A source thread or the committer ending early is fatal; so is the signal.
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutdown requested: flushing open segments"),
-        _ = committer_ended_rx => tracing::error!("the committer stopped unexpectedly"),
-    }
+    let why = tokio::select! {
+        _ = shutdown => {
+            tracing::info!("shutdown requested: flushing open segments");
+            "shutting down"
+        }
+        _ = committer_ended_rx => {
+            tracing::error!("the committer stopped unexpectedly");
+            "the committer stopped unexpectedly; shutting down"
+        }
+    };
     stop.store(true, Ordering::SeqCst);
+    notifier.stopping(&format!(
+        "{why}: flushing open segments, shipping for up to {} s",
+        config.shutdown_grace.as_secs()
+    ));
     for w in &wakes {
         w.notify();
     }
@@ -375,6 +424,9 @@ pub async fn run(
     ship_wake.notify_one();
     let _ = shipper_task.await;
     status_task.abort();
+    if let Some(task) = watchdog_task {
+        task.abort();
+    }
     board.spool(spool.bytes(), spool.segment_count(), false, None);
     board.stopped();
     let _ = board.write();
@@ -384,6 +436,10 @@ pub async fn run(
                 unshipped_segments = spool.segment_count(),
                 "custody-agent stopped"
             );
+            notifier.status(&format!(
+                "stopped; {} segments left in the spool for the next start",
+                spool.segment_count()
+            ));
             Ok(())
         }
         Ok(Err(e)) => Err(e),

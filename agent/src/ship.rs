@@ -18,6 +18,7 @@ use custody_store::{ObjectStore, PutOptions, PutOutcome, StoreError};
 use time::OffsetDateTime;
 
 use crate::board::Board;
+use crate::service::Heartbeat;
 use crate::spool::Spool;
 
 /// Opens the store; called again after a failure, so a store that is
@@ -35,6 +36,9 @@ pub struct Shipper {
     pub retention: RetentionPolicy,
     pub board: Arc<Board>,
     pub wake: Arc<tokio::sync::Notify>,
+    /// Touched every loop turn and after every store write: what the
+    /// systemd watchdog checks.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 impl Shipper {
@@ -51,6 +55,7 @@ impl Shipper {
         let mut deadline: Option<Instant> = None;
         let mut last_logged: Option<Instant> = None;
         loop {
+            self.heartbeat.beat();
             let stopping = stop.load(Ordering::SeqCst);
             if stopping && deadline.is_none() {
                 deadline = Some(Instant::now() + grace);
@@ -137,7 +142,9 @@ impl Shipper {
         let Some(store) = &self.store else {
             bail!("store {} is not open", self.describe);
         };
-        match store.put(key, bytes, PutOptions { retain_until }).await {
+        let result = store.put(key, bytes, PutOptions { retain_until }).await;
+        self.heartbeat.beat();
+        match result {
             Ok(PutOutcome::Created) => Ok(()),
             Ok(PutOutcome::AlreadyPresent) => {
                 tracing::debug!(

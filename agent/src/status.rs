@@ -172,6 +172,37 @@ pub fn problems(status: &AgentStatus) -> Vec<String> {
     out
 }
 
+/// One line for systemd's `STATUS=` (shown by `systemctl status`): the
+/// first problem if there is one, else what the agent follows and how far
+/// shipping has got. `custody-agent status` has the whole picture.
+pub fn summary_line(status: &AgentStatus) -> String {
+    let files: usize = status.sources.iter().map(|s| s.files.len()).sum();
+    let spool = format!(
+        "{} segments ({}) waiting in the spool",
+        status.spool.segments,
+        human_bytes(status.spool.bytes)
+    );
+    let problems = problems(status);
+    if status.spool.backpressure {
+        return format!("reading paused: spool full or unwritable ({spool}); nothing is dropped");
+    }
+    if let Some(first) = problems.first() {
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more: custody-agent status)", n - 1),
+        };
+        return format!("{first}{more}; {spool}");
+    }
+    let shipped = match &status.last_ship {
+        Some(t) => format!("last shipped {t}"),
+        None => "nothing shipped yet".to_string(),
+    };
+    format!(
+        "{} sources, {files} files followed; {spool}; {shipped}",
+        status.sources.len()
+    )
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -302,6 +333,30 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn summary_line_says_the_first_problem_or_the_progress() {
+        let mut st = sample();
+        let ok = summary_line(&st);
+        assert!(ok.starts_with("1 sources, 1 files followed; 2 segments (3.0 MiB) waiting in the spool; last shipped 2026-11-22T01:59:59.000000Z"), "{ok}");
+        st.last_ship_error = Some("store unreachable".into());
+        st.sources[0]
+            .errors
+            .push("cannot open /var/log/syslog".into());
+        let bad = summary_line(&st);
+        assert!(
+            bad.starts_with(
+                "ship: store unreachable (and 1 more: custody-agent status); 2 segments"
+            ),
+            "{bad}"
+        );
+        st.spool.backpressure = true;
+        assert!(
+            summary_line(&st).starts_with("reading paused"),
+            "{}",
+            summary_line(&st)
+        );
+    }
 
     fn sample() -> AgentStatus {
         AgentStatus {

@@ -33,6 +33,8 @@ pub struct AgentOptions {
     pub as_nobody: bool,
     /// Where each start appends the agent's stdout and stderr.
     pub log_file: PathBuf,
+    /// Extra environment variables for the agent (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, OsString)>,
 }
 
 impl AgentOptions {
@@ -59,6 +61,7 @@ impl AgentOptions {
             extra_args: Vec::new(),
             as_nobody: false,
             log_file: env.root.join("agent.log"),
+            env: Vec::new(),
         }
     }
 
@@ -84,6 +87,13 @@ impl AgentOptions {
     /// Removes `--NAME` so the agent's default applies.
     pub fn without_flag(mut self, name: &str) -> Self {
         self.flags.retain(|(k, _)| k != name);
+        self
+    }
+
+    /// Sets an environment variable for the agent, replacing an earlier value.
+    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Self {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_string(), value.into()));
         self
     }
 
@@ -116,7 +126,7 @@ impl AgentOptions {
     /// A `Command` for the agent binary with `args`, through `setpriv` when
     /// [`AgentOptions::as_nobody`] is set.
     pub fn command(&self, args: &[OsString]) -> Command {
-        if self.as_nobody {
+        let mut c = if self.as_nobody {
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
                 .arg(&bins().agent)
@@ -126,7 +136,9 @@ impl AgentOptions {
             let mut c = Command::new(&bins().agent);
             c.args(args);
             c
-        }
+        };
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
     }
 }
 
