@@ -29,6 +29,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod digest;
 pub mod ids;
 pub mod layout;
