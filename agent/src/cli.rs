@@ -71,7 +71,35 @@ pub enum Command {
         #[command(subcommand)]
         command: HoldCommand,
     },
+    /// Freeze this host's volatile state and in-scope logs into one signed evidence bundle (a BagIt tar).
+    Snapshot(SnapshotArgs),
 }
+
+/// `snapshot`: the same configuration as `run`, plus who, why and where to.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Incident id (letters, digits, '.', '_', '-'; up to 64), as reported to the national portal.
+    #[arg(long, value_name = "ID")]
+    pub incident: String,
+    /// Who collects the evidence (recorded in the custody manifest and the first custody event).
+    #[arg(long, value_name = "NAME")]
+    pub operator: String,
+    /// Why (one line).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Under whose authority (one line), e.g. the CISO's instruction.
+    #[arg(long, value_name = "TEXT")]
+    pub authority: Option<String>,
+    /// Write the bundle to this new file instead of the store (v1/<host>/bundles/<incident>/<evidence-id>.tar).
+    #[arg(long, value_name = "FILE.tar")]
+    pub out: Option<PathBuf>,
+    /// A disk device or VM image to stream into the bundle, hashed on the way. Repeatable.
+    #[arg(long = "image", value_name = "PATH")]
+    pub images: Vec<PathBuf>,
+}
+
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -854,6 +882,36 @@ pub async fn hold(args: &HoldArgs, hold: bool) -> anyhow::Result<()> {
         outln!("{verb} {} object(s) under {prefix}", keys.len())?;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// snapshot
+
+/// `snapshot`: takes the bundle and prints where it went.
+pub async fn snapshot(args: &SnapshotArgs) -> anyhow::Result<u8> {
+    let config = args.config.checked()?;
+    let cwd = current_dir()?;
+    let req = crate::snapshot::Request {
+        incident: args.incident.clone(),
+        operator: args.operator.clone(),
+        reason: args.reason.clone(),
+        authority: args.authority.clone(),
+        out: args.out.as_deref().map(|p| absolute(&cwd, p)),
+        images: args.images.iter().map(|p| absolute(&cwd, p)).collect(),
+        command_line: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    };
+    let outcome = crate::snapshot::snapshot(&config, &req).await?;
+    outln!(
+        "evidence {}: {} file(s), {} bytes, tag manifest sha256 {}; written to {}",
+        outcome.evidence_id,
+        outcome.files,
+        outcome.bytes,
+        outcome.tagmanifest_sha256,
+        outcome.location
+    )?;
+    Ok(EXIT_OK)
 }
 
 #[cfg(test)]

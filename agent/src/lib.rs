@@ -13,6 +13,7 @@ pub mod key;
 pub mod run;
 pub mod seal;
 pub mod ship;
+pub mod snapshot;
 pub mod source;
 pub mod spool;
 pub mod status;

@@ -46,6 +46,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         } => runtime()?
             .block_on(cli::hold(&args, true))
             .map(|()| EXIT_OK),
+        Command::Snapshot(args) => runtime()?.block_on(cli::snapshot(&args)),
         Command::Hold {
             command: HoldCommand::Release(args),
         } => runtime()?
