@@ -100,7 +100,6 @@ pub struct SnapshotArgs {
     pub images: Vec<PathBuf>,
 }
 
-
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Print the host public key as an `allowed_signers` line (creating the key if there is none yet).

@@ -156,11 +156,17 @@ fn untouched_bundle_verifies() {
     assert_eq!(report.signer.as_deref(), Some(key.fingerprint().as_str()));
 
     let other = BundleVerifyOptions {
-        trusted_signers: Some(vec![("web01".into(), HostKey::generate().public_key_line(""))]),
+        trusted_signers: Some(vec![(
+            "web01".into(),
+            HostKey::generate().public_key_line(""),
+        )]),
         store: None,
     };
     let report = verify_bundle(&tar[..], &other).unwrap();
-    assert_eq!(report.of_kind(BundleFindingKind::SignatureWrongKey).len(), 1);
+    assert_eq!(
+        report.of_kind(BundleFindingKind::SignatureWrongKey).len(),
+        1
+    );
 }
 
 #[test]
@@ -200,7 +206,10 @@ fn a_short_source_is_zero_filled_and_reported() {
     let copied = bag
         .add_stream("data/logs/y", 3, &b"abcdef"[..], &mut |_| {})
         .unwrap();
-    assert_eq!((copied.short_by, copied.sha256), (0, Sha256::digest(b"abc")));
+    assert_eq!(
+        (copied.short_by, copied.sha256),
+        (0, Sha256::digest(b"abc"))
+    );
     assert!(bag.add_bytes("data/logs/y", b"again").is_err());
     assert!(bag.add_bytes("data/../etc/passwd", b"x").is_err());
 }

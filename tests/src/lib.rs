@@ -39,6 +39,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod bundle;
 pub mod env;
 pub mod lines;
 pub mod rng;

@@ -61,9 +61,7 @@ fn siblings(path: &Path) -> Vec<PathBuf> {
         .filter(|e| {
             let n = e.file_name();
             let n = n.as_bytes();
-            n.len() > name.len() + 1
-                && n.starts_with(name)
-                && matches!(n[name.len()], b'.' | b'-')
+            n.len() > name.len() + 1 && n.starts_with(name) && matches!(n[name.len()], b'.' | b'-')
         })
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
         .map(|e| e.path())

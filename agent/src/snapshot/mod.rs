@@ -35,8 +35,8 @@ use custody_evidence::bundle::custody_manifest::{
 };
 use custody_evidence::bundle::writer::{BagWriter, Seal};
 use custody_evidence::bundle::{
-    bag_path_for, bundle_store_key, check_incident_id, evidence_id, unique_path,
-    BUNDLE_FORMAT_V1, SHIPPED_JSON,
+    bag_path_for, bundle_store_key, check_incident_id, evidence_id, unique_path, BUNDLE_FORMAT_V1,
+    SHIPPED_JSON,
 };
 use custody_evidence::timefmt::{format_utc, now_utc_micros};
 use custody_evidence::Sha256;
@@ -188,7 +188,10 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
     let mut images = Vec::new();
     for path in &req.images {
         let (mut file, atime) = files::open_evidence(path).with_context(|| {
-            format!("--image {}: cannot open it read-only; check the path and permissions", path.display())
+            format!(
+                "--image {}: cannot open it read-only; check the path and permissions",
+                path.display()
+            )
         })?;
         let meta = file
             .metadata()
@@ -230,7 +233,9 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
             listed_at: now_utc_micros(),
             segments: Vec::new(),
             digests: Vec::new(),
-            note: Some(format!("the store could not be opened ({e:#}); nothing listed")),
+            note: Some(format!(
+                "the store could not be opened ({e:#}); nothing listed"
+            )),
         },
     };
 
@@ -239,8 +244,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
         Some(p) => (p.clone(), false),
         None => {
             let dir = config.state_dir.join("bundles");
-            fs::create_dir_all(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             (dir.join(format!("{evidence}.tar")), true)
         }
     };
@@ -261,7 +265,11 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
         + images.iter().map(|i| i.3).sum::<u64>();
     let bar = progress_bar(total);
 
-    let mut bag = BagWriter::new(BufWriter::with_capacity(1 << 20, out_file), &evidence, started)?;
+    let mut bag = BagWriter::new(
+        BufWriter::with_capacity(1 << 20, out_file),
+        &evidence,
+        started,
+    )?;
     let mut items = Vec::new();
     let mut changes = vec![Change {
         item: None,
@@ -381,7 +389,10 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
             sha256: copied.sha256,
             file: Some(facts(meta, *size)),
             note: (copied.short_by > 0).then(|| {
-                format!("the last {} bytes could not be read and are zeros in the bundle", copied.short_by)
+                format!(
+                    "the last {} bytes could not be read and are zeros in the bundle",
+                    copied.short_by
+                )
             }),
         });
     }
@@ -413,7 +424,10 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
         changes,
     };
     let mut info = BagInfo::default();
-    info.push("Bag-Software-Agent", format!("custody-agent {}", env!("CARGO_PKG_VERSION")));
+    info.push(
+        "Bag-Software-Agent",
+        format!("custody-agent {}", env!("CARGO_PKG_VERSION")),
+    );
     info.push("Bagging-Date", format_utc(finished)[..10].to_string());
     info.push("External-Identifier", evidence.clone());
     info.push("Contact-Name", req.operator.clone());
@@ -427,7 +441,10 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
     info.push("Custody-Operator", req.operator.clone());
     info.push("Custody-Started", format_utc(started));
     info.push("Custody-Finished", format_utc(finished));
-    let signers = format!("{}\n", crate::key::allowed_signers_entry(&key, &config.host_id));
+    let signers = format!(
+        "{}\n",
+        crate::key::allowed_signers_entry(&key, &config.host_id)
+    );
     let purpose = req
         .reason
         .clone()

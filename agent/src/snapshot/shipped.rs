@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use custody_evidence::bundle::shipped::{ShippedDigest, ShippedList, ShippedSegment, SHIPPED_FORMAT_V1};
+use custody_evidence::bundle::shipped::{
+    ShippedDigest, ShippedList, ShippedSegment, SHIPPED_FORMAT_V1,
+};
 use custody_evidence::digest::DigestBody;
 use custody_evidence::layout::{self, ParsedKey};
 use custody_evidence::segment::SegmentMeta;
@@ -99,9 +101,10 @@ async fn fill(
         let Ok(body) = DigestBody::decode(&bytes) else {
             continue;
         };
-        let lists_ours = body.segments.iter().any(|e| {
-            wanted.contains(&(e.stream_id.to_string(), e.seq.0, e.meta_sha256))
-        });
+        let lists_ours = body
+            .segments
+            .iter()
+            .any(|e| wanted.contains(&(e.stream_id.to_string(), e.seq.0, e.meta_sha256)));
         if !lists_ours && Some(&key) != last.as_ref() {
             continue;
         }

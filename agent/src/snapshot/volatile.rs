@@ -129,11 +129,7 @@ pub fn capture(root: &Path) -> (Vec<Captured>, Identity) {
             .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok())),
         os: get("etc/os-release").and_then(|b| os_name(&b)),
         kernel: get("proc/version").and_then(|b| first_line(&b)),
-        interfaces: interfaces(
-            route.as_deref(),
-            if_inet6.as_deref(),
-            fib_trie.as_deref(),
-        ),
+        interfaces: interfaces(route.as_deref(), if_inet6.as_deref(), fib_trie.as_deref()),
         logged_in: utmp.as_deref().map(parse_utmp).unwrap_or_default(),
         processes: processes.iter().map(|p| p.summary.clone()).collect(),
         sockets: net
@@ -505,9 +501,14 @@ mod tests {
         rec[340..344].copy_from_slice(&1_700_000_000i32.to_le_bytes());
         let users = parse_utmp(&rec);
         assert_eq!(users.len(), 1);
-        assert_eq!((users[0].user.as_str(), users[0].line.as_str()), ("alice", "pts/0"));
         assert_eq!(
-            ipv6_words("00000000000000000000000001000000").unwrap().to_string(),
+            (users[0].user.as_str(), users[0].line.as_str()),
+            ("alice", "pts/0")
+        );
+        assert_eq!(
+            ipv6_words("00000000000000000000000001000000")
+                .unwrap()
+                .to_string(),
             "::1"
         );
     }
@@ -515,8 +516,12 @@ mod tests {
     #[test]
     fn captures_this_machine_without_failing() {
         let (items, identity) = capture(Path::new("/"));
-        assert!(items.iter().any(|c| c.bag_path == "data/volatile/proc/uptime"));
-        assert!(items.iter().any(|c| c.bag_path == "data/volatile/summary.json"));
+        assert!(items
+            .iter()
+            .any(|c| c.bag_path == "data/volatile/proc/uptime"));
+        assert!(items
+            .iter()
+            .any(|c| c.bag_path == "data/volatile/summary.json"));
         assert!(identity.boot_id.is_some());
     }
 }

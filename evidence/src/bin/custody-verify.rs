@@ -165,7 +165,9 @@ fn run_bundle(
         }
         let signer = match (&report.signer, report.signer_trusted) {
             (Some(fp), true) => format!("signed by {fp} (trusted)"),
-            (Some(fp), false) => format!("signed by {fp} (key from the bundle itself; not independently trusted)"),
+            (Some(fp), false) => {
+                format!("signed by {fp} (key from the bundle itself; not independently trusted)")
+            }
             (None, _) => "signature NOT verified".to_string(),
         };
         println!(

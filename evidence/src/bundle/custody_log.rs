@@ -268,9 +268,10 @@ mod tests {
         let lines = split_lines(&log);
         assert_eq!(lines.len(), 2);
         assert_eq!(EventLine::decode(lines[1]).unwrap(), l1);
-        let spaced = String::from_utf8(b0.clone())
-            .unwrap()
-            .replacen("{\"event\":", "{\"event\": ", 1);
+        let spaced =
+            String::from_utf8(b0.clone())
+                .unwrap()
+                .replacen("{\"event\":", "{\"event\": ", 1);
         assert!(matches!(
             EventLine::decode(spaced.as_bytes()),
             Err(DecodeError::NotCanonical)

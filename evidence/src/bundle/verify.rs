@@ -480,8 +480,12 @@ fn tag_text<'c>(
 ) -> Option<&'c str> {
     let Some(bytes) = c.tags.get(name) else {
         report.push(
-            BundleFinding::new(Severity::Error, missing, format!("{name} is missing: {why}"))
-                .file(name),
+            BundleFinding::new(
+                Severity::Error,
+                missing,
+                format!("{name} is missing: {why}"),
+            )
+            .file(name),
         );
         return None;
     };
@@ -489,8 +493,12 @@ fn tag_text<'c>(
         Ok(s) => Some(s),
         Err(_) => {
             report.push(
-                BundleFinding::new(Severity::Error, missing, format!("{name} is not UTF-8 text"))
-                    .file(name),
+                BundleFinding::new(
+                    Severity::Error,
+                    missing,
+                    format!("{name} is not UTF-8 text"),
+                )
+                .file(name),
             );
             None
         }
@@ -1163,7 +1171,11 @@ fn check_custody_log(
                             "the `collected` event must be signed by the key that signed the bag",
                         )
                         .file(&file)
-                        .expected(bag_signer.and_then(|k| sign::fingerprint_of(k).ok()).unwrap_or_default())
+                        .expected(
+                            bag_signer
+                                .and_then(|k| sign::fingerprint_of(k).ok())
+                                .unwrap_or_default(),
+                        )
                         .found(&info.fingerprint),
                     );
                 } else if !trusted {
@@ -1262,7 +1274,10 @@ fn check_shipped(
     let Some(store) = opts.store else {
         return Ok(());
     };
-    let check = |key: &str, want: Sha256, report: &mut BundleReport| -> Result<(), BundleVerifyError> {
+    let check = |key: &str,
+                 want: Sha256,
+                 report: &mut BundleReport|
+     -> Result<(), BundleVerifyError> {
         report.store_objects_checked += 1;
         let listed = store.list(key)?;
         if !listed.iter().any(|k| k == key) {

@@ -206,8 +206,11 @@ impl<W: Write> BagWriter<W> {
         };
         let mut h = entry_header(len, self.mtime);
         let path = format!("{}/{data_path}", self.root);
-        self.tar
-            .append_data(&mut h, path, io::BufReader::with_capacity(COPY_BUFFER, &mut exact))?;
+        self.tar.append_data(
+            &mut h,
+            path,
+            io::BufReader::with_capacity(COPY_BUFFER, &mut exact),
+        )?;
         let sha256 = Sha256::from_hasher(exact.hasher);
         self.payload.push(ManifestEntry {
             sha256,
