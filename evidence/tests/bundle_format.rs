@@ -30,13 +30,22 @@ const EVIDENCE_ID: &str = "INC-7_web01_20261130T090000000000Z";
 /// format change (FORMAT.md §12), never a quiet edit.
 const GOLDEN_SHA256: &str = "41522128452168e628890903e7154417a5c72abed31c4c8c9356a5884bb2421f";
 
+/// (bag path, original path, bytes, kind, volatility class)
+type FixedItem = (
+    &'static str,
+    Option<&'static str>,
+    &'static [u8],
+    ItemKind,
+    u8,
+);
+
 fn build() -> Vec<u8> {
     let key = HostKey::from_openssh(KEY).unwrap();
     let t0 = datetime!(2026-11-30 09:00 UTC);
     let t1 = datetime!(2026-11-30 09:00:05.25 UTC);
     let mut bag = BagWriter::new(Vec::new(), EVIDENCE_ID, t0).unwrap();
     let mut items = Vec::new();
-    let files: [(&str, Option<&str>, &[u8], ItemKind, u8); 3] = [
+    let files: [FixedItem; 3] = [
         (
             "data/volatile/proc/uptime",
             Some("/proc/uptime"),

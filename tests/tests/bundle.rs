@@ -474,7 +474,7 @@ fn every_tamper_vector_is_found() {
     let two = verify_bundle(&p, &[]);
     two.assert_clean();
     assert_eq!(two.json.as_ref().unwrap()["custody_events"], 2);
-    write_log(&bag, &[second.clone()]);
+    write_log(&bag, std::slice::from_ref(&second));
     let p = env.root.join("custody-removed.tar");
     repack(&bag, &p);
     vectors.push((
@@ -615,7 +615,7 @@ fn snapshot_while_logs_are_written_and_rotated() {
                 n += 1;
                 w.store(n, Ordering::SeqCst);
             }
-            if n % 2000 == 0 {
+            if n.is_multiple_of(2000) {
                 generation += 1;
                 fs::rename(
                     logs.join("app.log"),

@@ -276,7 +276,7 @@ pub fn for_each_entry<R: Read>(
     if long_name.is_some() || pax_path.is_some() {
         return truncated(&last, "an extension header with no entry after it".into());
     }
-    if at_eof.get() || pos.get() % 512 != 0 || trailing.get() < 512 {
+    if at_eof.get() || pos.get() & 511 != 0 || trailing.get() < 512 {
         return truncated(
             &last,
             "no end-of-archive blocks: the file was cut short".into(),
