@@ -173,6 +173,8 @@ pub enum FindingKind {
     SegmentNotCovered,
     /// Segments after the last signed digest (not yet covered).
     SegmentPendingDigest,
+    /// An evidence bundle in the store (checked by `custody-verify bundle`, not here).
+    BundlePresent,
 }
 
 impl FindingKind {
@@ -365,6 +367,15 @@ pub fn verify_store(src: &dyn ObjectSource, opts: &VerifyOptions) -> Result<Repo
                 hosts.entry(host).or_default().sigs.insert(key);
             }
             ParsedKey::PublicKey { host } => hosts.entry(host).or_default().keys.push(key),
+            ParsedKey::Bundle { host } => report.push(
+                Finding::new(
+                    Severity::Info,
+                    FindingKind::BundlePresent,
+                    "an evidence bundle (FORMAT.md §12); check it with `custody-verify bundle`",
+                )
+                .host(&host)
+                .object(&key),
+            ),
         }
     }
     report.hosts = hosts.len() as u64;

@@ -66,7 +66,11 @@ fn take_snapshot(env: &TestEnv, opts: &AgentOptions, out: &Path) {
     let stdout = String::from_utf8_lossy(&snap.stdout);
     assert!(stdout.contains("evidence INC-2026-0042_"), "{stdout}");
     assert!(out.is_file(), "no bundle at {}", out.display());
-    let _ = env;
+    assert!(
+        !env.state.join("bundles").exists()
+            || fs::read_dir(env.state.join("bundles")).unwrap().count() == 0,
+        "--out must not leave a copy in the state directory"
+    );
 }
 
 #[test]
@@ -195,8 +199,18 @@ fn snapshot_without_out_goes_to_the_store() {
         .map(|r| r.count())
         .unwrap_or(0);
     assert_eq!(leftovers, 0);
-    // The store itself still verifies with a bundle in it.
-    run_verify(&env.store, &[]).assert_clean();
+    // The store itself still verifies with a bundle in it, and says it saw one.
+    let store_check = run_verify(&env.store, &[]);
+    store_check.assert_clean();
+    assert!(
+        store_check
+            .findings()
+            .iter()
+            .any(|f| f["kind"] == "bundle_present"
+                && f["object"].as_str().is_some_and(|o| o.ends_with(&name))),
+        "{}",
+        store_check.stdout
+    );
 }
 
 /// A tamper vector: what it does to a copy of the bundle, and the finding

@@ -186,5 +186,15 @@ mod tests {
         assert!(check_bag_path("b/data/../x").is_err());
         assert!(check_bag_path("/etc/passwd").is_err());
         assert!(check_bag_path("b/data/x").is_ok());
+        let key = bundle_store_key("web01", "INC-7", "INC-7_web01_20261130T090102500000Z");
+        assert_eq!(
+            key,
+            "v1/web01/bundles/INC-7/INC-7_web01_20261130T090102500000Z.tar"
+        );
+        assert!(matches!(
+            crate::layout::parse_key(&key),
+            Some(crate::layout::ParsedKey::Bundle { .. })
+        ));
+        assert!(crate::layout::parse_key("v1/web01/bundles/INC-7/other.tar").is_none());
     }
 }
