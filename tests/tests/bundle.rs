@@ -48,20 +48,23 @@ fn shipped_host(name: &str) -> (TestEnv, AgentOptions) {
 }
 
 fn take_snapshot(env: &TestEnv, opts: &AgentOptions, out: &Path) {
+    take_snapshot_with(env, opts, out, &[]);
+}
+
+fn take_snapshot_with(env: &TestEnv, opts: &AgentOptions, out: &Path, more: &[&str]) {
     let out_s = out.to_string_lossy().into_owned();
-    let snap = snapshot(
-        opts,
-        &[
-            "--incident",
-            "INC-2026-0042",
-            "--operator",
-            "alice",
-            "--reason",
-            "suspected intrusion on web01",
-            "--out",
-            &out_s,
-        ],
-    );
+    let mut args = vec![
+        "--incident",
+        "INC-2026-0042",
+        "--operator",
+        "alice",
+        "--reason",
+        "suspected intrusion on web01",
+        "--out",
+        &out_s,
+    ];
+    args.extend_from_slice(more);
+    let snap = snapshot(opts, &args);
     assert_success("custody-agent snapshot", &snap);
     let stdout = String::from_utf8_lossy(&snap.stdout);
     assert!(stdout.contains("evidence INC-2026-0042_"), "{stdout}");
@@ -77,7 +80,14 @@ fn take_snapshot(env: &TestEnv, opts: &AgentOptions, out: &Path) {
 fn snapshot_passes_custody_verify_and_the_auditors_tools() {
     let (env, opts) = shipped_host("bundle-interop");
     let bundle = env.root.join("incident.tar");
-    take_snapshot(&env, &opts, &bundle);
+    // A small "disk image": pseudo-random bytes, not a multiple of 512.
+    let image = env.root.join("disk.img");
+    let mut rng = TestRng::new(7);
+    let image_bytes: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    fs::write(&image, &image_bytes).unwrap();
+    take_snapshot_with(&env, &opts, &bundle, &["--image", &image.to_string_lossy()]);
     let pubkey = env.state.join("host_key.pub");
 
     // Our verifier, trusting the host key from an independent record, and
@@ -581,12 +591,71 @@ fn every_tamper_vector_is_found() {
     for (v, p) in &vectors {
         expect_finding(p, v);
     }
+
+    // 11. A shipped segment the bundle lists is removed from (a copy of) the store.
+    let store_copy = env.root.join("store-copy");
+    run_ok(
+        "cp",
+        &[
+            "-a",
+            &env.store.to_string_lossy(),
+            &store_copy.to_string_lossy(),
+        ],
+        &env.root,
+    );
+    let report = verify_bundle(&bundle, &["--store", &store_copy.to_string_lossy()]);
+    report.assert_clean();
+    let shipped: Value =
+        serde_json::from_slice(&fs::read(extracted("shipped").join("data/shipped.json")).unwrap())
+            .unwrap();
+    let record_key = shipped["segments"][0]["record_key"]
+        .as_str()
+        .expect("a shipped segment")
+        .to_string();
+    fs::remove_file(store_copy.join(&record_key)).unwrap();
+    expect_finding(
+        &bundle,
+        &Vector {
+            name: "shipped segment deleted from the store",
+            kind: "shipped_object_missing",
+            file: Some(record_key),
+            extra: vec!["--store".into(), store_copy.to_string_lossy().into_owned()],
+        },
+    );
     // Nothing was extracted outside the working directory by verifying.
     assert!(!env.root.join("escaped.txt").exists());
     // The untouched bundle still verifies.
     verify_bundle(&bundle, &["--trusted-key", &pubkey]).assert_clean();
     let sha = Sha256::digest(&fs::read(&bundle).unwrap());
     assert_eq!(sha, Sha256::digest(&good));
+}
+
+/// A log edited on the host after it was shipped: the bundle's copy no
+/// longer matches the shipped segment's hash over that byte range, which
+/// the verifier reports (a warning about the host, not about the bundle).
+#[test]
+fn a_log_edited_after_shipping_shows_against_the_shipped_segment() {
+    let (env, opts) = shipped_host("bundle-edited");
+    let path = env.log("app.log");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[10] ^= 0x20;
+    // Same inode, same length: an intruder's edit in place.
+    let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all(&bytes).unwrap();
+    drop(f);
+    let bundle = env.root.join("edited.tar");
+    take_snapshot(&env, &opts, &bundle);
+    let out = verify_bundle(&bundle, &[]);
+    assert_eq!(out.code, Some(0), "a warning only: {}", out.stdout);
+    let live = format!(
+        "data/logs/{}/app.log",
+        env.logs.strip_prefix("/").unwrap().display()
+    );
+    assert!(
+        has_finding(&out, "shipped_range_mismatch", Some(&live)),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -238,7 +238,12 @@ pub fn verify_bundle<R: Read>(
     let outcome = for_each_entry(reader, |info, data| {
         let raw = String::from_utf8_lossy(&info.path).into_owned();
         let path = match utf8_path(&info.path) {
-            Ok(p) => p.trim_end_matches('/').to_string(),
+            // `./bag/…`, as `tar cf x.tar ./bag` writes it, is the same path.
+            Ok(p) => p
+                .strip_prefix("./")
+                .unwrap_or(&p)
+                .trim_end_matches('/')
+                .to_string(),
             Err(lossy) => {
                 found.push(
                     BundleFinding::new(
@@ -251,6 +256,9 @@ pub fn verify_bundle<R: Read>(
                 return Ok(());
             }
         };
+        if path.is_empty() && info.kind == EntryKind::Directory {
+            return Ok(()); // `./` itself
+        }
         if let Err(why) = check_bag_path(&path) {
             found.push(
                 BundleFinding::new(
@@ -1274,13 +1282,17 @@ fn check_shipped(
     let Some(store) = opts.store else {
         return Ok(());
     };
+    // One listing of the host's objects, then lookups by name.
+    let listed: BTreeSet<String> = store
+        .list(&crate::layout::host_prefix(&list.host_id))?
+        .into_iter()
+        .collect();
     let check = |key: &str,
                  want: Sha256,
                  report: &mut BundleReport|
      -> Result<(), BundleVerifyError> {
         report.store_objects_checked += 1;
-        let listed = store.list(key)?;
-        if !listed.iter().any(|k| k == key) {
+        if !listed.contains(key) {
             report.push(
                 BundleFinding::new(
                     Severity::Error,
