@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use custody_evidence::bundle::custody_log::{Action, CustodyEvent, EventLine};
-use custody_evidence::sign::HostKey;
+use custody_evidence::bundle::custody_log::EventLine;
 use custody_evidence::Sha256;
 use custody_tests::bundle::*;
 use custody_tests::*;
@@ -475,29 +474,44 @@ fn every_tamper_vector_is_found() {
         p,
     ));
 
-    // 7. Custody events: a second custodian appends `exported`; then the
-    // first event is removed, or the two are swapped.
-    let bag = extracted("custody");
-    let log = fs::read(bag.join("custody.jsonl")).unwrap();
-    let first = EventLine::decode(&log).expect("the collected event decodes");
-    let custodian = HostKey::generate();
-    let second = CustodyEvent::next(
-        &first.event,
-        &log,
-        Action::Exported,
-        custody_evidence::timefmt::now_utc_micros(),
-        "bob",
-        "forensic exchange area",
-        "hand-over for root-cause analysis",
-        &custodian.public_key_line(""),
+    // 7. Custody events: a second custodian appends `exported` with the
+    // real binary and its own key; then the first event is removed, the
+    // two are swapped, or the second is edited.
+    let two = copy("custody-two");
+    let custodian_state = env.subdir("custodian-state");
+    let appended = agent_output([
+        "custody-event".as_ref(),
+        two.as_os_str(),
+        "--action".as_ref(),
+        "exported".as_ref(),
+        "--operator".as_ref(),
+        "bob".as_ref(),
+        "--reason".as_ref(),
+        "hand-over for root-cause analysis".as_ref(),
+        "--state-dir".as_ref(),
+        custodian_state.as_os_str(),
+        "--host-id".as_ref(),
+        "soc-workstation".as_ref(),
+    ]);
+    assert_success("custody-agent custody-event", &appended);
+    assert!(!env.root.join("custody-two.tar.custody-tail.bak").exists());
+    let out = verify_bundle(&two, &[]);
+    out.assert_clean();
+    assert_eq!(out.json.as_ref().unwrap()["custody_events"], 2);
+    assert!(
+        has_finding(&out, "custody_event_untrusted_key", Some("custody.jsonl:2")),
+        "{}",
+        out.stdout
     );
-    let second = EventLine::sign(second, &custodian).unwrap().encode();
-    write_log(&bag, &[log.clone(), second.clone()]);
-    let p = env.root.join("custody-two.tar");
-    repack(&bag, &p);
-    let two = verify_bundle(&p, &[]);
-    two.assert_clean();
-    assert_eq!(two.json.as_ref().unwrap()["custody_events"], 2);
+    // The bag itself was not touched: everything before custody.jsonl is identical.
+    let two_bytes = fs::read(&two).unwrap();
+    let log_at = good.len() - 1024 - 512 * 4;
+    assert_eq!(&two_bytes[..log_at.min(two_bytes.len())], &good[..log_at]);
+    let bag = extract(&two, &env.subdir("x-custody"));
+    let log = fs::read(bag.join("custody.jsonl")).unwrap();
+    let split = log.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let (first, second) = (log[..split].to_vec(), log[split..].to_vec());
+    assert!(EventLine::decode(&second).is_ok());
     write_log(&bag, std::slice::from_ref(&second));
     let p = env.root.join("custody-removed.tar");
     repack(&bag, &p);
@@ -510,7 +524,7 @@ fn every_tamper_vector_is_found() {
         },
         p,
     ));
-    write_log(&bag, &[second.clone(), log.clone()]);
+    write_log(&bag, &[second.clone(), first.clone()]);
     let p = env.root.join("custody-reordered.tar");
     repack(&bag, &p);
     vectors.push((
@@ -525,7 +539,7 @@ fn every_tamper_vector_is_found() {
     let edited = String::from_utf8(second.clone())
         .unwrap()
         .replace("\"actor\":\"bob\"", "\"actor\":\"eve\"");
-    write_log(&bag, &[log.clone(), edited.into_bytes()]);
+    write_log(&bag, &[first.clone(), edited.into_bytes()]);
     let p = env.root.join("custody-edited.tar");
     repack(&bag, &p);
     vectors.push((
@@ -591,6 +605,23 @@ fn every_tamper_vector_is_found() {
     for (v, p) in &vectors {
         expect_finding(p, v);
     }
+    // No custody event is appended to a bundle that does not verify.
+    let refused = agent_output([
+        "custody-event".as_ref(),
+        vectors[0].1.as_os_str(),
+        "--action".as_ref(),
+        "verified".as_ref(),
+        "--operator".as_ref(),
+        "bob".as_ref(),
+        "--reason".as_ref(),
+        "check".as_ref(),
+        "--state-dir".as_ref(),
+        custodian_state.as_os_str(),
+        "--host-id".as_ref(),
+        "soc-workstation".as_ref(),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"));
 
     // 11. A shipped segment the bundle lists is removed from (a copy of) the store.
     let store_copy = env.root.join("store-copy");

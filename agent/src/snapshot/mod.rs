@@ -15,6 +15,7 @@
 //! sealed: manifests, custody manifest, signature by the host key, and the
 //! `collected` custody event.
 
+pub mod append;
 pub mod files;
 pub mod shipped;
 pub mod volatile;

@@ -56,6 +56,11 @@ pub struct EntryInfo {
     pub link: Option<Vec<u8>>,
     /// Byte offset of the entry's data in the archive.
     pub data_offset: u64,
+    /// Byte offset of the entry's first header block (its GNU long-name or
+    /// pax header when it has one): where a rewrite of this entry starts.
+    pub header_offset: u64,
+    /// The header's `mtime`, Unix seconds.
+    pub mtime: u64,
 }
 
 /// Why the archive could not be read to its end.
@@ -136,6 +141,7 @@ pub fn for_each_entry<R: Read>(
     let mut long_link: Option<Vec<u8>> = None;
     let mut pax_path: Option<Vec<u8>> = None;
     let mut pax_link: Option<Vec<u8>> = None;
+    let mut ext_start: Option<u64> = None;
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
@@ -157,6 +163,9 @@ pub fn for_each_entry<R: Read>(
             Err(e) => return corrupt(&last, format!("entry size: {e}")),
         };
         let flag = header.entry_type().as_byte();
+        if matches!(flag, b'L' | b'K' | b'x' | b'g') {
+            ext_start.get_or_insert(entry.raw_header_position());
+        }
         match flag {
             b'L' | b'K' => {
                 if size > MAX_LONG_NAME {
@@ -248,6 +257,10 @@ pub fn for_each_entry<R: Read>(
             size,
             link,
             data_offset: entry.raw_file_position(),
+            header_offset: ext_start
+                .take()
+                .unwrap_or_else(|| entry.raw_header_position()),
+            mtime: header.mtime().unwrap_or(0),
         };
         let data_size = if matches!(kind, EntryKind::Regular) {
             size

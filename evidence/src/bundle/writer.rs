@@ -278,6 +278,18 @@ impl<W: Write> BagWriter<W> {
     }
 }
 
+/// The tail of a bundle holding `custody.jsonl` with `log` as its
+/// content: the member (with the header rules of [`entry_header`], `mtime`
+/// the bag's) followed by the end-of-archive blocks. Appending a custody
+/// event means writing these bytes where the old `custody.jsonl` member
+/// began (FORMAT.md §12.8): the bag before it is untouched.
+pub fn custody_log_tail(evidence_id: &str, mtime: u64, log: &[u8]) -> io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = entry_header(log.len() as u64, mtime);
+    tar.append_data(&mut h, format!("{evidence_id}/{CUSTODY_LOG}"), log)?;
+    tar.into_inner()
+}
+
 /// Reads exactly `left` bytes: the source's, then zeros if it ends early.
 struct Exact<'p, R> {
     inner: io::Take<R>,
