@@ -86,7 +86,26 @@ fn snapshot_passes_custody_verify_and_the_auditors_tools() {
         .map(|_| rng.next_u64() as u8)
         .collect();
     fs::write(&image, &image_bytes).unwrap();
+    // An access time older than the modification time: relatime would
+    // update it on an ordinary read; O_NOATIME must leave it alone.
+    let rotated = env.log("app.log.1");
+    run_ok(
+        "touch",
+        &[
+            "-a",
+            "-d",
+            "2001-02-03 04:05:06",
+            &rotated.to_string_lossy(),
+        ],
+        &env.root,
+    );
+    let atime_before = fs::metadata(&rotated).unwrap().accessed().unwrap();
     take_snapshot_with(&env, &opts, &bundle, &["--image", &image.to_string_lossy()]);
+    assert_eq!(
+        fs::metadata(&rotated).unwrap().accessed().unwrap(),
+        atime_before,
+        "the snapshot changed a log's access time"
+    );
     let pubkey = env.state.join("host_key.pub");
 
     // Our verifier, trusting the host key from an independent record, and
