@@ -338,6 +338,18 @@ pub fn verify_bundle<R: Read>(
         if rel.starts_with("data/") {
             let plan = c.plans.remove(&rel);
             let keep = rel == SHIPPED_JSON && info.size <= MAX_TAG_FILE;
+            if rel == SHIPPED_JSON && !keep {
+                found.push(
+                    BundleFinding::new(
+                        Severity::Warning,
+                        BundleFindingKind::ShippedRangeUnchecked,
+                        "the shipped list is larger than a verifier holds in memory; the cross-checks were skipped",
+                    )
+                    .file(&rel)
+                    .expected(format!("at most {MAX_TAG_FILE} bytes"))
+                    .found(info.size),
+                );
+            }
             let (seen, kept, hashes) = hash_stream(data, plan.as_ref(), keep)?;
             for (idx, h) in hashes {
                 c.range_hashes.insert(idx, h);
