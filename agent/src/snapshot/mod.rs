@@ -177,6 +177,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
     // 1. Time first: everything after is relative to it.
     let started = now_utc_micros();
     let clock = crate::clock::clock_state();
+    let clock_offset_us = crate::clock::clock_offset_us();
     let (volatile, identity) = volatile::capture(Path::new("/"));
 
     // 2. Open and measure every in-scope file before copying any; a second
@@ -421,6 +422,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
         started,
         finished,
         clock,
+        clock_offset_us,
         items,
         changes,
     };

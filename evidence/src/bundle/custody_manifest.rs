@@ -127,6 +127,9 @@ pub struct CustodyManifest {
     pub finished: OffsetDateTime,
     /// The host clock's state when the collection started (adjtimex).
     pub clock: ClockState,
+    /// The clock's offset from its time reference at the start, microseconds
+    /// (adjtimex `offset`); `null` when not synchronised or unknown.
+    pub clock_offset_us: Option<i64>,
     /// Every payload file, in bundle order.
     pub items: Vec<Item>,
     pub changes: Vec<Change>,

@@ -22,7 +22,7 @@
 //! #   incident_id: "INC-1".into(), authority: None, reason: None, collected_by: "alice".into(),
 //! #   host: HostIdentity { host_id: "web01".parse().unwrap(), hostname: None, machine_id: None, boot_id: None },
 //! #   tool: ToolIdentity { name: "t".into(), version: "0".into(), build_sha256: None }, command_line: vec![],
-//! #   started: t, finished: t, clock: ClockState { synchronized: None, max_error_us: None, est_error_us: None },
+//! #   started: t, finished: t, clock: ClockState { synchronized: None, max_error_us: None, est_error_us: None }, clock_offset_us: None,
 //! #   items: vec![], changes: vec![] };
 //! let (tar, tagmanifest_sha256) = bag.finish(Seal {
 //!     bag_info: BagInfo::default(),
