@@ -186,8 +186,14 @@ fn snapshot_passes_custody_verify_and_the_auditors_tools() {
         serde_json::from_slice(&fs::read(bag.join("custody-manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["incident_id"], "INC-2026-0042");
     assert_eq!(manifest["collected_by"], "alice");
-    assert!(manifest.get("clock_offset_us").is_some(), "no clock offset field");
-    assert!(manifest["tool"]["build_sha256"].is_string(), "no build hash");
+    assert!(
+        manifest.get("clock_offset_us").is_some(),
+        "no clock offset field"
+    );
+    assert!(
+        manifest["tool"]["build_sha256"].is_string(),
+        "no build hash"
+    );
     let items = manifest["items"].as_array().unwrap();
     let live = items
         .iter()
