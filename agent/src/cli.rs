@@ -71,6 +71,70 @@ pub enum Command {
         #[command(subcommand)]
         command: HoldCommand,
     },
+    /// Freeze this host's volatile state and in-scope logs into one signed evidence bundle (a BagIt tar).
+    Snapshot(SnapshotArgs),
+    /// Append a signed custody event (exported, verified, …) to a bundle's custody log.
+    CustodyEvent(CustodyEventArgs),
+}
+
+/// What happened to the evidence (`collected` is written by `snapshot` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventAction {
+    Uploaded,
+    Received,
+    Verified,
+    Exported,
+    Released,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CustodyEventArgs {
+    /// The bundle tar file (rewritten in place: only its last member, custody.jsonl).
+    #[arg(value_name = "FILE.tar")]
+    pub bundle: PathBuf,
+    #[arg(long, value_enum)]
+    pub action: EventAction,
+    /// Who hands the evidence on or checks it.
+    #[arg(long, value_name = "NAME")]
+    pub operator: String,
+    /// Why (one line).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Where [default: the host id].
+    #[arg(long, value_name = "TEXT")]
+    pub place: Option<String>,
+    /// Configuration file, to find the state directory (host key) and host id.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_name = "ID")]
+    pub host_id: Option<String>,
+}
+
+/// `snapshot`: the same configuration as `run`, plus who, why and where to.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Incident id (letters, digits, '.', '_', '-'; up to 64), as reported to the national portal.
+    #[arg(long, value_name = "ID")]
+    pub incident: String,
+    /// Who collects the evidence (recorded in the custody manifest and the first custody event).
+    #[arg(long, value_name = "NAME")]
+    pub operator: String,
+    /// Why (one line).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Under whose authority (one line), e.g. the CISO's instruction.
+    #[arg(long, value_name = "TEXT")]
+    pub authority: Option<String>,
+    /// Write the bundle to this new file instead of the store (v1/<host>/bundles/<incident>/<evidence-id>.tar).
+    #[arg(long, value_name = "FILE.tar")]
+    pub out: Option<PathBuf>,
+    /// A disk device or VM image to stream into the bundle, hashed on the way. Repeatable.
+    #[arg(long = "image", value_name = "PATH")]
+    pub images: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -909,6 +973,88 @@ pub async fn hold(args: &HoldArgs, hold: bool) -> anyhow::Result<()> {
         outln!("{verb} {} object(s) under {prefix}", keys.len())?;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// snapshot and custody-event
+
+/// `custody-event`: signs with the host key and appends.
+pub fn custody_event(args: &CustodyEventArgs) -> anyhow::Result<u8> {
+    use custody_evidence::bundle::custody_log::Action;
+    let raw = partial_raw(
+        args.config.as_deref(),
+        args.state_dir.as_deref(),
+        None,
+        args.host_id.as_deref(),
+    )?;
+    let state_dir = raw.checked_state_dir()?;
+    let host_id = raw.checked_host_id()?;
+    let key = crate::key::load_or_create_for_host(&state_dir, &host_id)?;
+    for (flag, v) in [
+        ("--operator", Some(&args.operator)),
+        ("--reason", Some(&args.reason)),
+        ("--place", args.place.as_ref()),
+    ] {
+        if let Some(v) = v {
+            if v.trim().is_empty() || v.chars().any(char::is_control) {
+                bail!("{flag} must be one non-empty line");
+            }
+        }
+    }
+    let action = match args.action {
+        EventAction::Uploaded => Action::Uploaded,
+        EventAction::Received => Action::Received,
+        EventAction::Verified => Action::Verified,
+        EventAction::Exported => Action::Exported,
+        EventAction::Released => Action::Released,
+    };
+    let place = args.place.clone().unwrap_or_else(|| host_id.to_string());
+    let line = crate::snapshot::append::append_event(
+        &args.bundle,
+        &crate::snapshot::append::Append {
+            action,
+            actor: &args.operator,
+            place: &place,
+            purpose: &args.reason,
+            key: &key,
+        },
+    )?;
+    outln!(
+        "appended custody event {} ({:?} by {}) to {}, signed by {}",
+        line.event.seq,
+        args.action,
+        args.operator,
+        args.bundle.display(),
+        key.fingerprint()
+    )?;
+    Ok(EXIT_OK)
+}
+
+/// `snapshot`: takes the bundle and prints where it went.
+pub async fn snapshot(args: &SnapshotArgs) -> anyhow::Result<u8> {
+    let config = args.config.checked()?;
+    let cwd = current_dir()?;
+    let req = crate::snapshot::Request {
+        incident: args.incident.clone(),
+        operator: args.operator.clone(),
+        reason: args.reason.clone(),
+        authority: args.authority.clone(),
+        out: args.out.as_deref().map(|p| absolute(&cwd, p)),
+        images: args.images.iter().map(|p| absolute(&cwd, p)).collect(),
+        command_line: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    };
+    let outcome = crate::snapshot::snapshot(&config, &req).await?;
+    outln!(
+        "evidence {}: {} file(s), {} bytes, tag manifest sha256 {}; written to {}",
+        outcome.evidence_id,
+        outcome.files,
+        outcome.bytes,
+        outcome.tagmanifest_sha256,
+        outcome.location
+    )?;
+    Ok(EXIT_OK)
 }
 
 #[cfg(test)]

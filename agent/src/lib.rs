@@ -14,6 +14,7 @@ pub mod run;
 pub mod seal;
 pub mod service;
 pub mod ship;
+pub mod snapshot;
 pub mod source;
 pub mod spool;
 pub mod status;

@@ -52,6 +52,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         } => runtime()?
             .block_on(cli::hold(&args, true))
             .map(|()| EXIT_OK),
+        Command::Snapshot(args) => runtime()?.block_on(cli::snapshot(&args)),
+        Command::CustodyEvent(args) => cli::custody_event(&args),
         Command::Hold {
             command: HoldCommand::Release(args),
         } => runtime()?

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
+use custody_evidence::bundle::verify::{verify_bundle, BundleVerifyOptions};
 use custody_evidence::digest::{DigestBody, DIGEST_NAMESPACE};
 use custody_evidence::layout::{self, ParsedKey};
 use custody_evidence::segment::{DecodeError, SegmentMeta};
@@ -240,6 +241,53 @@ impl Receipt {
                     Err(e) => return Err(Refusal::store("reading the digest", e)),
                 };
                 let findings = self.signature_findings(key, host, *seq, &body, sig).await?;
+                Ok(Checked {
+                    findings,
+                    is_segment: false,
+                    update: CacheUpdate::None,
+                })
+            }
+            ParsedKey::Bundle { .. } => {
+                // Checked like an auditor would, against the keys the host
+                // published; a bundle that fails is still kept (evidence of
+                // tampering is evidence too) and reported.
+                let keys = self.published_keys(host).await?;
+                let trusted: Vec<(String, String)> =
+                    keys.into_iter().map(|k| (host.to_string(), k)).collect();
+                let opts = BundleVerifyOptions {
+                    trusted_signers: Some(trusted),
+                    store: None,
+                };
+                let findings = match verify_bundle(bytes, &opts) {
+                    Ok(report) if report.count(Severity::Error) == 0 => Vec::new(),
+                    Ok(report) => {
+                        let first: Vec<String> = report
+                            .findings
+                            .iter()
+                            .filter(|f| f.severity == Severity::Error)
+                            .take(5)
+                            .map(|f| format!("{}: {}", f.kind.name(), f.message))
+                            .collect();
+                        vec![Finding::new(
+                            Severity::Error,
+                            FindingKind::BundleInvalid,
+                            format!(
+                                "bundle does not verify ({} errors): {}",
+                                report.count(Severity::Error),
+                                first.join("; ")
+                            ),
+                        )
+                        .host(host)
+                        .object(key)]
+                    }
+                    Err(e) => vec![Finding::new(
+                        Severity::Error,
+                        FindingKind::BundleInvalid,
+                        format!("bundle could not be read: {e}"),
+                    )
+                    .host(host)
+                    .object(key)],
+                };
                 Ok(Checked {
                     findings,
                     is_segment: false,

@@ -100,6 +100,10 @@ pub enum ParsedKey {
     PublicKey {
         host: HostId,
     },
+    /// An evidence bundle (FORMAT.md §14): `v1/<host>/bundles/<incident>/<evidence-id>.tar`.
+    Bundle {
+        host: HostId,
+    },
 }
 
 fn parse_seq_hash(name: &str) -> Option<(u64, Sha256)> {
@@ -159,6 +163,15 @@ pub fn parse_key(key: &str) -> Option<ParsedKey> {
         [ROOT, host, "keys", file] if file.ends_with(".pub") => Some(ParsedKey::PublicKey {
             host: HostId::new(*host).ok()?,
         }),
+        [ROOT, host, "bundles", incident, file]
+            if file.ends_with(".tar")
+                && crate::bundle::check_incident_id(incident).is_ok()
+                && file.starts_with(&format!("{incident}_{host}_")) =>
+        {
+            Some(ParsedKey::Bundle {
+                host: HostId::new(*host).ok()?,
+            })
+        }
         _ => None,
     }
 }

@@ -173,6 +173,11 @@ pub enum FindingKind {
     SegmentNotCovered,
     /// Segments after the last signed digest (not yet covered).
     SegmentPendingDigest,
+    /// An evidence bundle in the store (checked by `custody-verify bundle`, not here).
+    BundlePresent,
+    /// An evidence bundle that a collector received and that does not
+    /// verify (`custody-verify bundle` would report errors); kept anyway.
+    BundleInvalid,
 }
 
 impl FindingKind {
@@ -365,6 +370,15 @@ pub fn verify_store(src: &dyn ObjectSource, opts: &VerifyOptions) -> Result<Repo
                 hosts.entry(host).or_default().sigs.insert(key);
             }
             ParsedKey::PublicKey { host } => hosts.entry(host).or_default().keys.push(key),
+            ParsedKey::Bundle { host } => report.push(
+                Finding::new(
+                    Severity::Info,
+                    FindingKind::BundlePresent,
+                    "an evidence bundle (FORMAT.md §14); check it with `custody-verify bundle`",
+                )
+                .host(&host)
+                .object(&key),
+            ),
         }
     }
     report.hosts = hosts.len() as u64;

@@ -43,6 +43,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod bundle;
 pub mod collector;
 pub mod env;
 pub mod lines;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! custody-verify store DIR [--json] [--allowed-signers FILE]
+//! custody-verify bundle FILE.tar [--json] [--trusted-key KEY|--allowed-signers FILE] [--store DIR]
 //! ```
 //!
 //! Exit codes: 0 every check held (warnings and info may be printed),
@@ -20,9 +21,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use custody_evidence::bundle::verify::{verify_bundle, BundleVerifyOptions};
+use custody_evidence::bundle::BUNDLE_NAMESPACE;
 use custody_evidence::digest::DIGEST_NAMESPACE;
 use custody_evidence::layout;
-use custody_evidence::sign::parse_allowed_signers;
+use custody_evidence::sign::{normalize_public_key, parse_allowed_signers};
 use custody_evidence::verify::{
     verify_store, Finding, FindingKind, ObjectSource, Report, Severity, SourceError, VerifyOptions,
 };
@@ -52,6 +55,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         allowed_signers: Option<PathBuf>,
     },
+    /// Verify an evidence bundle (a tar made by `custody-agent snapshot`) offline.
+    Bundle {
+        /// The bundle tar file (`-` for standard input).
+        file: PathBuf,
+        /// Print the report as JSON instead of one line per finding.
+        #[arg(long)]
+        json: bool,
+        /// A trusted public key: an OpenSSH public key line, or a file holding one (host_key.pub). Repeatable.
+        #[arg(long, value_name = "KEY")]
+        trusted_key: Vec<String>,
+        /// OpenSSH allowed_signers file of trusted keys: `host-id [namespaces="custody-bundle"] ssh-ed25519 AAAA…`.
+        #[arg(long, value_name = "FILE", conflicts_with = "trusted_key")]
+        allowed_signers: Option<PathBuf>,
+        /// A filesystem store: check that the segments and digests the bundle lists as shipped are there, unchanged.
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,13 +86,135 @@ fn main() -> ExitCode {
     }
 }
 
-/// Returns whether the store is clean.
+/// Returns whether everything verified.
 fn run(args: Args) -> Result<bool> {
-    let Command::Store {
-        dir,
-        json,
-        allowed_signers,
-    } = args.command;
+    match args.command {
+        Command::Store {
+            dir,
+            json,
+            allowed_signers,
+        } => run_store(dir, json, allowed_signers),
+        Command::Bundle {
+            file,
+            json,
+            trusted_key,
+            allowed_signers,
+            store,
+        } => run_bundle(file, json, trusted_key, allowed_signers, store),
+    }
+}
+
+/// `custody-verify bundle`: reads the tar once, as a stream (never
+/// extracted), and prints the report.
+fn run_bundle(
+    file: PathBuf,
+    json: bool,
+    trusted_keys: Vec<String>,
+    allowed_signers: Option<PathBuf>,
+    store: Option<PathBuf>,
+) -> Result<bool> {
+    let trusted_signers = if let Some(path) = &allowed_signers {
+        Some(read_signers_for(path, BUNDLE_NAMESPACE)?)
+    } else if !trusted_keys.is_empty() {
+        Some(
+            trusted_keys
+                .iter()
+                .map(|k| read_trusted_key(k))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .map(|k| ("*".to_string(), k))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let store_text = store.as_ref().map(|p| p.to_string_lossy().into_owned());
+    if let Some(s) = &store_text {
+        if s.contains("://") {
+            bail!("--store {s}: only filesystem stores can be cross-checked by this verifier; copy the objects to a directory (aws s3 sync) and pass it");
+        }
+    }
+    let source = store.as_deref().map(FsSource::open).transpose()?;
+    let opts = BundleVerifyOptions {
+        trusted_signers,
+        store: source.as_ref().map(|s| s as &dyn ObjectSource),
+    };
+    let name = file.display().to_string();
+    let report = if name == "-" {
+        verify_bundle(std::io::stdin().lock(), &opts)
+    } else {
+        let meta = fs::symlink_metadata(&file)
+            .with_context(|| format!("bundle {name}: cannot access it; pass the .tar file custody-agent snapshot wrote"))?;
+        if !meta.is_file() {
+            bail!("bundle {name} is not a regular file (a link or directory); pass the bundle tar file itself");
+        }
+        let f = fs::File::open(&file)
+            .with_context(|| format!("bundle {name}: cannot open it; check permissions"))?;
+        verify_bundle(std::io::BufReader::with_capacity(1 << 20, f), &opts)
+    }
+    .with_context(|| format!("could not finish reading {name}; nothing was verified"))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report as JSON")?
+        );
+    } else {
+        for f in &report.findings {
+            println!("{f}");
+        }
+        let signer = match (&report.signer, report.signer_trusted) {
+            (Some(fp), true) => format!("signed by {fp} (trusted)"),
+            (Some(fp), false) => {
+                format!("signed by {fp} (key from the bundle itself; not independently trusted)")
+            }
+            (None, _) => "signature NOT verified".to_string(),
+        };
+        println!(
+            "{name}: evidence {} (incident {}, host {}); {} payload file(s), {} bytes; {signer}; {} custody event(s); \
+             {} shipped range(s) and {} store object(s) cross-checked; {} error(s), {} warning(s), {} info: {}",
+            report.evidence_id.as_deref().unwrap_or("?"),
+            report.incident_id.as_deref().unwrap_or("?"),
+            report.host_id.as_deref().unwrap_or("?"),
+            report.payload_files,
+            report.payload_bytes,
+            report.custody_events,
+            report.shipped_ranges_checked,
+            report.store_objects_checked,
+            report.count(Severity::Error),
+            report.count(Severity::Warning),
+            report.count(Severity::Info),
+            if report.is_clean() { "OK" } else { "FAILED" }
+        );
+    }
+    Ok(report.is_clean())
+}
+
+/// A `--trusted-key` value: a public key line, or a file of them.
+fn read_trusted_key(value: &str) -> Result<Vec<String>> {
+    let text = if value.trim_start().starts_with("ssh-") {
+        value.to_string()
+    } else {
+        fs::read_to_string(value).with_context(|| {
+            format!("--trusted-key {value}: neither a public key line (ssh-ed25519 AAAA…) nor a readable file")
+        })?
+    };
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            normalize_public_key(l)
+                .with_context(|| format!("--trusted-key {value}: not an OpenSSH public key line"))
+        })
+        .collect::<Result<_>>()?;
+    if keys.is_empty() {
+        bail!("--trusted-key {value}: no public key in it");
+    }
+    Ok(keys)
+}
+
+fn run_store(dir: PathBuf, json: bool, allowed_signers: Option<PathBuf>) -> Result<bool> {
     let opts = VerifyOptions {
         trusted_signers: allowed_signers
             .as_deref()
@@ -126,13 +268,19 @@ fn print_human(report: &Report, dir: &Path) {
 /// `(principal, key line)` for every principal whose entry may vouch for
 /// digest signatures.
 fn read_allowed_signers(path: &Path) -> Result<Vec<(String, String)>> {
+    read_signers_for(path, DIGEST_NAMESPACE)
+}
+
+/// `(principal, key line)` for every principal whose entry may vouch for
+/// signatures in `namespace`.
+fn read_signers_for(path: &Path, namespace: &str) -> Result<Vec<(String, String)>> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("--allowed-signers {}: cannot read the file", path.display()))?;
     let entries = parse_allowed_signers(&text)
         .with_context(|| format!("--allowed-signers {}", path.display()))?;
     let pairs: Vec<(String, String)> = entries
         .iter()
-        .filter(|e| e.allows_namespace(DIGEST_NAMESPACE))
+        .filter(|e| e.allows_namespace(namespace))
         .flat_map(|e| {
             e.principals
                 .iter()
@@ -141,8 +289,8 @@ fn read_allowed_signers(path: &Path) -> Result<Vec<(String, String)>> {
         .collect();
     if pairs.is_empty() {
         bail!(
-            "--allowed-signers {}: no entry allows namespace {DIGEST_NAMESPACE:?}; add lines like \
-             `web01 namespaces=\"{DIGEST_NAMESPACE}\" ssh-ed25519 AAAA…` (principal = host id)",
+            "--allowed-signers {}: no entry allows namespace {namespace:?}; add lines like \
+             `web01 namespaces=\"{namespace}\" ssh-ed25519 AAAA…` (principal = host id)",
             path.display()
         );
     }

@@ -1,0 +1,129 @@
+//! The in-scope log files of a snapshot: every file a source glob matches,
+//! plus its rotated siblings (`auth.log.1`, `auth.log.2.gz`,
+//! `auth.log-20261130`), each opened read-only — with `O_NOATIME` where the
+//! kernel permits it, so the copy does not even change access times — and
+//! measured with `fstat` before anything is copied. The open descriptors
+//! keep renamed or deleted files readable, so a rotation during the
+//! snapshot loses nothing that was there at the start.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::SourceConfig;
+
+/// One file, open, with its size at the start.
+pub struct OpenLog {
+    pub path: PathBuf,
+    pub source: String,
+    pub file: File,
+    pub meta: fs::Metadata,
+    /// `O_NOATIME` was refused (not the owner, no `CAP_FOWNER`): reading may update the access time.
+    pub atime_may_change: bool,
+}
+
+/// Files that matched but could not be opened, with why.
+pub struct Unopened {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// Opens a file for copying without changing it: read-only, no atime
+/// update where permitted, never creating anything.
+pub fn open_evidence(path: &Path) -> std::io::Result<(File, bool)> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Ok(f) => Ok((f, false)),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            Ok((OpenOptions::new().read(true).open(path)?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Rotated siblings of `path`: regular files beside it whose names are its
+/// name followed by `.` or `-` and anything (`.1`, `.2.gz`, `-20261130`).
+fn siblings(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.as_bytes();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.as_bytes();
+            n.len() > name.len() + 1 && n.starts_with(name) && matches!(n[name.len()], b'.' | b'-')
+        })
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Every in-scope file, by source then path, each file (device and inode)
+/// once, opened. `known` holds (device, inode) pairs already opened by an
+/// earlier pass, so a second pass adds only files that appeared meanwhile.
+pub fn open_all(
+    sources: &[SourceConfig],
+    known: &mut BTreeSet<(u64, u64)>,
+) -> (Vec<OpenLog>, Vec<Unopened>) {
+    let mut opened = Vec::new();
+    let mut failed = Vec::new();
+    for source in sources {
+        let mut paths: BTreeSet<PathBuf> = BTreeSet::new();
+        for pattern in &source.paths {
+            let Ok(matches) = glob::glob(pattern) else {
+                continue;
+            };
+            for p in matches.filter_map(Result::ok) {
+                if fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false) {
+                    paths.extend(siblings(&p));
+                    paths.insert(p);
+                }
+            }
+        }
+        for path in paths {
+            match open_evidence(&path) {
+                Ok((file, atime_may_change)) => {
+                    let meta = match file.metadata() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            failed.push(Unopened {
+                                path,
+                                why: format!("fstat: {e}"),
+                            });
+                            continue;
+                        }
+                    };
+                    if !meta.is_file() || !known.insert((meta.dev(), meta.ino())) {
+                        continue;
+                    }
+                    opened.push(OpenLog {
+                        path,
+                        source: source.name.clone(),
+                        file,
+                        meta,
+                        atime_may_change,
+                    });
+                }
+                // Rotated away between listing and opening: its bytes are
+                // in the file it became, which the listing also saw or the
+                // second pass will.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => failed.push(Unopened {
+                    path,
+                    why: e.to_string(),
+                }),
+            }
+        }
+    }
+    (opened, failed)
+}
