@@ -5,7 +5,8 @@
 //! for byte with the source files. Requests an agent would never send
 //! (refusals, tampering) are made with `curl`, a stock client.
 
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use custody_evidence::digest::{ClockState, DigestBody, DIGEST_FORMAT_V1, DIGEST_NAMESPACE};
@@ -858,5 +859,89 @@ fn s3_going_away_under_the_collector_loses_nothing_after() {
         .filter(|id| wanted.contains(id.as_str()))
         .collect();
     assert_exactly_once(&during, &found);
+    assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
+}
+
+/// A snapshot stored through the collector is checked on receipt like an
+/// auditor would check it: a sound bundle raises nothing; a bundle altered
+/// on the way is kept (evidence of tampering is evidence too) and reported
+/// as `bundle_invalid`.
+#[test]
+fn bundles_are_checked_on_receipt_and_kept() {
+    let env = TestEnv::new("col-bundle");
+    let setup = CollectorSetup::new(&env.subdir("collector"));
+    let enroll = setup.enroll(&env.host_id);
+    let mut collector = CollectorProcess::start(&setup);
+    let mut writer = LineWriter::new(env.log("app.log"), "cbu");
+    writer.append(testdata_lines(), 400);
+    let opts = agent_to(&env, &setup, &enroll);
+    // Run once so the host key is published and the lines are shipped.
+    let mut agent = AgentProcess::start(&opts);
+    wait_for_host_ids(
+        &setup,
+        &env.host_id,
+        writer.ids(),
+        Duration::from_secs(120),
+        &mut [&mut agent],
+    );
+    agent.stop_clean(Duration::from_secs(60));
+
+    let out = custody_tests::bundle::snapshot(
+        &opts,
+        &["--incident", "INC-7", "--operator", "Alice Chen"],
+    );
+    custody_tests::bundle::assert_success("snapshot into the collector", &out);
+    let bundles_dir = setup
+        .store
+        .join("v1")
+        .join(&env.host_id)
+        .join("bundles")
+        .join("INC-7");
+    let stored: Vec<PathBuf> = fs::read_dir(&bundles_dir)
+        .unwrap_or_else(|e| panic!("no bundle under {}: {e}", bundles_dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let sound = fs::read(&stored[0]).unwrap();
+    assert!(
+        setup.findings().is_empty(),
+        "a sound bundle must raise nothing: {:?}",
+        setup.findings()
+    );
+
+    // The same bundle with one byte of a copied log flipped, under another
+    // evidence id, uploaded with the host's own certificate.
+    let mut altered = sound.clone();
+    let at = altered
+        .windows(5)
+        .position(|w| w == b"#cust")
+        .expect("a copied log line in the bundle");
+    altered[at] ^= 0x20;
+    let name = format!(
+        "v1/{}/bundles/INC-7/INC-7_{}_forged.tar",
+        env.host_id, env.host_id
+    );
+    let curl = Curl::new(&setup, Some(&enroll));
+    let reply = curl.put(&name, &altered, &env.subdir("scratch"));
+    assert_eq!(reply.status, 201, "{}{}", reply.body, reply.stderr);
+    assert_eq!(
+        fs::read(setup.store.join(&name)).unwrap(),
+        altered,
+        "the altered bundle is kept as sent"
+    );
+    let findings = setup.findings();
+    let invalid: Vec<_> = findings
+        .iter()
+        .filter(|f| f["kind"] == "bundle_invalid")
+        .collect();
+    assert_eq!(invalid.len(), 1, "{findings:?}");
+    assert_eq!(invalid[0]["object"].as_str(), Some(name.as_str()));
+    assert!(
+        invalid[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("payload_hash_mismatch") || m.contains("data/")),
+        "{}",
+        invalid[0]
+    );
     assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
 }
