@@ -902,6 +902,16 @@ impl Source {
             }
             self.read_file(i)?;
         }
+        // Caught up: the read buffers of catch-up are not needed until the
+        // next backlog, and a steady agent should stay small.
+        if self.tracked.iter().all(|t| t.state.offset >= t.size) {
+            if self.scratch.capacity() > 1 << 20 {
+                self.scratch = Vec::new();
+            }
+            if self.spare.capacity() > 1 << 20 {
+                self.spare = Vec::new();
+            }
+        }
         Ok(())
     }
 
@@ -1147,10 +1157,11 @@ impl Source {
             object_sha256: sealed.object_sha256,
             file_after,
         };
-        // Keep a big segment's buffer to read into next (catch-up); let a
-        // small one go, so a quiet source holds no large buffers.
+        // Keep a full segment's buffer to read into next (catch-up); let
+        // any other go (sealed by age: the source has caught up), so a
+        // quiet source holds no large buffers.
         let mut buf = open.buf;
-        if buf.capacity() >= 1 << 20 {
+        if buf.len() >= self.settings.segment_max_bytes / 2 {
             buf.clear();
             self.spare = buf;
         }
