@@ -11,7 +11,7 @@
 //!   [`StoreError::Conflict`] and nothing is written. The write itself
 //!   carries `If-None-Match: *`, so a writer racing between the HEAD and the
 //!   PUT gets HTTP 412 instead of a new version; a server that answers
-//!   "not implemented" to that header is remembered and written to without
+//!   HTTP 501 to that header is remembered and written to without
 //!   it (HEAD + compare only). Even then versioning and Object Lock keep the
 //!   first version: an overwrite could hide it, never destroy it.
 //! - **Durable on return.** `put` returns once the server acknowledged the
