@@ -113,6 +113,42 @@ impl Board {
         });
     }
 
+    /// The committer made a journal stream durable up to this state.
+    pub fn journal_committed(&self, stream: &StreamId, state: &crate::checkpoint::JournalState) {
+        self.source(stream, |s| {
+            if let Some(j) = &mut s.journal {
+                j.committed_cursor = state.cursor.clone();
+            }
+        });
+    }
+
+    /// A journal source's own view: restarts, lost cursors and problems.
+    pub fn set_journal(
+        &self,
+        stream: &StreamId,
+        restarts: u64,
+        lost: &[crate::status::LostCursor],
+        errors: Vec<String>,
+    ) {
+        self.change(|s| {
+            let Some(src) = s
+                .sources
+                .iter_mut()
+                .find(|x| x.stream_id == stream.as_str())
+            else {
+                return false;
+            };
+            let j = src.journal.get_or_insert_with(Default::default);
+            if j.restarts == restarts && j.lost_cursors == lost && src.errors == errors {
+                return false;
+            }
+            j.restarts = restarts;
+            j.lost_cursors = lost.to_vec();
+            src.errors = errors;
+            true
+        });
+    }
+
     pub fn segment_committed(&self, stream: &StreamId, seq: u64) {
         self.source(stream, |s| {
             s.last_segment_seq = Some(seq);

@@ -38,12 +38,39 @@ pub struct FileState {
     pub mid_unit: bool,
 }
 
+/// A journal stream's committed read position (FORMAT.md §16): every
+/// entry up to and including `cursor` is in a durable segment, and so are
+/// the first `skip` bytes of the entry after it (an entry larger than a
+/// segment is stored in pieces).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalState {
+    /// `__CURSOR` of the last entry wholly durable; `None`: none yet.
+    pub cursor: Option<String>,
+    /// Bytes of the entry after `cursor` already durable (0: none).
+    pub skip: u64,
+    /// End of the stream's raw bytes so far (the next segment's `range.start`).
+    pub offset: u64,
+}
+
+/// What a durable segment leaves committed, kept beside it in the spool so
+/// that a checkpoint can be rolled forward. Untagged: a file's state is
+/// stored exactly as before journal streams existed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StateAfter {
+    File(FileState),
+    Journal { journal: JournalState },
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamState {
     pub next_seq: u64,
     /// Chain hash of segment `next_seq - 1`.
     pub head: Option<Sha256>,
     pub files: Vec<FileState>,
+    /// Journal streams only: the committed cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalState>,
 }
 
 impl StreamState {

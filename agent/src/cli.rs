@@ -485,6 +485,16 @@ pub struct EnvironmentReport {
 pub fn check_environment(config: &Config) -> EnvironmentReport {
     let mut report = EnvironmentReport::default();
     for source in &config.sources {
+        if let Some(journal) = &source.journal {
+            report.lines.push(format!(
+                "source {} (category {}, journal {} through {})",
+                source.name,
+                source.category,
+                journal.describe(),
+                journal.journalctl.display()
+            ));
+            continue;
+        }
         let framing = match source.framing {
             SourceFraming::Lines => "lines".to_string(),
             SourceFraming::Records { size } => format!("utmp ({size}-byte records)"),

@@ -22,7 +22,7 @@ use custody_evidence::{HostId, InstanceId, SegmentSeq, Sha256, StreamId};
 use time::OffsetDateTime;
 
 use crate::board::Board;
-use crate::checkpoint::{self, Checkpoint, FileState};
+use crate::checkpoint::{self, Checkpoint, FileState, StateAfter};
 use crate::service::Heartbeat;
 use crate::source::{SealedSegment, SourceEvent};
 use crate::spool::Spool;
@@ -54,11 +54,14 @@ pub fn recover(cp: &mut Checkpoint, spool: &Spool) -> anyhow::Result<()> {
             if meta.prev_segment != st.head {
                 bail!("spooled record {stream}/{seq} does not chain to the checkpoint's head: the spool was altered");
             }
-            let file: FileState = serde_json::from_slice(&state)
+            let after: StateAfter = serde_json::from_slice(&state)
                 .with_context(|| format!("spooled file state {stream}/{seq}"))?;
             st.next_seq = seq + 1;
             st.head = Some(SegmentMeta::chain_hash(&record));
-            upsert(&mut st.files, file);
+            match after {
+                StateAfter::File(file) => upsert(&mut st.files, file),
+                StateAfter::Journal { journal } => st.journal = Some(journal),
+            }
             cp.digest.pending.push(entry_of(&meta, &record));
             tracing::info!(%stream, seq, "rolled the checkpoint forward over a spooled segment");
         }
@@ -294,7 +297,7 @@ impl Committer {
             seq: SegmentSeq(seg.seq),
             agent_instance: self.instance.clone(),
             framing: seg.framing,
-            source: seg.source.clone().into(),
+            source: seg.source.clone(),
             range: seg.range,
             split: seg.split,
             first_read: seg.first_read,
@@ -307,18 +310,25 @@ impl Committer {
             retain_until: self.retention.retain_until(seg.first_read),
         };
         let record = meta.encode();
-        let state = serde_json::to_vec(&seg.file_after).context("encoding file state")?;
+        let state = serde_json::to_vec(&seg.after).context("encoding file state")?;
         self.spool
             .write_segment(&seg.stream, seg.seq, &seg.object, &record, &state)
             .with_context(|| format!("spooling segment {}/{}", seg.stream, seg.seq))?;
         st.next_seq = seg.seq + 1;
         st.head = Some(SegmentMeta::chain_hash(&record));
-        upsert(&mut st.files, seg.file_after.clone());
+        match &seg.after {
+            StateAfter::File(f) => {
+                upsert(&mut st.files, f.clone());
+                self.board
+                    .file_committed(&seg.stream, f.key.device, f.key.inode, f.offset);
+            }
+            StateAfter::Journal { journal } => {
+                st.journal = Some(journal.clone());
+                self.board.journal_committed(&seg.stream, journal);
+            }
+        }
         cp.digest.pending.push(entry_of(&meta, &record));
         self.board.segment_committed(&seg.stream, seg.seq);
-        let f = &seg.file_after;
-        self.board
-            .file_committed(&seg.stream, f.key.device, f.key.inode, f.offset);
         Ok(())
     }
 

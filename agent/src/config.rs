@@ -59,6 +59,39 @@ pub struct SourceConfig {
     /// included; compressed files (`.gz`, `.zst`, `.xz`, `.bz2`, by content) are never read.
     pub paths: Vec<String>,
     pub framing: SourceFraming,
+    /// Set for a `kind = "journald"` source: the systemd journal, read
+    /// through `journalctl -o export` instead of files (`paths` is empty).
+    pub journal: Option<JournalConfig>,
+}
+
+/// Which journal a `kind = "journald"` source reads, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// `journalctl --directory`: a journal directory other than the
+    /// system's (an auditor's copy, `systemd-journal-remote` output).
+    pub directory: Option<PathBuf>,
+    /// `journalctl --file` globs, instead of a directory.
+    pub files: Vec<String>,
+    /// journalctl match arguments (`_SYSTEMD_UNIT=ssh.service`, `+`).
+    pub matches: Vec<String>,
+    /// The journalctl program (default `journalctl`, looked up on PATH).
+    pub journalctl: PathBuf,
+}
+
+impl JournalConfig {
+    /// What is read, as recorded in every segment (FORMAT.md §16).
+    pub fn describe(&self) -> String {
+        let mut out = match (&self.directory, self.files.is_empty()) {
+            (Some(d), _) => format!("directory:{}", d.display()),
+            (None, false) => format!("files:{}", self.files.join(",")),
+            (None, true) => "system".to_string(),
+        };
+        for m in &self.matches {
+            out.push_str(" match:");
+            out.push_str(m);
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -135,10 +168,20 @@ impl Default for SourceOrigin {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
+    /// `"files"` (the default) or `"journald"`.
+    pub kind: Option<String>,
     pub name: Option<String>,
     pub category: Option<String>,
     pub paths: Option<Vec<String>>,
     pub framing: Option<String>,
+    /// journald only: read this journal directory instead of the system's.
+    pub directory: Option<PathBuf>,
+    /// journald only: read these journal files (globs) instead.
+    pub files: Option<Vec<String>>,
+    /// journald only: journalctl matches (`FIELD=value` or `+`).
+    pub matches: Option<Vec<String>>,
+    /// journald only: the journalctl program [default: journalctl on PATH].
+    pub journalctl: Option<PathBuf>,
     #[serde(skip)]
     pub origin: SourceOrigin,
 }
@@ -159,13 +202,13 @@ impl RawSource {
             None => (left, None),
         };
         Ok(RawSource {
-            name: None,
             category: Some(category.to_string()),
             paths: Some(vec![glob.to_string()]),
             framing,
             origin: SourceOrigin::Flag {
                 text: text.to_string(),
             },
+            ..RawSource::default()
         })
     }
 
@@ -831,6 +874,30 @@ fn keep<T>(result: Result<T, Problem>, problems: &mut Vec<Problem>) -> Option<T>
 }
 
 fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceConfig> {
+    match raw.kind.as_deref() {
+        None | Some("files") => {}
+        Some("journald") => return check_journal_source(raw, problems),
+        Some(other) => {
+            problems.push(Problem {
+                key: raw.key("kind"),
+                message: format!("{other:?} is not one of files, journald"),
+            });
+            return None;
+        }
+    }
+    for (field, set) in [
+        ("directory", raw.directory.is_some()),
+        ("files", raw.files.is_some()),
+        ("matches", raw.matches.is_some()),
+        ("journalctl", raw.journalctl.is_some()),
+    ] {
+        if set {
+            problems.push(Problem {
+                key: raw.key(field),
+                message: "applies only to a journal source (kind = \"journald\")".to_string(),
+            });
+        }
+    }
     let before = problems.len();
     let category = match raw.category.as_deref() {
         None => {
@@ -924,9 +991,126 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
         category: category?,
         paths,
         framing: framing?,
+        journal: None,
     };
     // The pipeline builds the stream id from category and name; check the
     // result here (its length) so the agent cannot fail on it at start.
+    if let Err(e) = crate::run::stream_id(&source) {
+        problems.push(Problem {
+            key: raw.key("name"),
+            message: format!(
+                "{:?} does not make a valid stream id: {e:#}; use a shorter name",
+                source.name
+            ),
+        });
+        return None;
+    }
+    Some(source)
+}
+
+/// A `kind = "journald"` source: category `os` unless given, named
+/// `journald` unless given, no `paths`/`framing`, at most one of
+/// `directory` and `files`, matches shaped as journalctl takes them.
+fn check_journal_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceConfig> {
+    let before = problems.len();
+    let category = match raw.category.as_deref() {
+        None => Some(Category::Os),
+        Some(text) => match text.parse::<Category>() {
+            Ok(c) => Some(c),
+            Err(_) => {
+                problems.push(Problem {
+                    key: raw.key("category"),
+                    message: format!("{text:?} is not one of os, web, app, logon"),
+                });
+                None
+            }
+        },
+    };
+    for (field, set) in [
+        ("paths", raw.paths.is_some()),
+        ("framing", raw.framing.is_some()),
+    ] {
+        if set {
+            problems.push(Problem {
+                key: raw.key(field),
+                message: "does not apply to a journal source (kind = \"journald\"); use directory or files to read another journal".to_string(),
+            });
+        }
+    }
+    if raw.directory.is_some() && raw.files.is_some() {
+        problems.push(Problem {
+            key: raw.key("files"),
+            message: "give either directory or files, not both".to_string(),
+        });
+    }
+    if let Some(dir) = &raw.directory {
+        if !dir.is_absolute() {
+            problems.push(Problem {
+                key: raw.key("directory"),
+                message: format!("{} is relative; use an absolute path", dir.display()),
+            });
+        }
+    }
+    let files = raw.files.clone().unwrap_or_default();
+    if raw.files.is_some() && files.is_empty() {
+        problems.push(Problem {
+            key: raw.key("files"),
+            message: "is empty; list journal files (globs), or leave it out to read the system journal".to_string(),
+        });
+    }
+    for f in &files {
+        if !Path::new(f).is_absolute() {
+            problems.push(Problem {
+                key: raw.key("files"),
+                message: format!("{f:?} is relative; use an absolute path or glob"),
+            });
+        }
+    }
+    let matches = raw.matches.clone().unwrap_or_default();
+    for m in &matches {
+        let ok = m == "+"
+            || m.split_once('=').is_some_and(|(field, _)| {
+                !field.is_empty()
+                    && field
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            });
+        if !ok {
+            problems.push(Problem {
+                key: raw.key("matches"),
+                message: format!(
+                    "{m:?} is not a journal match; use FIELD=value with an upper-case field name \
+                     (for example _SYSTEMD_UNIT=ssh.service) or \"+\" between alternatives"
+                ),
+            });
+        }
+    }
+    let journalctl = raw
+        .journalctl
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("journalctl"));
+    let name = raw.name.clone().unwrap_or_else(|| "journald".to_string());
+    if let Err(e) = StreamId::new(name.clone()) {
+        problems.push(Problem {
+            key: raw.key("name"),
+            message: format!("{name:?} {}; the name is part of the stream id", e.why),
+        });
+    }
+    if problems.len() != before {
+        return None;
+    }
+    let source = SourceConfig {
+        name,
+        category: category?,
+        paths: Vec::new(),
+        framing: SourceFraming::Lines,
+        journal: Some(JournalConfig {
+            directory: raw.directory.clone(),
+            files,
+            matches,
+            journalctl,
+        }),
+    };
     if let Err(e) = crate::run::stream_id(&source) {
         problems.push(Problem {
             key: raw.key("name"),
@@ -1053,6 +1237,7 @@ paths = ["/var/log/syslog*"]
                 category: Category::Os,
                 paths: vec!["/var/log/syslog*".into()],
                 framing: SourceFraming::Lines,
+                journal: None,
             }]
         );
     }
@@ -1388,5 +1573,61 @@ framing = "utmp"
         let s = RawSource::parse_flag("app=/srv/a=b:c.log").unwrap();
         assert_eq!(s.paths, Some(vec!["/srv/a=b:c.log".to_string()]));
         assert_eq!(s.framing, None);
+    }
+
+    #[test]
+    fn journald_sources_default_their_category_and_name_and_check_their_keys() {
+        let config = check(
+            r#"
+store = "/srv/custody"
+[[sources]]
+kind = "journald"
+[[sources]]
+kind = "journald"
+name = "remote"
+directory = "/var/log/journal/remote"
+matches = ["_SYSTEMD_UNIT=ssh.service", "+", "_TRANSPORT=kernel"]
+"#,
+        )
+        .unwrap();
+        let s = &config.sources[0];
+        assert_eq!((s.name.as_str(), s.category), ("journald", Category::Os));
+        let j = s.journal.as_ref().unwrap();
+        assert_eq!(j.describe(), "system");
+        assert_eq!(j.journalctl, PathBuf::from("journalctl"));
+        let j = config.sources[1].journal.as_ref().unwrap();
+        assert_eq!(
+            j.describe(),
+            "directory:/var/log/journal/remote match:_SYSTEMD_UNIT=ssh.service match:+ match:_TRANSPORT=kernel"
+        );
+
+        let err = check(
+            r#"
+store = "/srv/custody"
+[[sources]]
+kind = "journald"
+paths = ["/var/log/x"]
+directory = "rel"
+files = ["/a/*.journal"]
+matches = ["lower=1"]
+[[sources]]
+kind = "journal"
+[[sources]]
+category = "os"
+paths = ["/var/log/syslog"]
+directory = "/x"
+"#,
+        )
+        .unwrap_err();
+        for want in [
+            "sources[0].paths: does not apply to a journal source",
+            "sources[0].files: give either directory or files",
+            "sources[0].directory: rel is relative",
+            "sources[0].matches: \"lower=1\" is not a journal match",
+            "sources[1].kind: \"journal\" is not one of files, journald",
+            "sources[2].directory: applies only to a journal source",
+        ] {
+            assert!(err.contains(want), "{want:?} missing from\n{err}");
+        }
     }
 }

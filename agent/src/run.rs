@@ -17,6 +17,7 @@ use crate::board::Board;
 use crate::checkpoint::{self, Loaded};
 use crate::committer::{self, Committer};
 use crate::config::{Config, SourceConfig, StoreTarget};
+use crate::journal::JournalReader;
 use crate::seal::Sealer;
 use crate::service::{self, Heartbeat, Notifier, Watched};
 use crate::ship::Shipper;
@@ -209,6 +210,15 @@ pub async fn run(
                     stream_id: id.to_string(),
                     patterns: s.paths.clone(),
                     last_segment_seq: cp.streams.get(id).and_then(|st| st.next_seq.checked_sub(1)),
+                    journal: s.journal.as_ref().map(|j| crate::status::JournalStatus {
+                        journal: j.describe(),
+                        committed_cursor: cp
+                            .streams
+                            .get(id)
+                            .and_then(|st| st.journal.as_ref())
+                            .and_then(|j| j.cursor.clone()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })
                 .collect(),
@@ -275,23 +285,42 @@ pub async fn run(
             first_start: !cp.streams.contains_key(stream)
                 || (st.next_seq == 0 && st.files.is_empty()),
         };
-        let source = Source::new(
-            src.clone(),
-            stream.clone(),
-            settings,
-            st.next_seq,
-            st.files.clone(),
-            Sealer::new(config.zstd_level).context("creating a zstd context")?,
-            tx.clone(),
-            board.clone(),
-            wake.clone(),
-            stop.clone(),
-            paused.clone(),
-        );
+        let sealer = Sealer::new(config.zstd_level).context("creating a zstd context")?;
+        let body: Box<dyn FnOnce() + Send> = if src.journal.is_some() {
+            let reader = JournalReader::new(
+                src.clone(),
+                stream.clone(),
+                settings,
+                st.next_seq,
+                st.journal.clone(),
+                sealer,
+                tx.clone(),
+                board.clone(),
+                wake.clone(),
+                stop.clone(),
+                paused.clone(),
+            );
+            Box::new(move || reader.run())
+        } else {
+            let source = Source::new(
+                src.clone(),
+                stream.clone(),
+                settings,
+                st.next_seq,
+                st.files.clone(),
+                sealer,
+                tx.clone(),
+                board.clone(),
+                wake.clone(),
+                stop.clone(),
+                paused.clone(),
+            );
+            Box::new(move || source.run())
+        };
         threads.push(
             std::thread::Builder::new()
                 .name(format!("source {stream}"))
-                .spawn(move || source.run())
+                .spawn(body)
                 .context("starting a source thread")?,
         );
     }

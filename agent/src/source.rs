@@ -17,12 +17,12 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use custody_evidence::segment::{ByteRange, Framing, SourceFile, Split};
+use custody_evidence::segment::{ByteRange, Framing, Source as SegmentSource, SourceFile, Split};
 use custody_evidence::{Category, Sha256, StreamId};
 use time::OffsetDateTime;
 
 use crate::board::Board;
-use crate::checkpoint::FileState;
+use crate::checkpoint::{FileState, StateAfter};
 use crate::config::{SourceConfig, SourceFraming, StartAt};
 use crate::fingerprint::{
     looks_compressed, read_exact_at, FileKey, Fingerprint, TailCheck, FINGERPRINT_WINDOW,
@@ -36,7 +36,7 @@ pub struct SealedSegment {
     pub category: Category,
     pub seq: u64,
     pub framing: Framing,
-    pub source: SourceFile,
+    pub source: SegmentSource,
     pub range: ByteRange,
     pub split: Split,
     pub first_read: OffsetDateTime,
@@ -45,8 +45,8 @@ pub struct SealedSegment {
     pub raw_sha256: Sha256,
     pub object: Vec<u8>,
     pub object_sha256: Sha256,
-    /// The file's committed state once this segment is durable.
-    pub file_after: FileState,
+    /// The file's (or journal's) committed state once this segment is durable.
+    pub after: StateAfter,
 }
 
 /// What sources tell the committer, in order.
@@ -1140,7 +1140,8 @@ impl Source {
                 inode: open.key.inode,
                 fingerprint: open.fingerprint.hash,
                 fingerprint_len: open.fingerprint.len as u32,
-            },
+            }
+            .into(),
             range: ByteRange {
                 start: open.start,
                 end,
@@ -1155,7 +1156,7 @@ impl Source {
             raw_sha256: sealed.raw_sha256,
             object: sealed.object,
             object_sha256: sealed.object_sha256,
-            file_after,
+            after: StateAfter::File(file_after),
         };
         // Keep a full segment's buffer to read into next (catch-up); let
         // any other go (sealed by age: the source has caught up), so a
@@ -1224,6 +1225,7 @@ mod tests {
             category: custody_evidence::Category::App,
             paths: vec![format!("{}/app.log*", dir.path().display())],
             framing: SourceFraming::Lines,
+            journal: None,
         };
         let settings = SourceSettings {
             segment_max_bytes: 1 << 20,
@@ -1401,7 +1403,7 @@ mod tests {
             .expect("the copy is followed");
         let sealed_at = events
             .iter()
-            .position(|e| matches!(e, SourceEvent::Segment(s) if s.range.start == 0 && s.source.path.ends_with("app.log")))
+            .position(|e| matches!(e, SourceEvent::Segment(s) if s.range.start == 0 && s.source.as_file().is_some_and(|f| f.path.ends_with("app.log"))))
             .expect("the original's bytes are shipped");
         assert!(
             sealed_at < tracked_at,

@@ -56,6 +56,32 @@ pub struct SourceStatus {
     pub last_segment_at: Option<String>,
     /// Current problems: unreadable file, glob matching nothing, …
     pub errors: Vec<String>,
+    /// Journal sources only (FORMAT.md §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalStatus>,
+}
+
+/// Where a journal source stands, for operators and auditors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// What is read (`system`, `directory:…`, `files:…`).
+    pub journal: String,
+    /// `__CURSOR` of the last entry wholly in a durable segment.
+    pub committed_cursor: Option<String>,
+    /// How many times journalctl was started again after it ended.
+    pub restarts: u64,
+    /// Cursors that could no longer be found in the journal (vacuumed or
+    /// rotated away) since the agent started: reading began again at the
+    /// oldest entry each time, and the next segment records it.
+    pub lost_cursors: Vec<LostCursor>,
+}
+
+/// One cursor the journal no longer had.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostCursor {
+    pub cursor: String,
+    /// When it was found missing (RFC 3339 UTC).
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,6 +420,7 @@ mod tests {
                 last_segment_seq: Some(3),
                 last_segment_at: None,
                 errors: vec![],
+                journal: None,
             }],
         }
     }

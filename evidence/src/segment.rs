@@ -28,6 +28,10 @@ pub enum Framing {
     /// octet-counted frame `MSG-LEN SP MSG` (see [`crate::octets`]), so the
     /// message boundaries survive without touching the message bytes.
     OctetCounted,
+    /// Journal entries as `journalctl -o export` writes them (FORMAT.md §16):
+    /// text fields `NAME=value\n`, binary fields `NAME\n` + 64-bit
+    /// little-endian length + bytes + `\n`, each entry ended by an empty line.
+    JournalExport,
 }
 
 /// Which file the bytes came from. Identity is the content fingerprint plus
@@ -53,6 +57,7 @@ pub struct SourceFile {
 pub enum Source {
     File(SourceFile),
     Syslog(SyslogSource),
+    Journal(JournalSource),
 }
 
 impl Source {
@@ -60,16 +65,30 @@ impl Source {
     pub fn as_file(&self) -> Option<&SourceFile> {
         match self {
             Source::File(f) => Some(f),
-            Source::Syslog(_) => None,
+            Source::Syslog(_) | Source::Journal(_) => None,
         }
     }
 
     /// The device, for a segment a collector received as syslog.
     pub fn as_syslog(&self) -> Option<&SyslogSource> {
         match self {
-            Source::File(_) => None,
+            Source::File(_) | Source::Journal(_) => None,
             Source::Syslog(s) => Some(s),
         }
+    }
+
+    /// The journal, for a segment an agent read from the systemd journal.
+    pub fn as_journal(&self) -> Option<&JournalSource> {
+        match self {
+            Source::Journal(j) => Some(j),
+            Source::File(_) | Source::Syslog(_) => None,
+        }
+    }
+}
+
+impl From<JournalSource> for Source {
+    fn from(j: JournalSource) -> Self {
+        Source::Journal(j)
     }
 }
 
@@ -130,6 +149,37 @@ pub struct SyslogSource {
     /// Whether the mapping marks the device as connected to a core system
     /// (responsibility levels A and B must keep its logs).
     pub core_system: bool,
+}
+
+/// The constant tag of a [`JournalSource`]: always `"journal"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalKind {
+    #[default]
+    Journal,
+}
+
+/// Entries an agent read from the systemd journal through `journalctl -o
+/// export` (FORMAT.md §16). A journal has no inode and offset that stay put
+/// (files rotate, are vacuumed and are written by journald itself), so an
+/// entry is identified by its cursor, the journal's own stable name for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalSource {
+    /// Always [`JournalKind::Journal`]; tells a reader this is not a file.
+    pub kind: JournalKind,
+    /// Which journal was read: `"system"`, `"directory:<path>"` or
+    /// `"files:<glob>[,<glob>…]"`, plus `" match:<FIELD=value>"` for each match.
+    pub journal: String,
+    /// `__CURSOR` of the first entry whose bytes are in the segment.
+    pub first_cursor: String,
+    /// `__CURSOR` of the last entry whose bytes are in the segment.
+    pub last_cursor: String,
+    /// Set on the first segment read after the cursor the agent was to
+    /// resume from could no longer be found (the journal was vacuumed or
+    /// rotated away): that cursor. Reading then began again at the oldest
+    /// entry still in the journal, so entries between may be missing and
+    /// entries before may be stored twice.
+    pub lost_cursor: Option<String>,
 }
 
 /// Half-open byte range `[start, end)` of the source file.
