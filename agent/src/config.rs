@@ -1055,7 +1055,9 @@ fn check_journal_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<
     if raw.files.is_some() && files.is_empty() {
         problems.push(Problem {
             key: raw.key("files"),
-            message: "is empty; list journal files (globs), or leave it out to read the system journal".to_string(),
+            message:
+                "is empty; list journal files (globs), or leave it out to read the system journal"
+                    .to_string(),
         });
     }
     for f in &files {

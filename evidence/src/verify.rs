@@ -131,6 +131,9 @@ pub enum FindingKind {
     ChainBroken,
     /// The agent instance changed between consecutive segments.
     AgentRestart,
+    /// A journal stream's agent could not find the cursor it was to resume
+    /// from and read again from the oldest entry (FORMAT.md §16.4).
+    JournalCursorLost,
     /// A digest body that does not decode or is not canonical.
     DigestCorrupt,
     /// A digest whose name disagrees with its content (seq, hash, host).
@@ -762,6 +765,26 @@ impl HostCheck<'_> {
             let prev = seq.checked_sub(1).and_then(|p| slots.get(&p));
             for slot in here {
                 let Some(meta) = &slot.meta else { continue };
+                if let Some(lost) = meta
+                    .source
+                    .as_journal()
+                    .and_then(|j| j.lost_cursor.as_ref())
+                {
+                    let f = self
+                        .finding(
+                            Severity::Warning,
+                            FindingKind::JournalCursorLost,
+                            "the journal no longer had the cursor the agent was to resume from (vacuumed or \
+                             rotated away): reading began again at the oldest entry, so entries between may be \
+                             missing and earlier ones stored twice",
+                        )
+                        .stream(stream)
+                        .seq(seq)
+                        .object(&slot.key)
+                        .expected(lost)
+                        .found(&meta.source.as_journal().map(|j| j.first_cursor.clone()).unwrap_or_default());
+                    self.report.push(f);
+                }
                 if seq == 0 {
                     if let Some(found) = meta.prev_segment {
                         let f = self

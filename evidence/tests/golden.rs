@@ -4,8 +4,8 @@
 
 use custody_evidence::digest::{ClockState, DigestBody, DigestEntry, DIGEST_FORMAT_V1};
 use custody_evidence::segment::{
-    ByteRange, DecodeError, Framing, SegmentMeta, Source, SourceFile, Split, SyslogKind,
-    SyslogSource, SyslogTransport, SEGMENT_FORMAT_V1,
+    ByteRange, DecodeError, Framing, JournalKind, JournalSource, SegmentMeta, Source, SourceFile,
+    Split, SyslogKind, SyslogSource, SyslogTransport, SEGMENT_FORMAT_V1,
 };
 use custody_evidence::{Category, HostId, InstanceId, SegmentSeq, Sha256, StreamId};
 use time::macros::datetime;
@@ -221,6 +221,57 @@ fn syslog_segment_record_golden_bytes() {
             .unwrap()
             .contains(&format!(r#""transport":"{}""#, transport.as_str())));
     }
+}
+
+const GOLDEN_JOURNAL_META: &str = concat!(
+    r#"{"format":"custody.segment.v1","host_id":"web01","stream_id":"os.journald","category":"os","seq":7,"#,
+    r#""agent_instance":"0f8e4c1a-3b2d-4e5f-8a9b-0c1d2e3f4a5b","framing":{"kind":"journal_export"},"#,
+    r#""source":{"kind":"journal","journal":"system","#,
+    r#""first_cursor":"s=5f5f8f000b5847b7b6a30a41a133da8f;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=60a24181e4000;x=f0f0e2c768b2c49","#,
+    r#""last_cursor":"s=5f5f8f000b5847b7b6a30a41a133da8f;i=5;b=0123456789abcdef0123456789abcdef;m=3ec;t=60a24181e4fa0;x=953ae5884507f42","#,
+    r#""lost_cursor":null},"range":{"start":768,"end":1920},"split":{"starts_mid_unit":false,"ends_mid_unit":false},"#,
+    r#""first_read":"2026-11-22T02:11:12.500000Z","last_read":"2026-11-22T02:11:13.000001Z","raw_len":1152,"#,
+    r#""raw_sha256":"2222222222222222222222222222222222222222222222222222222222222222","object_len":301,"#,
+    r#""object_sha256":"3333333333333333333333333333333333333333333333333333333333333333","#,
+    r#""prev_segment":"4444444444444444444444444444444444444444444444444444444444444444","#,
+    r#""retain_until":"2027-05-22T02:11:13.000000Z"}"#,
+    "\n"
+);
+
+#[test]
+fn journal_segment_record_golden_bytes() {
+    let mut meta = golden_meta();
+    meta.stream_id = StreamId::new("os.journald").unwrap();
+    meta.category = Category::Os;
+    meta.framing = Framing::JournalExport;
+    meta.source = Source::Journal(JournalSource {
+        kind: JournalKind::Journal,
+        journal: "system".into(),
+        first_cursor: "s=5f5f8f000b5847b7b6a30a41a133da8f;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=60a24181e4000;x=f0f0e2c768b2c49".into(),
+        last_cursor: "s=5f5f8f000b5847b7b6a30a41a133da8f;i=5;b=0123456789abcdef0123456789abcdef;m=3ec;t=60a24181e4fa0;x=953ae5884507f42".into(),
+        lost_cursor: None,
+    });
+    meta.split = Split::default();
+    assert_eq!(
+        String::from_utf8(meta.encode()).unwrap(),
+        GOLDEN_JOURNAL_META
+    );
+    let back = SegmentMeta::decode(GOLDEN_JOURNAL_META.as_bytes()).unwrap();
+    assert_eq!(back, meta);
+    assert!(back.source.as_file().is_none() && back.source.as_syslog().is_none());
+    assert_eq!(back.source.as_journal().unwrap().journal, "system");
+    // FORMAT.md §16.3 shows exactly these bytes.
+    let doc = include_str!("../FORMAT.md");
+    assert!(
+        doc.contains(GOLDEN_JOURNAL_META.trim_end()),
+        "FORMAT.md §16.3 example differs from the golden record"
+    );
+    // A lost cursor round-trips.
+    if let Source::Journal(j) = &mut meta.source {
+        j.lost_cursor = Some("s=gone;i=9".into());
+    }
+    let bytes = meta.encode();
+    assert_eq!(SegmentMeta::decode(&bytes).unwrap(), meta);
 }
 
 #[test]

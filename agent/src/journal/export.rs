@@ -301,10 +301,7 @@ mod tests {
         let mut bytes = b"MESSAGE\n".to_vec();
         bytes.extend_from_slice(&3u64.to_le_bytes());
         bytes.extend_from_slice(b"abcX");
-        assert_eq!(
-            p.feed(&bytes),
-            Err(FramingError::BinaryNotTerminated(19))
-        );
+        assert_eq!(p.feed(&bytes), Err(FramingError::BinaryNotTerminated(19)));
         assert!(p.feed(b"\n").is_err());
 
         let mut p = ExportParser::new();

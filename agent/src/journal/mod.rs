@@ -221,7 +221,8 @@ impl JournalReader {
                     } else {
                         Instant::now() + wait
                     };
-                    self.wake.wait_until(until.max(Instant::now() + Duration::from_millis(1)));
+                    self.wake
+                        .wait_until(until.max(Instant::now() + Duration::from_millis(1)));
                 }
             }
             let aged = self
@@ -273,7 +274,9 @@ impl JournalReader {
         }
         self.phase = match &self.sealed.cursor {
             Some(c) => {
-                cmd.arg(format!("--cursor={c}"));
+                // --no-tail: with --follow, journalctl otherwise stops its
+                // catch-up short (it applies the default of 10 lines).
+                cmd.args([format!("--cursor={c}").as_str(), "--no-tail"]);
                 Phase::Expect(c.clone())
             }
             None => {
@@ -371,7 +374,10 @@ impl JournalReader {
         if let Err(e) = spawned {
             let _ = child.kill();
             let _ = child.wait();
-            self.trouble(format!("source {}: cannot start a reader thread: {e}", self.cfg.name));
+            self.trouble(format!(
+                "source {}: cannot start a reader thread: {e}",
+                self.cfg.name
+            ));
             self.schedule_restart();
             return;
         }
@@ -437,7 +443,9 @@ impl JournalReader {
             self.backoff = BACKOFF_MIN;
         }
         self.restarts += 1;
-        let read_err = err.map(|e| format!(", reading its output failed: {e}")).unwrap_or_default();
+        let read_err = err
+            .map(|e| format!(", reading its output failed: {e}"))
+            .unwrap_or_default();
         let stderr = if stderr.is_empty() {
             String::new()
         } else {
@@ -637,7 +645,16 @@ impl JournalReader {
             skip: self.entry_sealed,
             offset: self.sealed.offset + n as u64,
         };
-        self.send(piece, cursor.clone(), cursor, starts_mid, true, now, now, after)
+        self.send(
+            piece,
+            cursor.clone(),
+            cursor,
+            starts_mid,
+            true,
+            now,
+            now,
+            after,
+        )
     }
 
     fn seal_open(&mut self) -> Result<(), Closed> {
