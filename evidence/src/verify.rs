@@ -782,7 +782,12 @@ impl HostCheck<'_> {
                         .seq(seq)
                         .object(&slot.key)
                         .expected(lost)
-                        .found(&meta.source.as_journal().map(|j| j.first_cursor.clone()).unwrap_or_default());
+                        .found(
+                            meta.source
+                                .as_journal()
+                                .map(|j| j.first_cursor.as_str())
+                                .unwrap_or_default(),
+                        );
                     self.report.push(f);
                 }
                 if seq == 0 {
