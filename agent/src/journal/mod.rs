@@ -729,3 +729,179 @@ impl JournalReader {
             .map_err(|_| Closed)
     }
 }
+
+/// The reader's cutting and resuming, driven without journalctl: output is
+/// fed as journalctl would print it, and a restart is replayed by a second
+/// reader given the first one's committed state.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceFraming;
+    use std::sync::mpsc::Receiver;
+
+    fn entry(cursor: &str, big: usize) -> Vec<u8> {
+        let mut out = format!("__CURSOR={cursor}\nMESSAGE=entry {cursor}\n").into_bytes();
+        if big > 0 {
+            out.extend_from_slice(b"BIG\n");
+            out.extend_from_slice(&(big as u64).to_le_bytes());
+            out.extend((0..big).map(|k| if k % 7 == 0 { b'\n' } else { k as u8 }));
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+        out
+    }
+
+    fn reader(
+        committed: Option<JournalState>,
+        next_seq: u64,
+    ) -> (JournalReader, Receiver<SourceEvent>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = sync_channel(1024);
+        let cfg = SourceConfig {
+            name: "journald".into(),
+            category: custody_evidence::Category::Os,
+            paths: Vec::new(),
+            framing: SourceFraming::Lines,
+            journal: Some(JournalConfig {
+                directory: Some("/j".into()),
+                files: Vec::new(),
+                matches: Vec::new(),
+                journalctl: "journalctl".into(),
+            }),
+        };
+        let settings = SourceSettings {
+            segment_max_bytes: 100,
+            segment_max_age: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(5),
+            partial_line_wait: Duration::from_secs(5),
+            start_at: StartAt::Beginning,
+            first_start: committed.is_none(),
+        };
+        let mut r = JournalReader::new(
+            cfg,
+            StreamId::new("os.journald").unwrap(),
+            settings,
+            next_seq,
+            committed,
+            Sealer::new(3).unwrap(),
+            tx,
+            Arc::new(Board::new(dir.path(), Default::default())),
+            Arc::new(Wake::default()),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        // What start_child sets up, without a child.
+        r.phase = match &r.sealed.cursor {
+            Some(c) => Phase::Expect(c.clone()),
+            None if r.sealed.skip > 0 => Phase::Skip(r.sealed.skip),
+            None => Phase::Read,
+        };
+        r.last_cursor = r.sealed.cursor.clone();
+        (r, rx)
+    }
+
+    fn segments(rx: &Receiver<SourceEvent>) -> Vec<(SealedSegment, Vec<u8>)> {
+        rx.try_iter()
+            .filter_map(|e| match e {
+                SourceEvent::Segment(s) => {
+                    let raw = zstd::bulk::decompress(&s.object, 1 << 20).unwrap();
+                    Some((*s, raw))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn state(s: &SealedSegment) -> JournalState {
+        match &s.after {
+            StateAfter::Journal { journal } => journal.clone(),
+            StateAfter::File(_) => panic!("a file state from a journal source"),
+        }
+    }
+
+    #[test]
+    fn entries_are_cut_whole_and_a_huge_one_in_pieces_that_resume_exactly() {
+        let mut all = Vec::new();
+        for (c, big) in [("c1", 0), ("c2", 0), ("c3", 250), ("c4", 0)] {
+            all.extend(entry(c, big));
+        }
+        let (mut r, rx) = reader(None, 0);
+        // In odd chunk sizes, as a pipe delivers them.
+        for chunk in all.chunks(37) {
+            r.take(chunk).unwrap();
+        }
+        r.seal_open().unwrap();
+        let segs = segments(&rx);
+        let joined: Vec<u8> = segs.iter().flat_map(|(_, raw)| raw.clone()).collect();
+        assert_eq!(joined, all);
+        assert!(segs
+            .iter()
+            .all(|(s, raw)| raw.len() <= 100 && s.raw_len == raw.len() as u64));
+        let pieces: Vec<_> = segs.iter().filter(|(s, _)| s.split.ends_mid_unit).collect();
+        assert!(pieces.len() >= 2, "the 250-byte field is cut");
+        let mut offset = 0;
+        for (s, _) in &segs {
+            assert_eq!(s.range.start, offset);
+            offset = s.range.end;
+        }
+
+        // Crash after the first piece of c3: a new reader resumes from
+        // that piece's committed state and journalctl prints from c2 on.
+        let (cut, _) = pieces[0];
+        let st = state(cut);
+        assert_eq!(st.cursor.as_deref(), Some("c2"));
+        assert!(st.skip > 0);
+        let (mut r2, rx2) = reader(Some(st.clone()), cut.seq + 1);
+        let from_c2 = &all[entry("c1", 0).len()..];
+        for chunk in from_c2.chunks(11) {
+            r2.take(chunk).unwrap();
+        }
+        r2.seal_open().unwrap();
+        let segs2 = segments(&rx2);
+        assert!(segs2[0].0.split.starts_mid_unit);
+        assert_eq!(segs2[0].0.range.start, cut.range.end);
+        let mut resumed: Vec<u8> = segs
+            .iter()
+            .take_while(|(s, _)| s.seq <= cut.seq)
+            .flat_map(|(_, raw)| raw.clone())
+            .collect();
+        resumed.extend(segs2.iter().flat_map(|(_, raw)| raw.clone()));
+        assert_eq!(resumed, all, "nothing lost, nothing twice");
+        assert_eq!(
+            state(&segs2.last().unwrap().0).cursor.as_deref(),
+            Some("c4")
+        );
+    }
+
+    #[test]
+    fn a_cursor_not_printed_first_is_lost_and_recorded_in_the_next_segment() {
+        let committed = JournalState {
+            cursor: Some("gone".into()),
+            skip: 0,
+            offset: 500,
+        };
+        let (mut r, rx) = reader(Some(committed), 9);
+        r.take(&entry("other", 0)).unwrap();
+        assert_eq!(r.lost.len(), 1);
+        assert_eq!(r.lost[0].cursor, "gone");
+        assert_eq!(
+            r.sealed.cursor, None,
+            "the next start reads from the oldest entry"
+        );
+        assert!(
+            segments(&rx).is_empty(),
+            "nothing of the wrong position is kept"
+        );
+        // journalctl started again from the oldest entry:
+        r.phase = Phase::Read;
+        r.parser = ExportParser::new();
+        r.take(&entry("first", 0)).unwrap();
+        r.seal_open().unwrap();
+        let segs = segments(&rx);
+        let j = segs[0].0.source.as_journal().expect("a journal source");
+        assert_eq!(j.lost_cursor.as_deref(), Some("gone"));
+        assert_eq!(j.first_cursor, "first");
+        assert_eq!(segs[0].0.range.start, 500);
+        assert_eq!(segs[0].0.seq, 9);
+    }
+}
