@@ -194,6 +194,12 @@ pub fn problems(status: &AgentStatus) -> Vec<String> {
         for e in &source.errors {
             out.push(format!("source {}: {e}", source.name));
         }
+        for lost in source.journal.iter().flat_map(|j| &j.lost_cursors) {
+            out.push(format!(
+                "source {}: journal cursor {} was no longer in the journal at {}; reading began again at the oldest entry",
+                source.name, lost.cursor, lost.at
+            ));
+        }
     }
     out
 }
@@ -341,7 +347,18 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
         for e in &source.errors {
             let _ = writeln!(out, "    error: {e}");
         }
-        if source.files.is_empty() {
+        if let Some(j) = &source.journal {
+            let _ = writeln!(
+                out,
+                "    journal {}  cursor {}  journalctl restarts {}",
+                j.journal,
+                j.committed_cursor.as_deref().unwrap_or("(none yet)"),
+                j.restarts
+            );
+            for lost in &j.lost_cursors {
+                let _ = writeln!(out, "    lost cursor {} at {}", lost.cursor, lost.at);
+            }
+        } else if source.files.is_empty() {
             let _ = writeln!(out, "    no file matches {}", source.patterns.join(", "));
         }
         for f in &source.files {

@@ -365,7 +365,22 @@ fn a_missing_journalctl_is_named_and_the_other_sources_keep_going() {
             Err(st.to_string())
         }
     });
-    assert!(errors.contains("source remote"), "{errors}");
-    assert!(agent.log().contains("/nonexistent/journalctl not found"));
+    assert!(errors.contains("the other sources keep going"), "{errors}");
+    assert!(
+        agent
+            .log()
+            .contains("source remote: journalctl program /nonexistent/journalctl not found"),
+        "the log names the source: {}",
+        agent.log_tail(10)
+    );
+    // `custody-agent status` names the source and exits 1.
+    let out = custody_tests::agent_output([
+        "status".as_ref(),
+        "--state-dir".as_ref(),
+        env.state.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("/nonexistent/journalctl not found"), "{text}");
     agent.stop_clean(WAIT);
 }

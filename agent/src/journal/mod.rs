@@ -314,8 +314,7 @@ impl JournalReader {
                     format!("cannot start {}: {e}", self.journal.journalctl.display())
                 };
                 self.trouble(format!(
-                    "source {}: {why}; the other sources keep going; trying again in {} s",
-                    self.cfg.name,
+                    "{why}; the other sources keep going; trying again in {} s",
                     self.backoff.as_secs_f64()
                 ));
                 self.schedule_restart();
@@ -374,10 +373,7 @@ impl JournalReader {
         if let Err(e) = spawned {
             let _ = child.kill();
             let _ = child.wait();
-            self.trouble(format!(
-                "source {}: cannot start a reader thread: {e}",
-                self.cfg.name
-            ));
+            self.trouble(format!("cannot start a reader thread: {e}"));
             self.schedule_restart();
             return;
         }
@@ -416,10 +412,11 @@ impl JournalReader {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
-    /// Records a problem: logged once per distinct text, kept for status.
+    /// Records a problem: logged (naming the source) once per distinct
+    /// text, kept for status.json (under the source).
     fn trouble(&mut self, msg: String) {
         if self.last_logged.as_deref() != Some(msg.as_str()) {
-            tracing::error!(stream = %self.stream, "{msg}");
+            tracing::error!(stream = %self.stream, "source {}: {msg}", self.cfg.name);
             self.last_logged = Some(msg.clone());
         }
         self.errors = vec![msg];
@@ -452,8 +449,7 @@ impl JournalReader {
             format!(": {stderr}")
         };
         self.trouble(format!(
-            "source {}: journalctl ended ({status}{read_err}){stderr}; starting it again in {} s from cursor {}",
-            self.cfg.name,
+            "journalctl ended ({status}{read_err}){stderr}; starting it again in {} s from cursor {}",
             self.backoff.as_secs_f64(),
             self.sealed.cursor.as_deref().unwrap_or("(oldest entry)")
         ));
@@ -521,8 +517,7 @@ impl JournalReader {
         self.seal_open()?;
         self.restarts += 1;
         self.trouble(format!(
-            "source {}: {why}; starting journalctl again in {} s from cursor {}",
-            self.cfg.name,
+            "{why}; starting journalctl again in {} s from cursor {}",
             self.backoff.as_secs_f64(),
             self.sealed.cursor.as_deref().unwrap_or("(oldest entry)")
         ));
