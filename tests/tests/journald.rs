@@ -117,6 +117,34 @@ fn cursors(export: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The pid of the journalctl the agent runs.
+fn journalctl_child(agent: u32) -> u32 {
+    wait_for("the agent's journalctl child", WAIT, || {
+        for entry in fs::read_dir("/proc").map_err(|e| e.to_string())? {
+            let Ok(pid) = entry
+                .map_err(|e| e.to_string())?
+                .file_name()
+                .to_string_lossy()
+                .parse::<u32>()
+            else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                continue;
+            };
+            let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if comm.ends_with("(journalctl") && ppid == Some(agent) {
+                return Ok(pid);
+            }
+        }
+        Err("no journalctl child yet".to_string())
+    })
+}
+
 /// Writes the agent config with one journald source reading `dir`.
 fn config(env: &TestEnv, dir: &Path, extra: &str) -> PathBuf {
     let path = env.root.join("agent.toml");
@@ -235,6 +263,32 @@ fn journal_entries_are_stored_byte_for_byte_and_resumed_by_cursor_after_kill_9()
     write_journal(&jdir, &export_input("second", 30, 1_700_000_100_000_000, 0));
     let want = exported(&jdir);
     wait_identical(&env, &mut agent, &want);
+
+    // journalctl crashes: restarted from the last cursor, nothing lost or twice.
+    let child = journalctl_child(agent.pid());
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -9 {child}")])
+        .status()
+        .expect("sh");
+    assert!(killed.success(), "kill -9 journalctl {child}");
+    write_journal(
+        &jdir,
+        &export_input("after-crash", 10, 1_700_000_150_000_000, 0),
+    );
+    let want = exported(&jdir);
+    wait_identical(&env, &mut agent, &want);
+    wait_for("status.json to count the journalctl restart", WAIT, || {
+        let st = read_status(&env.state)?;
+        let j = &st["sources"][0]["journal"];
+        (j["restarts"].as_u64() >= Some(1))
+            .then_some(())
+            .ok_or_else(|| j.to_string())
+    });
+    assert!(
+        agent.log().contains("journalctl ended"),
+        "{}",
+        agent.log_tail(10)
+    );
 
     // kill -9, more entries, restart: nothing lost, nothing twice.
     agent.kill9();
