@@ -257,7 +257,9 @@ fn text(v: &Value) -> Option<String> {
 
 /// An element's attribute, as the `evtx` crate renders it (`#attributes`).
 fn attr(v: &Value, name: &str) -> Option<String> {
-    v.get("#attributes").and_then(|a| a.get(name)).and_then(text)
+    v.get("#attributes")
+        .and_then(|a| a.get(name))
+        .and_then(text)
 }
 
 /// `SystemTime` as UTC RFC 3339 to the 100 ns a Windows FILETIME holds (`…T13:18:23.6279516Z`);

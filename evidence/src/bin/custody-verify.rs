@@ -3,6 +3,7 @@
 //! ```text
 //! custody-verify store DIR [--json] [--allowed-signers FILE]
 //! custody-verify bundle FILE.tar [--json] [--trusted-key KEY|--allowed-signers FILE] [--store DIR]
+//! custody-verify evtx FILE.evtx [--json]
 //! ```
 //!
 //! Exit codes: 0 every check held (warnings and info may be printed),
@@ -14,6 +15,9 @@
 //! `.holds/`), which are not evidence and are not read. Only `DIR/v1` is
 //! walked, without following symlinks: a symlink where an object should be
 //! is itself a finding, since it could point anywhere.
+
+#[path = "custody-verify/evtx.rs"]
+mod evtx;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -72,6 +76,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
     },
+    /// List the logon (4624, 4625) and log-cleared (1102, 104) events of a Windows .evtx file.
+    Evtx {
+        /// The .evtx file (as EvtExportLog or wevtutil epl wrote it, or from a bundle).
+        file: PathBuf,
+        /// Print the events as JSON instead of one line each.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +113,7 @@ fn run(args: Args) -> Result<bool> {
             allowed_signers,
             store,
         } => run_bundle(file, json, trusted_key, allowed_signers, store),
+        Command::Evtx { file, json } => evtx::run_evtx(&file, json).map(|()| true),
     }
 }
 
@@ -139,6 +152,7 @@ fn run_bundle(
     let opts = BundleVerifyOptions {
         trusted_signers,
         store: source.as_ref().map(|s| s as &dyn ObjectSource),
+        inspector: Some(&evtx::EvtxInspector),
     };
     let name = file.display().to_string();
     let report = if name == "-" {
