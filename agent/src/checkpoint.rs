@@ -44,6 +44,11 @@ pub struct StreamState {
     /// Chain hash of segment `next_seq - 1`.
     pub head: Option<Sha256>,
     pub files: Vec<FileState>,
+    /// For a Windows Event Log stream: its channel's bookmark and position
+    /// (FORMAT.md §17.4). Absent for file streams (and in checkpoints
+    /// written before event log sources existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<crate::eventlog::reader::ChannelState>,
 }
 
 impl StreamState {
