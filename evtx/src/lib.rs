@@ -103,6 +103,10 @@ pub struct EvtxSummary {
     pub records: u64,
     /// The relevant events, in file order.
     pub events: Vec<RelevantEvent>,
+    /// Chunks (numbered from 0 in the file) whose CRC-32 over their header
+    /// or their records does not match: changed after Windows wrote them
+    /// (edited, or damaged). Their records are still read and listed.
+    pub bad_checksum_chunks: Vec<u64>,
 }
 
 impl EvtxSummary {
@@ -148,6 +152,16 @@ pub fn read_evtx(bytes: &[u8]) -> Result<EvtxSummary, EvtxReadError> {
         });
     }
     let mut summary = EvtxSummary::default();
+    for i in 0..u64::from(chunks) {
+        let start = (HEADER_BLOCK + i * CHUNK) as usize;
+        let data = bytes[start..start + CHUNK as usize].to_vec();
+        // A chunk that does not even parse is reported by the record loop.
+        if let Ok(chunk) = evtx::EvtxChunkData::new(data, false) {
+            if !chunk.validate_checksum() {
+                summary.bad_checksum_chunks.push(i);
+            }
+        }
+    }
     for (i, record) in parser.records_json_value().enumerate() {
         let record = record.map_err(|e| EvtxReadError::Damaged {
             index: i as u64 + 1,

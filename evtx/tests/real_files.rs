@@ -17,6 +17,7 @@ fn sample(name: &str) -> Vec<u8> {
 fn logon_success_and_failure() {
     let s = read_evtx(&sample("logon_4624_4625.evtx")).expect("reads");
     assert_eq!(s.records, 4);
+    assert!(s.bad_checksum_chunks.is_empty());
     assert_eq!(s.count(EventKind::LogonSuccess), 3);
     assert_eq!(s.count(EventKind::LogonFailure), 1);
     assert_eq!(s.count(EventKind::LogCleared), 0);
@@ -87,4 +88,15 @@ fn truncated_file_is_an_error() {
         read_evtx(&bytes[..100]),
         Err(EvtxReadError::NotEvtx(_))
     ));
+}
+
+#[test]
+fn an_edited_record_shows_as_a_bad_chunk_checksum() {
+    let mut bytes = sample("logon_4624_4625.evtx");
+    // Record 137223's EventID (4624 at 0x1ed6) changed, CRCs left alone.
+    assert_eq!(&bytes[0x1ed6..0x1ed8], &4624u16.to_le_bytes());
+    bytes[0x1ed6..0x1ed8].copy_from_slice(&1102u16.to_le_bytes());
+    let s = read_evtx(&bytes).expect("still reads");
+    assert_eq!(s.bad_checksum_chunks, [0]);
+    assert_eq!(s.count(EventKind::LogCleared), 1);
 }

@@ -87,7 +87,7 @@ fn lists_logons_and_failures_of_the_real_sample() {
         lines[1]
     );
     assert!(lines[4].ends_with(
-        "4 record(s): 3 logon success (4624), 1 logon failure (4625), 0 log cleared (1102/104)"
+        "4 record(s): 3 logon success (4624), 1 logon failure (4625), 0 log cleared (1102/104); checksums OK"
     ));
 
     let out = verify_evtx(&sample("rdp_tunneling_4624.evtx"), true);
@@ -149,6 +149,20 @@ fn damaged_files_are_exit_2_with_the_reason() {
 
     let out = verify_evtx(&env.logs.join("absent.evtx"), false);
     assert_eq!(out.status.code(), Some(2));
+
+    // One byte changed, CRCs left as they were: listed, but exit 1.
+    let mut edited = fs::read(sample("logon_4624_4625.evtx")).unwrap();
+    edited[0x1ed6..0x1ed8].copy_from_slice(&1102u16.to_le_bytes());
+    let path = env.logs.join("edited.evtx");
+    fs::write(&path, edited).unwrap();
+    let out = verify_evtx(&path, false);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("chunk=0 checksum=mismatch"), "{text}");
+    assert!(
+        text.contains("event=1102") && text.trim_end().ends_with("checksums FAILED"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -162,6 +176,9 @@ fn a_bundle_with_a_cleared_log_is_reported() {
     .unwrap();
     let whole = fs::read(sample("logon_4624_4625.evtx")).unwrap();
     fs::write(env.logs.join("Broken.evtx"), &whole[..5000]).unwrap();
+    let mut edited = whole.clone();
+    edited[0x1ed6..0x1ed8].copy_from_slice(&4625u16.to_le_bytes());
+    fs::write(env.logs.join("Edited.evtx"), &edited).unwrap();
     let opts = AgentOptions::new(&env).source("logon", &format!("{}/*.evtx", env.logs.display()));
     let bundle = env.root.join("bundle.tar");
     let out_s = bundle.to_string_lossy().into_owned();
@@ -200,7 +217,7 @@ fn a_bundle_with_a_cleared_log_is_reported() {
         .unwrap()
         .contains("cleared_by=MSEDGEWIN10$"));
     let summaries = of("event_log_summary");
-    assert_eq!(summaries.len(), 2, "{summaries:#?}");
+    assert_eq!(summaries.len(), 3, "{summaries:#?}");
     assert!(summaries.iter().any(|s| s["found"]
         .as_str()
         .unwrap()
@@ -209,6 +226,11 @@ fn a_bundle_with_a_cleared_log_is_reported() {
     assert_eq!(broken.len(), 1);
     assert!(broken[0]["file"].as_str().unwrap().ends_with("Broken.evtx"));
     assert!(broken[0]["message"].as_str().unwrap().contains("truncated"));
+    let edited = of("event_log_checksum_mismatch");
+    assert_eq!(edited.len(), 1, "{:#?}", v.findings());
+    assert!(edited[0]["file"].as_str().unwrap().ends_with("Edited.evtx"));
+    assert_eq!(edited[0]["found"], "chunk 0");
+    assert_eq!(edited[0]["severity"], "warning");
 
     // The same bundle as text: the warning line names the event.
     let out = Command::new(&bins().verify)

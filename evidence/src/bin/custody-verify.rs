@@ -113,7 +113,7 @@ fn run(args: Args) -> Result<bool> {
             allowed_signers,
             store,
         } => run_bundle(file, json, trusted_key, allowed_signers, store),
-        Command::Evtx { file, json } => evtx::run_evtx(&file, json).map(|()| true),
+        Command::Evtx { file, json } => evtx::run_evtx(&file, json),
     }
 }
 

@@ -22,12 +22,15 @@ struct JsonReport<'a> {
     logon_success: usize,
     logon_failure: usize,
     log_cleared: usize,
+    bad_checksum_chunks: &'a [u64],
     events: &'a [RelevantEvent],
 }
 
-/// Reads `file` and prints its relevant events. `Err` (exit code 2) when the
-/// file cannot be read or is not a whole .evtx file.
-pub fn run_evtx(file: &Path, json: bool) -> Result<()> {
+/// Reads `file` and prints its relevant events. `Ok(false)` (exit code 1)
+/// when a chunk's CRC-32 does not match (the file is not as Windows wrote
+/// it); `Err` (exit code 2) when the file cannot be read or is not a whole
+/// .evtx file.
+pub fn run_evtx(file: &Path, json: bool) -> Result<bool> {
     let name = file.display().to_string();
     let meta = fs::metadata(file)
         .with_context(|| format!("{name}: cannot access it; pass a .evtx file"))?;
@@ -52,6 +55,7 @@ pub fn run_evtx(file: &Path, json: bool) -> Result<()> {
             logon_success: summary.count(EventKind::LogonSuccess),
             logon_failure: summary.count(EventKind::LogonFailure),
             log_cleared: summary.count(EventKind::LogCleared),
+            bad_checksum_chunks: &summary.bad_checksum_chunks,
             events: &summary.events,
         };
         println!(
@@ -62,10 +66,23 @@ pub fn run_evtx(file: &Path, json: bool) -> Result<()> {
         for ev in &summary.events {
             println!("{}", line(ev));
         }
-        println!("{name}: {}", totals(&summary));
+        for c in &summary.bad_checksum_chunks {
+            println!("chunk={c} checksum=mismatch: {CHECKSUM_NOTE}");
+        }
+        println!(
+            "{name}: {}; {}",
+            totals(&summary),
+            if summary.bad_checksum_chunks.is_empty() {
+                "checksums OK"
+            } else {
+                "checksums FAILED"
+            }
+        );
     }
-    Ok(())
+    Ok(summary.bad_checksum_chunks.is_empty())
 }
+
+const CHECKSUM_NOTE: &str = "the chunk's CRC-32 (header or records) does not match: its records were changed after Windows wrote them, or damaged; they are listed as they are now";
 
 /// `N record(s): a logon success, b logon failure, c log cleared`.
 fn totals(s: &EvtxSummary) -> String {
@@ -163,6 +180,14 @@ impl PayloadInspector for EvtxInspector {
                 found: Some(line(e)),
             })
             .collect();
+        for c in &summary.bad_checksum_chunks {
+            notes.push(PayloadNote {
+                kind: BundleFindingKind::EventLogChecksumMismatch,
+                severity: Severity::Warning,
+                message: CHECKSUM_NOTE.into(),
+                found: Some(format!("chunk {c}")),
+            });
+        }
         notes.push(PayloadNote {
             kind: BundleFindingKind::EventLogSummary,
             severity: Severity::Info,

@@ -79,6 +79,7 @@ pub enum BundleFindingKind {
     ShippedObjectMismatch,
     LogCleared,
     EventLogUnreadable,
+    EventLogChecksumMismatch,
     EventLogSummary,
     PayloadNotInspected,
 }
