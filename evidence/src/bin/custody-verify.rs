@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Exit codes: 0 every check held (warnings and info may be printed),
-//! 1 at least one Error finding, 2 the check could not run (bad arguments,
-//! unreadable store or allowed_signers file).
+//! 1 at least one Error finding (for `evtx`: a chunk checksum mismatch),
+//! 2 the check could not run (bad arguments, unreadable store or
+//! allowed_signers file, an .evtx that does not read whole).
 //!
 //! The filesystem store keeps each object at `DIR/<key>` as a plain file,
 //! and its own bookkeeping in dot-directories at the root (`.retention/`,
