@@ -71,6 +71,11 @@ pub struct StreamState {
     /// Journal streams only: the committed cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalState>,
+    /// For a Windows Event Log stream: its channel's bookmark and position
+    /// (FORMAT.md §17.4). Absent for file streams (and in checkpoints
+    /// written before event log sources existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<crate::eventlog::reader::ChannelState>,
 }
 
 impl StreamState {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod committer;
 pub mod config;
+pub mod eventlog;
 pub mod fingerprint;
 pub mod journal;
 pub mod key;

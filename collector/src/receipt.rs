@@ -256,7 +256,7 @@ impl Receipt {
                     keys.into_iter().map(|k| (host.to_string(), k)).collect();
                 let opts = BundleVerifyOptions {
                     trusted_signers: Some(trusted),
-                    store: None,
+                    ..Default::default()
                 };
                 let findings = match verify_bundle(bytes, &opts) {
                     Ok(report) if report.count(Severity::Error) == 0 => Vec::new(),

@@ -58,6 +58,7 @@ pub enum Source {
     File(SourceFile),
     Syslog(SyslogSource),
     Journal(JournalSource),
+    EventLog(EventLogSource),
 }
 
 impl Source {
@@ -65,14 +66,22 @@ impl Source {
     pub fn as_file(&self) -> Option<&SourceFile> {
         match self {
             Source::File(f) => Some(f),
-            Source::Syslog(_) | Source::Journal(_) => None,
+            Source::Syslog(_) | Source::Journal(_) | Source::EventLog(_) => None,
+        }
+    }
+
+    /// The channel, for a segment an agent read from the Windows Event Log.
+    pub fn as_eventlog(&self) -> Option<&EventLogSource> {
+        match self {
+            Source::EventLog(e) => Some(e),
+            _ => None,
         }
     }
 
     /// The device, for a segment a collector received as syslog.
     pub fn as_syslog(&self) -> Option<&SyslogSource> {
         match self {
-            Source::File(_) | Source::Journal(_) => None,
+            Source::File(_) | Source::Journal(_) | Source::EventLog(_) => None,
             Source::Syslog(s) => Some(s),
         }
     }
@@ -81,7 +90,7 @@ impl Source {
     pub fn as_journal(&self) -> Option<&JournalSource> {
         match self {
             Source::Journal(j) => Some(j),
-            Source::File(_) | Source::Syslog(_) => None,
+            Source::File(_) | Source::Syslog(_) | Source::EventLog(_) => None,
         }
     }
 }
@@ -102,6 +111,40 @@ impl From<SyslogSource> for Source {
     fn from(s: SyslogSource) -> Self {
         Source::Syslog(s)
     }
+}
+
+impl From<EventLogSource> for Source {
+    fn from(e: EventLogSource) -> Self {
+        Source::EventLog(e)
+    }
+}
+
+/// A Windows Event Log channel an agent subscribed to (FORMAT.md §17).
+/// The raw bytes are octet-counted frames (§13.2), one per event, each the
+/// event's XML exactly as `EvtRender` returned it: UTF-16LE, without the
+/// terminating NUL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogSource {
+    /// Always [`EventLogKind::Eventlog`]; tells a reader this is not a file.
+    pub kind: EventLogKind,
+    /// The channel path (`Security`, `Microsoft-Windows-Sysmon/Operational`).
+    pub channel: String,
+    /// How each frame's bytes are encoded: always `"utf-16le"`.
+    pub encoding: String,
+    /// `EventRecordID` of the first and last event in the segment.
+    pub first_record_id: u64,
+    pub last_record_id: u64,
+    /// Set on the first segment after the agent found the channel cleared,
+    /// recreated or its bookmark unusable: events may be missing before it.
+    pub resumed_after: Option<String>,
+}
+
+/// The constant tag of an [`EventLogSource`]: always `"eventlog"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventLogKind {
+    #[default]
+    Eventlog,
 }
 
 /// The constant tag of a [`SyslogSource`]: always `"syslog"`.

@@ -158,7 +158,7 @@ fn untouched_bundle_verifies() {
     let key = HostKey::from_openssh(KEY).unwrap();
     let trusted = BundleVerifyOptions {
         trusted_signers: Some(vec![("web01".into(), key.public_key_line(""))]),
-        store: None,
+        ..Default::default()
     };
     let report = verify_bundle(&tar[..], &trusted).unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
@@ -170,7 +170,7 @@ fn untouched_bundle_verifies() {
             "web01".into(),
             HostKey::generate().public_key_line(""),
         )]),
-        store: None,
+        ..Default::default()
     };
     let report = verify_bundle(&tar[..], &other).unwrap();
     assert_eq!(

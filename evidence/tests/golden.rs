@@ -414,3 +414,39 @@ fn unknown_version_is_not_corruption() {
         Err(DecodeError::Corrupt(_))
     ));
 }
+
+#[test]
+fn eventlog_segment_record_golden_bytes() {
+    use custody_evidence::segment::{EventLogKind, EventLogSource};
+    let mut meta = golden_meta();
+    meta.host_id = HostId::new("ws01").unwrap();
+    meta.stream_id = StreamId::new("eventlog-security").unwrap();
+    meta.category = Category::Logon;
+    meta.seq = SegmentSeq(0);
+    meta.framing = Framing::OctetCounted;
+    meta.source = Source::EventLog(EventLogSource {
+        kind: EventLogKind::Eventlog,
+        channel: "Security".into(),
+        encoding: "utf-16le".into(),
+        first_record_id: 137222,
+        last_record_id: 137225,
+        resumed_after: None,
+    });
+    meta.range = ByteRange {
+        start: 0,
+        end: 1152,
+    };
+    meta.split = Split::default();
+    meta.prev_segment = None;
+    let text = String::from_utf8(meta.encode()).unwrap();
+    let back = SegmentMeta::decode(text.as_bytes()).unwrap();
+    assert_eq!(back, meta);
+    assert!(back.source.as_file().is_none() && back.source.as_syslog().is_none());
+    assert_eq!(back.source.as_eventlog().unwrap().channel, "Security");
+    // FORMAT.md §17.3 shows exactly these bytes.
+    let doc = include_str!("../FORMAT.md");
+    assert!(
+        doc.contains(text.trim_end()),
+        "FORMAT.md §17.3 example differs from the golden record:\n{text}"
+    );
+}

@@ -3,17 +3,22 @@
 //! ```text
 //! custody-verify store DIR [--json] [--allowed-signers FILE]
 //! custody-verify bundle FILE.tar [--json] [--trusted-key KEY|--allowed-signers FILE] [--store DIR]
+//! custody-verify evtx FILE.evtx [--json]
 //! ```
 //!
 //! Exit codes: 0 every check held (warnings and info may be printed),
-//! 1 at least one Error finding, 2 the check could not run (bad arguments,
-//! unreadable store or allowed_signers file).
+//! 1 at least one Error finding (for `evtx`: a chunk checksum mismatch),
+//! 2 the check could not run (bad arguments, unreadable store or
+//! allowed_signers file, an .evtx that does not read whole).
 //!
 //! The filesystem store keeps each object at `DIR/<key>` as a plain file,
 //! and its own bookkeeping in dot-directories at the root (`.retention/`,
 //! `.holds/`), which are not evidence and are not read. Only `DIR/v1` is
 //! walked, without following symlinks: a symlink where an object should be
 //! is itself a finding, since it could point anywhere.
+
+#[path = "custody-verify/evtx.rs"]
+mod evtx;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -72,6 +77,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
     },
+    /// List the logon (4624, 4625) and log-cleared (1102, 104) events of a Windows .evtx file.
+    Evtx {
+        /// The .evtx file (as EvtExportLog or wevtutil epl wrote it, or from a bundle).
+        file: PathBuf,
+        /// Print the events as JSON instead of one line each.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +114,7 @@ fn run(args: Args) -> Result<bool> {
             allowed_signers,
             store,
         } => run_bundle(file, json, trusted_key, allowed_signers, store),
+        Command::Evtx { file, json } => evtx::run_evtx(&file, json),
     }
 }
 
@@ -139,6 +153,7 @@ fn run_bundle(
     let opts = BundleVerifyOptions {
         trusted_signers,
         store: source.as_ref().map(|s| s as &dyn ObjectSource),
+        inspector: Some(&evtx::EvtxInspector),
     };
     let name = file.display().to_string();
     let report = if name == "-" {

@@ -77,6 +77,11 @@ pub enum BundleFindingKind {
     ShippedRangeUnchecked,
     ShippedObjectMissing,
     ShippedObjectMismatch,
+    LogCleared,
+    EventLogUnreadable,
+    EventLogChecksumMismatch,
+    EventLogSummary,
+    PayloadNotInspected,
 }
 
 impl BundleFindingKind {
@@ -188,6 +193,36 @@ pub struct BundleVerifyOptions<'a> {
     pub trusted_signers: Option<Vec<(String, String)>>,
     /// The store the shipped segments should be in.
     pub store: Option<&'a dyn ObjectSource>,
+    /// Looks inside payload files of a format it knows (custody-verify
+    /// plugs in its .evtx reader); `None`: payloads are only hashed.
+    pub inspector: Option<&'a dyn PayloadInspector>,
+}
+
+/// Reads the content of some payload files and reports what an examiner
+/// should notice (FORMAT.md §14.10: `log_cleared`, …). The bytes are the
+/// ones that were hashed; an inspector never changes the verdict on the
+/// bundle's integrity, so it may only report warnings and information.
+pub trait PayloadInspector {
+    /// Whether this payload file (path inside the bag, `data/…`) is of a
+    /// format this inspector reads.
+    fn wants(&self, path: &str) -> bool;
+    /// The largest file it reads into memory; larger ones get a
+    /// `payload_not_inspected` finding.
+    fn max_bytes(&self) -> u64;
+    /// What it found in `bytes`, the whole payload file.
+    fn inspect(&self, path: &str, bytes: &[u8]) -> Vec<PayloadNote>;
+}
+
+/// One thing an inspector found in a payload file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadNote {
+    /// `LogCleared`, `EventLogUnreadable` or `EventLogSummary`.
+    pub kind: BundleFindingKind,
+    /// Warning or Info: an error is raised to a warning (an inspector
+    /// reports content, not integrity).
+    pub severity: Severity,
+    pub message: String,
+    pub found: Option<String>,
 }
 
 /// Errors that stop verification: the bundle or the store could not be read.
@@ -337,7 +372,24 @@ pub fn verify_bundle<R: Read>(
         }
         if rel.starts_with("data/") {
             let plan = c.plans.remove(&rel);
-            let keep = rel == SHIPPED_JSON && info.size <= MAX_TAG_FILE;
+            let inspector = opts.inspector.filter(|i| i.wants(&rel));
+            let inspect = match inspector {
+                Some(i) if info.size > i.max_bytes() => {
+                    found.push(
+                        BundleFinding::new(
+                            Severity::Info,
+                            BundleFindingKind::PayloadNotInspected,
+                            "larger than the verifier reads into memory; hashed and checked, but its content was not read",
+                        )
+                        .file(&rel)
+                        .expected(format!("at most {} bytes", i.max_bytes()))
+                        .found(info.size),
+                    );
+                    None
+                }
+                other => other,
+            };
+            let keep = (rel == SHIPPED_JSON && info.size <= MAX_TAG_FILE) || inspect.is_some();
             if rel == SHIPPED_JSON && !keep {
                 found.push(
                     BundleFinding::new(
@@ -354,7 +406,18 @@ pub fn verify_bundle<R: Read>(
             for (idx, h) in hashes {
                 c.range_hashes.insert(idx, h);
             }
-            if let Some(bytes) = kept {
+            if let (Some(i), Some(bytes)) = (inspect, kept.as_ref()) {
+                for note in i.inspect(&rel, bytes) {
+                    let severity = match note.severity {
+                        Severity::Error => Severity::Warning,
+                        s => s,
+                    };
+                    let mut f = BundleFinding::new(severity, note.kind, note.message).file(&rel);
+                    f.found = note.found;
+                    found.push(f);
+                }
+            }
+            if let Some(bytes) = kept.filter(|_| rel == SHIPPED_JSON) {
                 let parsed = ShippedList::decode(&bytes);
                 if let Ok(list) = &parsed {
                     c.plans = plans_for(list);
