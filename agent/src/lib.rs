@@ -9,6 +9,7 @@ pub mod clock;
 pub mod committer;
 pub mod config;
 pub mod fingerprint;
+pub mod incident;
 pub mod key;
 pub mod run;
 pub mod seal;
