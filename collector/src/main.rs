@@ -49,7 +49,7 @@ enum Command {
     /// Remote snapshots and legal holds: open an incident, follow it, release it.
     Incident {
         #[command(subcommand)]
-        command: IncidentCommand,
+        command: Box<IncidentCommand>,
     },
 }
 
@@ -458,7 +458,7 @@ fn main() -> ExitCode {
                 );
             }),
         Command::Serve(args) => serve(*args),
-        Command::Incident { command } => incident(command),
+        Command::Incident { command } => incident(*command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
