@@ -358,6 +358,9 @@ fn remote_snapshots_are_held_in_s3_verified_and_released() {
             .and_then(|j| j["store_objects_checked"].as_u64())
             .unwrap_or(0);
         assert_eq!(checked, referenced.len() as u64, "{}", v.stdout);
+        // The log checked is the bag's `collected` plus the collector's `received`.
+        let events = v.json.as_ref().and_then(|j| j["custody_events"].as_u64());
+        assert_eq!(events, Some(2), "{}", v.stdout);
         bundle_keys.push((key, referenced));
     }
     // The host not named took no snapshot.
@@ -395,6 +398,24 @@ fn remote_snapshots_are_held_in_s3_verified_and_released() {
             ev.event.purpose.contains("root-cause analysis complete"),
             "{}",
             ev.event.purpose
+        );
+        let file = dump_dir.join("central").join(key);
+        let v = verify_bundle(
+            &file,
+            &[
+                "--store",
+                &format!("s3://{bucket}/central"),
+                "--s3-endpoint",
+                &moto.endpoint,
+            ],
+        );
+        assert_eq!(v.code, Some(0), "{}\n{}", v.stdout, v.stderr);
+        let events = v.json.as_ref().and_then(|j| j["custody_events"].as_u64());
+        assert_eq!(
+            events,
+            Some(3),
+            "collected, received, released: {}",
+            v.stdout
         );
     }
     let after = status(&setup, "INC-1");
