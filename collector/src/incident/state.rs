@@ -8,7 +8,7 @@
 //! ```text
 //! STATE/incidents/<id>/incident.json        who opened it, why, which hosts (written once)
 //! STATE/incidents/<id>/hosts/<host>.json    one host's progress (the server)
-//! STATE/incidents/<id>/holds/<evidence>.json  what the server held for one bundle
+//! STATE/incidents/<id>/holds/<bundle>.json  what the server held for one bundle
 //! STATE/incidents/<id>/released.json        who released it, why (written once)
 //! STATE/hosts/<host>.json                   when a host last asked for incidents
 //! ```
@@ -327,11 +327,17 @@ impl Desk {
         write_atomic(&path, &json(progress)?, false)
     }
 
+    /// One file per stored bundle, named by the bundle's object name (two
+    /// bundles may claim the same evidence id: a forged copy, for one).
     pub fn write_holds(&self, id: &str, holds: &Holds) -> anyhow::Result<()> {
-        let path = self
-            .dir(id)?
-            .join("holds")
-            .join(format!("{}.json", holds.evidence_id));
+        let stem = holds
+            .bundle_key
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.strip_suffix(".tar"))
+            .filter(|s| !s.is_empty() && !s.starts_with('.'))
+            .with_context(|| format!("{} is not a bundle's object name", holds.bundle_key))?;
+        let path = self.dir(id)?.join("holds").join(format!("{stem}.json"));
         write_atomic(&path, &json(holds)?, false)
     }
 
