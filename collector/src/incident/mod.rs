@@ -135,6 +135,11 @@ impl Office {
             )));
         }
         let mut p = known.unwrap_or_else(|| HostProgress::pending(host.as_str()));
+        // `stored` means this collector holds the bundle: only its own
+        // receipt says so (`bundle_stored`), never a host's word.
+        if report.state == "stored" {
+            return Ok(p);
+        }
         let now = format_utc(now_utc_micros());
         if p.advance(&report.state, &now) {
             if report.evidence_id.is_some() {
@@ -266,5 +271,63 @@ impl Office {
         if let Err(e) = self.desk.write_progress(id, &p) {
             tracing::error!(%host, incident = %id, "recording the stored bundle: {e:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use state::{Incident, INCIDENT_FORMAT_V1};
+
+    fn report(state: &str) -> IncidentReport {
+        IncidentReport {
+            state: state.into(),
+            evidence_id: None,
+            bundle_key: None,
+            reason: Some("why".into()),
+        }
+    }
+
+    #[test]
+    fn only_named_hosts_are_asked_and_stored_is_the_collectors_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let office = Office::open(dir.path()).unwrap();
+        let (a, c) = (HostId::new("a").unwrap(), HostId::new("c").unwrap());
+        office
+            .desk
+            .open(&Incident {
+                format: INCIDENT_FORMAT_V1.into(),
+                id: "INC-1".into(),
+                opened: "2026-11-30T00:00:00.000000Z".into(),
+                operator: "alice".into(),
+                reason: "test".into(),
+                hosts: vec!["a".into()],
+                all: false,
+            })
+            .unwrap();
+        assert_eq!(office.notices(&a).unwrap().len(), 1);
+        assert!(office.notices(&c).unwrap().is_empty());
+        assert!(matches!(
+            office.report(&c, "INC-1", &report("started")),
+            Err(ReportRefusal::NotFound(_))
+        ));
+        assert!(matches!(
+            office.report(&a, "INC-1", &report("done")),
+            Err(ReportRefusal::Invalid(_))
+        ));
+        let p = office.report(&a, "INC-1", &report("started")).ok().unwrap();
+        assert_eq!(p.state, "started");
+        // Picked up: no longer offered.
+        assert!(office.notices(&a).unwrap().is_empty());
+        let p = office.report(&a, "INC-1", &report("stored")).ok().unwrap();
+        assert_eq!(
+            p.state, "started",
+            "a host cannot declare its bundle stored"
+        );
+        let p = office.report(&a, "INC-1", &report("failed")).ok().unwrap();
+        assert_eq!(
+            (p.state.as_str(), p.reason.as_deref()),
+            ("failed", Some("why"))
+        );
     }
 }
