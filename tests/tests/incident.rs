@@ -549,3 +549,52 @@ fn a_bundle_too_large_for_the_collector_fails_with_the_reason() {
     );
     agent.stop_clean(Duration::from_secs(60));
 }
+
+/// Without a collector: `custody-agent snapshot` into an S3 store places the
+/// legal holds itself (FORMAT.md §15.3), seen with boto3.
+#[test]
+fn a_snapshot_straight_to_s3_holds_what_it_references() {
+    let env = TestEnv::new("inc-s3");
+    let moto = Moto::start();
+    let bucket = "custody-direct";
+    moto.create_bucket(bucket, true);
+    let mut opts = AgentOptions::new(&env)
+        .source("app", &format!("{}/app.log", env.logs.display()))
+        .flag("s3-endpoint", &moto.endpoint)
+        .flag("s3-region", "us-east-1");
+    opts.store = format!("s3://{bucket}/central").into();
+    let mut w = LineWriter::new(env.log("app.log"), "direct");
+    w.append(testdata_lines(), 100);
+    let mut agent = AgentProcess::start(&opts);
+    wait_for("segments in the bucket", FINISH, || {
+        if let Err(e) = agent.check_running() {
+            panic!("{e}");
+        }
+        let objs = objects(&moto, bucket, &env.subdir("dump-direct-shipped"));
+        let seg = objs.keys().any(|k| k.ends_with(".seg.json"));
+        let sig = objs.keys().any(|k| k.ends_with(".digest.json.sig"));
+        if seg && sig {
+            Ok(())
+        } else {
+            Err("not shipped yet".into())
+        }
+    });
+    agent.stop_clean(Duration::from_secs(60));
+    let out =
+        custody_tests::bundle::snapshot(&opts, &["--incident", "INC-S3", "--operator", "carol"]);
+    custody_tests::bundle::assert_success("snapshot into S3", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("legal hold placed"), "{stdout}");
+    let dir = env.subdir("dump-direct");
+    let objs = objects(&moto, bucket, &dir);
+    let keys = bundles_of(&objs, &env.host_id, "INC-S3");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(objs[&keys[0]]["legal_hold"], "ON", "{}", objs[&keys[0]]);
+    let facts = BundleFacts::read(std::fs::File::open(dir.join("central").join(&keys[0])).unwrap())
+        .unwrap();
+    let referenced = facts.referenced_keys();
+    assert!(!referenced.is_empty());
+    for r in &referenced {
+        assert_eq!(objs[r]["legal_hold"], "ON", "{r}: {}", objs[r]);
+    }
+}
