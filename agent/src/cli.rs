@@ -1054,6 +1054,7 @@ pub async fn snapshot(args: &SnapshotArgs) -> anyhow::Result<u8> {
         command_line: std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
+        progress: None,
     };
     let outcome = crate::snapshot::snapshot(&config, &req).await?;
     outln!(

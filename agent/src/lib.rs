@@ -10,6 +10,7 @@ pub mod committer;
 pub mod config;
 pub mod eventlog;
 pub mod fingerprint;
+pub mod incident;
 pub mod journal;
 pub mod key;
 pub mod run;

@@ -379,6 +379,27 @@ pub async fn run(
     let shipper_task =
         tokio::spawn(shipper.run(stop.clone(), config.shutdown_grace, committer_done.clone()));
 
+    // Remote snapshots: only a collector can ask for them.
+    let incident_task = match &config.store {
+        StoreTarget::Collector(settings) => {
+            match custody_store::CollectorStore::open(settings)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| {
+                    crate::incident::Responder::new(
+                        Arc::new(config.clone()),
+                        Arc::new(c),
+                        settings.url.clone(),
+                    )
+                }) {
+                Ok(responder) => Some(tokio::spawn(responder.run(stop.clone()))),
+                Err(e) => {
+                    tracing::error!("remote snapshots are off: {e:#}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let status_board = board.clone();
     let status_notifier = notifier.clone();
     let status_stop = stop.clone();
@@ -452,6 +473,11 @@ pub async fn run(
     .context("joining the agent's threads")?;
     ship_wake.notify_one();
     let _ = shipper_task.await;
+    if let Some(task) = incident_task {
+        // A snapshot in progress finishes (its bundle is evidence); the
+        // loop itself ends at its next check of `stop`.
+        let _ = task.await;
+    }
     status_task.abort();
     if let Some(task) = watchdog_task {
         task.abort();

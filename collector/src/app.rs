@@ -36,6 +36,8 @@ pub struct App {
     pub limits: Limits,
     /// Permits are bytes of request bodies in memory.
     pub body_budget: Semaphore,
+    /// Remote snapshots and legal holds; `None` in tests that do not need them.
+    pub incidents: Option<crate::incident::Office>,
     host_locks: Mutex<HashMap<HostId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -46,7 +48,19 @@ impl App {
         findings: FindingsLog,
         limits: Limits,
     ) -> Arc<App> {
+        App::with_incidents(store, retention, findings, limits, None)
+    }
+
+    /// [`App::new`] with the incident office of the collector's state directory.
+    pub fn with_incidents(
+        store: Arc<dyn ObjectStore>,
+        retention: RetentionPolicy,
+        findings: FindingsLog,
+        limits: Limits,
+        incidents: Option<crate::incident::Office>,
+    ) -> Arc<App> {
         Arc::new(App {
+            incidents,
             receipt: Receipt::new(store.clone()),
             store,
             retention,

@@ -15,6 +15,8 @@
 //! - [`ingest`]: the HTTPS listener ([`ingest::serve`] takes its listener
 //!   and a shutdown signal), one module per request kind.
 //! - [`receipt`]: verification on receipt; [`findings`]: the findings log.
+//! - [`incident`]: remote snapshots, legal holds on what they hold, and
+//!   the collector's own custody events (FORMAT.md §15).
 //! - [`ops`]: `/healthz` and `/metrics`; [`metrics`]: the counters.
 //! - [`prune`]: the scheduled prune of the filesystem store.
 //! - [`syslog`]: RFC 5424/3164 over UDP, TCP and TLS; each device its own
@@ -47,6 +49,7 @@
 pub mod app;
 pub mod config;
 pub mod findings;
+pub mod incident;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;

@@ -1,4 +1,4 @@
-//! `custody-collector`: `ca init`, `enroll` and `serve`. Thin: parsing
+//! `custody-collector`: `ca init`, `enroll`, `serve` and `incident`. Thin: parsing
 //! here (raw flags and TOML → [`RawConfig::check`]), everything else in the
 //! library.
 
@@ -46,6 +46,97 @@ enum Command {
     },
     /// Receive evidence (agents over HTTPS, devices over syslog) until SIGINT or SIGTERM.
     Serve(Box<ServeArgs>),
+    /// Remote snapshots and legal holds: open an incident, follow it, release it.
+    Incident {
+        #[command(subcommand)]
+        command: Box<IncidentCommand>,
+    },
+}
+
+/// Where the collector keeps its records: the same configuration file and
+/// flags as `serve` (only these matter here).
+#[derive(Args, Clone)]
+struct SiteArgs {
+    /// The collector's TOML configuration file (as for `serve`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The collector's state directory [default: /var/lib/custody-collector].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The CA directory (for --all: every host enrolled with it).
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    /// The collector's backing store (release lifts holds there).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    store: Option<String>,
+    /// Responsibility level A|B|C|D|E, as for `serve` (retention of the custody events written).
+    #[arg(long, value_name = "LEVEL")]
+    level: Option<String>,
+    /// Months to keep every object, as for `serve`.
+    #[arg(long, value_name = "N")]
+    retention_months: Option<u32>,
+    /// S3 store: endpoint URL of an S3-compatible server [default: AWS].
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// S3 store: region [default: from AWS_REGION or the AWS profile].
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
+    /// S3 store: path-style addressing [default: true with --s3-endpoint].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    s3_path_style: Option<bool>,
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    /// Ask agents for a snapshot: each named agent connected to this collector starts within 10 s.
+    Open {
+        /// Incident id (1-64 of A-Z a-z 0-9 . _ -).
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// Hosts to snapshot, comma-separated.
+        #[arg(
+            long,
+            value_name = "H1,H2",
+            value_delimiter = ',',
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        hosts: Vec<String>,
+        /// Every host enrolled (with --ca-dir) or seen by this collector.
+        #[arg(long)]
+        all: bool,
+        /// Who is opening it (recorded).
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+        /// Why (recorded, and written into each bundle's custody records).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        site: SiteArgs,
+    },
+    /// Each host's progress and result.
+    Status {
+        /// Incident id.
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        site: SiteArgs,
+    },
+    /// Lift the legal holds of an incident, recording who and why.
+    Release {
+        /// Incident id.
+        id: String,
+        /// Who is releasing it (recorded in a signed custody event).
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+        /// Why (recorded).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        site: SiteArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +304,126 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(custody_collector::server::run(config))
 }
 
+/// The configuration `serve` would use, from the file and these flags.
+fn site_config(site: &SiteArgs) -> anyhow::Result<RawConfig> {
+    let base = match &site.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let store = match site.store.clone() {
+        Some(s) if !s.contains("://") => {
+            Some(absolute(PathBuf::from(s))?.to_string_lossy().into_owned())
+        }
+        other => other,
+    };
+    Ok(base.merge_flags(RawConfig {
+        state_dir: site.state_dir.clone().map(absolute).transpose()?,
+        ca_dir: site.ca_dir.clone().map(absolute).transpose()?,
+        store,
+        level: site.level.clone(),
+        retention_months: site.retention_months,
+        s3_endpoint: site.s3_endpoint.clone(),
+        s3_region: site.s3_region.clone(),
+        s3_path_style: site.s3_path_style,
+        ..RawConfig::default()
+    }))
+}
+
+fn state_dir_of(raw: &RawConfig) -> PathBuf {
+    raw.state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(custody_collector::config::DEFAULT_STATE_DIR))
+}
+
+fn incident(command: IncidentCommand) -> anyhow::Result<()> {
+    use custody_collector::incident::commands::{self, Hosts};
+    match command {
+        IncidentCommand::Open {
+            id,
+            hosts,
+            all,
+            operator,
+            reason,
+            site,
+        } => {
+            let raw = site_config(&site)?;
+            let which = if all {
+                Hosts::All(raw.ca_dir.clone())
+            } else {
+                Hosts::Named(hosts)
+            };
+            let named = commands::open(&state_dir_of(&raw), &id, which, &operator, &reason)?;
+            println!(
+                "opened incident {id} for {} host(s): {}",
+                named.len(),
+                named.join(", ")
+            );
+            println!(
+                "agents connected to this collector start their snapshot within 10 s; follow with: custody-collector incident status {id}"
+            );
+            Ok(())
+        }
+        IncidentCommand::Status { id, json, site } => {
+            let raw = site_config(&site)?;
+            let status = commands::status(&state_dir_of(&raw), &id)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).context("encoding the status")?
+                );
+            } else {
+                print!("{}", commands::render(&status));
+            }
+            Ok(())
+        }
+        IncidentCommand::Release {
+            id,
+            operator,
+            reason,
+            site,
+        } => {
+            let raw = site_config(&site)?;
+            // The store and retention exactly as `serve` reads them; a
+            // configuration `serve` would refuse is refused here too.
+            let config = raw.check()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let release = runtime.block_on(async {
+                let store = custody_collector::server::open_store(&config.store).await?;
+                commands::release(
+                    &config.state_dir,
+                    store.as_ref(),
+                    &config.retention,
+                    &id,
+                    &operator,
+                    reason.as_deref(),
+                )
+                .await
+            })?;
+            println!(
+                "released incident {id}: legal hold lifted on {} object(s) in {} bundle(s); custody event(s): {}",
+                release.objects_released,
+                release.bundles.len(),
+                release
+                    .bundles
+                    .iter()
+                    .map(|b| b.event_key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if !release.kept_for_other_incidents.is_empty() {
+                println!(
+                    "kept under hold because another open incident references them: {}",
+                    release.kept_for_other_incidents.join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG")
@@ -247,6 +458,7 @@ fn main() -> ExitCode {
                 );
             }),
         Command::Serve(args) => serve(*args),
+        Command::Incident { command } => incident(*command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

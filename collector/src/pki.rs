@@ -209,7 +209,49 @@ pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<Pa
     write_private(&files[0], &key.serialize_pem())?;
     write_public(&files[1], &cert.pem())?;
     write_public(&files[2], &ca_pem)?;
+    record_enrollment(ca_dir, host)?;
     Ok(files)
+}
+
+/// Where `enroll` notes each host it issued a certificate for, so that
+/// `incident open --all` can name every enrolled host.
+const ENROLLED_DIR: &str = "enrolled";
+
+fn record_enrollment(ca_dir: &Path, host: &HostId) -> anyhow::Result<()> {
+    let dir = ca_dir.join(ENROLLED_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(host.as_str());
+    let line = format!(
+        "{} enrolled {}\n",
+        host,
+        custody_evidence::timefmt::format_utc(custody_evidence::timefmt::now_utc_micros())
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()))
+        .with_context(|| format!("recording the enrollment in {}", path.display()))
+}
+
+/// The hosts `enroll` issued certificates for with the CA in `ca_dir`.
+pub fn enrolled_hosts(ca_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = ca_dir.join(ENROLLED_DIR);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if HostId::new(name.as_str()).is_ok() {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Why a client certificate does not identify a host.

@@ -294,6 +294,9 @@ impl Receipt {
                     update: CacheUpdate::None,
                 })
             }
+            ParsedKey::BundleEvent { .. } => invalid(format!(
+                "{key}: custody events beside a stored bundle are written by the collector only"
+            )),
             ParsedKey::PublicKey { .. } => {
                 let Ok(text) = std::str::from_utf8(bytes) else {
                     return invalid(format!(

@@ -66,7 +66,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let store = open_store(&config.store).await?;
     let findings = FindingsLog::open(&config.state_dir)?;
-    let app = App::new(
+    let office = crate::incident::Office::open(&config.state_dir)?;
+    let app = App::with_incidents(
         store.clone(),
         config.retention,
         findings,
@@ -75,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_connections: config.max_connections,
             max_inflight_bytes: config.max_inflight_bytes,
         },
+        Some(office),
     );
     let ingest = match tls {
         Some(tls) => Some((

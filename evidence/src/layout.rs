@@ -104,6 +104,29 @@ pub enum ParsedKey {
     Bundle {
         host: HostId,
     },
+    /// A custody event a custodian (the collector) appended to a stored
+    /// bundle's log, FORMAT.md §15.4:
+    /// `v1/<host>/bundles/<incident>/<evidence-id>.events/<seq:020>.json`.
+    BundleEvent {
+        host: HostId,
+        seq: u64,
+    },
+}
+
+/// Suffix of the directory beside a stored bundle that holds the custody
+/// events appended after it was stored (FORMAT.md §15.4).
+pub const BUNDLE_EVENTS_SUFFIX: &str = ".events";
+
+/// The prefix of the custody events appended to the bundle stored under
+/// `bundle_key` (`….tar` → `….events/`).
+pub fn bundle_events_prefix(bundle_key: &str) -> String {
+    let stem = bundle_key.strip_suffix(".tar").unwrap_or(bundle_key);
+    format!("{stem}{BUNDLE_EVENTS_SUFFIX}/")
+}
+
+/// The name of custody event `seq` of the bundle stored under `bundle_key`.
+pub fn bundle_event_key(bundle_key: &str, seq: u64) -> String {
+    format!("{}{seq:020}.json", bundle_events_prefix(bundle_key))
 }
 
 fn parse_seq_hash(name: &str) -> Option<(u64, Sha256)> {
@@ -170,6 +193,20 @@ pub fn parse_key(key: &str) -> Option<ParsedKey> {
         {
             Some(ParsedKey::Bundle {
                 host: HostId::new(*host).ok()?,
+            })
+        }
+        [ROOT, host, "bundles", incident, dir, file]
+            if crate::bundle::check_incident_id(incident).is_ok()
+                && dir.starts_with(&format!("{incident}_{host}_"))
+                && dir.ends_with(BUNDLE_EVENTS_SUFFIX) =>
+        {
+            let seq = file.strip_suffix(".json")?;
+            if seq.len() != 20 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(ParsedKey::BundleEvent {
+                host: HostId::new(*host).ok()?,
+                seq: seq.parse().ok()?,
             })
         }
         _ => None,

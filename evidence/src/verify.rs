@@ -373,6 +373,15 @@ pub fn verify_store(src: &dyn ObjectSource, opts: &VerifyOptions) -> Result<Repo
                 hosts.entry(host).or_default().sigs.insert(key);
             }
             ParsedKey::PublicKey { host } => hosts.entry(host).or_default().keys.push(key),
+            ParsedKey::BundleEvent { host, .. } => report.push(
+                Finding::new(
+                    Severity::Info,
+                    FindingKind::BundlePresent,
+                    "a custody event appended to a stored bundle (FORMAT.md §15.4); `custody-verify bundle --store` checks it",
+                )
+                .host(&host)
+                .object(&key),
+            ),
             ParsedKey::Bundle { host } => report.push(
                 Finding::new(
                     Severity::Info,

@@ -43,6 +43,40 @@ pub const LIST_PATH: &str = "/v1/list";
 pub const RETAIN_UNTIL_HEADER: &str = "custody-retain-until";
 /// Response header of a `HEAD`: `true` when the object is under legal hold.
 pub const LEGAL_HOLD_HEADER: &str = "custody-legal-hold";
+/// `GET /v1/incidents`: the open incidents that name the calling host and
+/// that it has not acted on yet ([`IncidentNotices`]). `POST
+/// /v1/incidents/<id>/status` with an [`IncidentReport`]: the host's
+/// progress (FORMAT.md §15.2).
+pub const INCIDENTS_PATH: &str = "/v1/incidents";
+
+/// One incident a host is asked to snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentNotice {
+    pub id: String,
+    /// Who opened it (`incident open --operator`).
+    pub operator: String,
+    pub reason: Option<String>,
+    /// When it was opened, RFC 3339 UTC.
+    pub opened: String,
+}
+
+/// The answer to `GET /v1/incidents`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentNotices {
+    pub incidents: Vec<IncidentNotice>,
+}
+
+/// A host's progress on one incident, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentReport {
+    /// `started`, `uploading`, `stored` or `failed`.
+    pub state: String,
+    pub evidence_id: Option<String>,
+    pub bundle_key: Option<String>,
+    /// Why it failed (`failed` only).
+    pub reason: Option<String>,
+}
+
 /// Files `custody-collector enroll` writes into an enrollment directory.
 pub const ENROLL_CA_FILE: &str = "ca.pem";
 pub const ENROLL_CERT_FILE: &str = "client.pem";
@@ -229,6 +263,60 @@ impl CollectorStore {
                 reason: format!("HTTP {s}: {reason}"),
             },
         }
+    }
+}
+
+/// Incidents: not part of [`ObjectStore`], because only an agent shipping
+/// to a collector can be asked for a snapshot remotely.
+impl CollectorStore {
+    /// The open incidents naming this host that it has not acted on yet.
+    pub async fn open_incidents(&self) -> Result<Vec<IncidentNotice>, StoreError> {
+        let resp = self
+            .client
+            .get(format!("{}{INCIDENTS_PATH}", self.base))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .map_err(|e| self.unreachable("GET", INCIDENTS_PATH, e))?;
+        if resp.status().as_u16() != 200 {
+            return Err(self.unexpected("GET", INCIDENTS_PATH, resp).await);
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable("GET", INCIDENTS_PATH, e))?;
+        let notices: IncidentNotices =
+            serde_json::from_slice(&body).map_err(|e| StoreError::Corrupt {
+                what: format!("incident list from collector {}", self.base),
+                why: e.to_string(),
+            })?;
+        Ok(notices.incidents)
+    }
+
+    /// Reports this host's progress on incident `id`.
+    pub async fn report_incident(
+        &self,
+        id: &str,
+        report: &IncidentReport,
+    ) -> Result<(), StoreError> {
+        let path = format!("{INCIDENTS_PATH}/{id}/status");
+        let body = serde_json::to_vec(report).map_err(|e| StoreError::Corrupt {
+            what: "incident report".into(),
+            why: e.to_string(),
+        })?;
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(Duration::from_secs(20))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable("POST", &path, e))?;
+        if !resp.status().is_success() {
+            return Err(self.unexpected("POST", &path, resp).await);
+        }
+        Ok(())
     }
 }
 

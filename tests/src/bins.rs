@@ -47,7 +47,25 @@ fn target_dir() -> PathBuf {
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
+        let mut build = Command::new(env!("CARGO"));
+        // Cargo gives the test process its package's CARGO_PKG_*, CARGO_MANIFEST_*
+        // (…) variables. Build scripts such as ring's declare
+        // `rerun-if-env-changed` on some of them, so passing them on made this
+        // build and the `cargo test` build invalidate each other's ring (and
+        // everything above it) on every run.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+                )
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let status = build
             .args([
                 "build",
                 "-p",

@@ -900,9 +900,27 @@ fn bundles_are_checked_on_receipt_and_kept() {
     let stored: Vec<PathBuf> = fs::read_dir(&bundles_dir)
         .unwrap_or_else(|e| panic!("no bundle under {}: {e}", bundles_dir.display()))
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
         .collect();
     assert_eq!(stored.len(), 1, "{stored:?}");
     let sound = fs::read(&stored[0]).unwrap();
+    // Stored, so held (the filesystem store's hold marker, FORMAT.md §9) and
+    // received: the collector's own custody event beside it (§15.3, §15.4).
+    let bundle_key = stored[0]
+        .strip_prefix(&setup.store)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        setup.store.join(".holds").join(&bundle_key).exists(),
+        "no legal hold on {bundle_key}"
+    );
+    let received = setup.store.join(layout::bundle_event_key(&bundle_key, 1));
+    assert!(
+        received.is_file(),
+        "no received event {}",
+        received.display()
+    );
     assert!(
         setup.findings().is_empty(),
         "a sound bundle must raise nothing: {:?}",

@@ -60,6 +60,16 @@ pub struct Request {
     pub images: Vec<PathBuf>,
     /// The command line, for the custody manifest.
     pub command_line: Vec<String>,
+    /// Told when the bundle is sealed and its upload begins (remote
+    /// snapshots report it to the collector).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<Stage>>,
+}
+
+/// A step of a snapshot worth telling whoever asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// The bundle is sealed; its upload to the store begins.
+    Uploading { evidence_id: String, key: String },
 }
 
 /// What was made.
@@ -491,16 +501,72 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
         )
     })?;
     let key_name = bundle_store_key(config.host_id.as_str(), &req.incident, &evidence);
+    if let Some(tx) = &req.progress {
+        let _ = tx.send(Stage::Uploading {
+            evidence_id: evidence.clone(),
+            key: key_name.clone(),
+        });
+    }
     upload(store.as_ref(), &key_name, &out_path, config).await?;
     // The store has it durably; the local copy is no longer needed.
     let _ = fs::remove_file(&out_path);
+    let mut location = format!("{} in {}", key_name, store.describe());
+    if matches!(config.store, StoreTarget::S3(_)) {
+        location.push_str(&hold_shipped(store.as_ref(), &key_name, &shipped).await);
+    }
     Ok(Outcome {
         evidence_id: evidence,
-        location: format!("{} in {}", key_name, store.describe()),
+        location,
         bytes,
         tagmanifest_sha256: tag_sha,
         files,
     })
+}
+
+/// Straight to S3 (no collector to do it): places a legal hold on the
+/// bundle and every object its shipped list references (FORMAT.md §15.3).
+/// Needs `s3:PutObjectLegalHold`, which agents usually lack, so a refusal
+/// is reported, never fatal: the bundle is stored either way. Returns the
+/// sentence to add to the outcome.
+async fn hold_shipped(
+    store: &dyn ObjectStore,
+    bundle_key: &str,
+    shipped: &custody_evidence::bundle::shipped::ShippedList,
+) -> String {
+    let mut keys = vec![bundle_key.to_string()];
+    for s in &shipped.segments {
+        keys.push(s.record_key.clone());
+        keys.push(s.payload_key.clone());
+    }
+    for d in &shipped.digests {
+        keys.push(d.key.clone());
+        if d.sig_sha256.is_some() {
+            keys.push(d.sig_key.clone());
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    let mut failed = Vec::new();
+    for k in &keys {
+        if let Err(e) = store.set_legal_hold(k, true).await {
+            failed.push(format!("{k}: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        format!(
+            "; legal hold placed on it and the {} object(s) it references",
+            keys.len() - 1
+        )
+    } else {
+        tracing::warn!("legal holds not placed: {}", failed.join("; "));
+        format!(
+            "; WARNING: {} of {} legal hold(s) could not be placed (first: {}); place them with `custody-agent hold` \
+             using credentials allowed s3:PutObjectLegalHold",
+            failed.len(),
+            keys.len(),
+            failed[0]
+        )
+    }
 }
 
 /// Largest bundle uploaded through the store's in-memory `put` (2 GiB);

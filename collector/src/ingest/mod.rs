@@ -8,6 +8,7 @@
 //! clients wait in the accept queue), and on shutdown stops accepting, lets
 //! each connection finish its request, and returns.
 
+pub mod incidents;
 pub mod list;
 pub mod objects;
 pub mod reply;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use custody_evidence::HostId;
-use custody_store::https::{LIST_PATH, OBJECTS_PATH};
+use custody_store::https::{INCIDENTS_PATH, LIST_PATH, OBJECTS_PATH};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
@@ -227,6 +228,9 @@ pub(crate) async fn drain(mut body: Incoming) {
 
 async fn route(app: &Arc<App>, host: &HostId, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
+    if req.method() == Method::POST && path.starts_with(INCIDENTS_PATH) {
+        return incidents::report(app, host, &path, req).await;
+    }
     if req.method() != Method::PUT {
         // Only PUT has a body worth reading; anything else is drained first.
         let (parts, body) = req.into_parts();
@@ -254,6 +258,15 @@ async fn route_bodyless(app: &Arc<App>, host: &HostId, req: Request<()>, path: &
             _ => reply::text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "objects are create-only: a host can never delete or change them (PUT, GET and HEAD only)",
+            ),
+        };
+    }
+    if path == INCIDENTS_PATH {
+        return match *req.method() {
+            Method::GET => incidents::list(app, host).await,
+            _ => reply::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET lists the open incidents naming this host; progress goes to POST /v1/incidents/<id>/status",
             ),
         };
     }

@@ -133,6 +133,12 @@ fn admit(
             format!("{key} is not an object name of the v1 layout (FORMAT.md §8)"),
         ));
     };
+    if matches!(parsed, layout::ParsedKey::BundleEvent { .. }) {
+        return Err(reply::text(
+            StatusCode::FORBIDDEN,
+            format!("{key}: custody events beside a stored bundle are written by the collector only (FORMAT.md §15.4)"),
+        ));
+    }
     let header = |name: &str| {
         headers
             .get(name)
@@ -212,6 +218,13 @@ async fn store_checked(
         }
         Err(e) => return store_failure(app, "put", key, e),
     };
+    if matches!(parsed, layout::ParsedKey::Bundle { .. }) {
+        if let Some(office) = &app.incidents {
+            office
+                .bundle_stored(app.store.as_ref(), &app.retention, host, key, body)
+                .await;
+        }
+    }
     let is_segment = checked.is_segment;
     for finding in app.receipt.stored(checked, created).await {
         app.findings.record(&finding, &app.metrics);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! custody-verify store DIR [--json] [--allowed-signers FILE]
-//! custody-verify bundle FILE.tar [--json] [--trusted-key KEY|--allowed-signers FILE] [--store DIR]
+//! custody-verify bundle FILE.tar [--json] [--trusted-key KEY|--allowed-signers FILE] [--store DIR|s3://BUCKET/PREFIX]
 //! custody-verify evtx FILE.evtx [--json]
 //! ```
 //!
@@ -73,9 +73,12 @@ enum Command {
         /// OpenSSH allowed_signers file of trusted keys: `host-id [namespaces="custody-bundle"] ssh-ed25519 AAAA…`.
         #[arg(long, value_name = "FILE", conflicts_with = "trusted_key")]
         allowed_signers: Option<PathBuf>,
-        /// A filesystem store: check that the segments and digests the bundle lists as shipped are there, unchanged.
-        #[arg(long, value_name = "DIR")]
+        /// A filesystem store (DIR) or an S3 store (s3://BUCKET/PREFIX): check that the segments and digests
+        /// the bundle lists as shipped are there, unchanged.
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
         store: Option<PathBuf>,
+        #[command(flatten)]
+        s3: S3Args,
     },
     /// List the logon (4624, 4625) and log-cleared (1102, 104) events of a Windows .evtx file.
     Evtx {
@@ -85,6 +88,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How to reach an `s3://` store: the same options as the agent's (docs/s3.md).
+#[derive(clap::Args, Debug, Default)]
+struct S3Args {
+    /// S3 store: endpoint URL of an S3-compatible server [default: AWS].
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// S3 store: region [default: AWS_REGION or the AWS profile, else us-east-1].
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
+    /// S3 store: path-style addressing [default: true with --s3-endpoint].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    s3_path_style: Option<bool>,
 }
 
 fn main() -> ExitCode {
@@ -113,7 +130,8 @@ fn run(args: Args) -> Result<bool> {
             trusted_key,
             allowed_signers,
             store,
-        } => run_bundle(file, json, trusted_key, allowed_signers, store),
+            s3,
+        } => run_bundle(file, json, trusted_key, allowed_signers, store, s3),
         Command::Evtx { file, json } => evtx::run_evtx(&file, json),
     }
 }
@@ -126,6 +144,7 @@ fn run_bundle(
     trusted_keys: Vec<String>,
     allowed_signers: Option<PathBuf>,
     store: Option<PathBuf>,
+    s3: S3Args,
 ) -> Result<bool> {
     let trusted_signers = if let Some(path) = &allowed_signers {
         Some(read_signers_for(path, BUNDLE_NAMESPACE)?)
@@ -144,15 +163,28 @@ fn run_bundle(
         None
     };
     let store_text = store.as_ref().map(|p| p.to_string_lossy().into_owned());
-    if let Some(s) = &store_text {
-        if s.contains("://") {
-            bail!("--store {s}: only filesystem stores can be cross-checked by this verifier; copy the objects to a directory (aws s3 sync) and pass it");
+    let given_s3 = s3.s3_endpoint.is_some() || s3.s3_region.is_some() || s3.s3_path_style.is_some();
+    let source: Option<Box<dyn ObjectSource>> = match &store_text {
+        Some(url) if url.starts_with("s3://") => Some(open_s3(url, s3)?),
+        Some(other) if other.contains("://") => {
+            bail!("--store {other}: give a store directory or s3://BUCKET/PREFIX")
         }
-    }
-    let source = store.as_deref().map(FsSource::open).transpose()?;
+        Some(_) if given_s3 => {
+            bail!("--s3-endpoint, --s3-region and --s3-path-style apply only to --store s3://…")
+        }
+        Some(_) => store
+            .as_deref()
+            .map(FsSource::open)
+            .transpose()?
+            .map(|s| Box::new(s) as Box<dyn ObjectSource>),
+        None if given_s3 => {
+            bail!("--s3-endpoint, --s3-region and --s3-path-style need --store s3://BUCKET/PREFIX")
+        }
+        None => None,
+    };
     let opts = BundleVerifyOptions {
         trusted_signers,
-        store: source.as_ref().map(|s| s as &dyn ObjectSource),
+        store: source.as_deref(),
         inspector: Some(&evtx::EvtxInspector),
     };
     let name = file.display().to_string();
@@ -452,4 +484,60 @@ impl ObjectSource for FsSource {
         }
         fs::read(&path).map_err(|e| err(e.to_string()))
     }
+}
+
+/// An `s3://BUCKET/PREFIX` store, read through custody's S3 store (the
+/// same client, endpoint and credential rules as the agent's).
+#[cfg(feature = "s3")]
+struct S3Source {
+    store: custody_store::S3Store,
+    runtime: tokio::runtime::Runtime,
+    url: String,
+}
+
+#[cfg(feature = "s3")]
+impl ObjectSource for S3Source {
+    fn list(&self, prefix: &str) -> Result<Vec<String>, SourceError> {
+        use custody_store::ObjectStore;
+        self.runtime
+            .block_on(self.store.list(prefix))
+            .map_err(|e| SourceError::new(format!("{}/{prefix}", self.url), e.to_string()))
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>, SourceError> {
+        use custody_store::ObjectStore;
+        self.runtime
+            .block_on(self.store.get(key))
+            .map_err(|e| SourceError::new(format!("{}/{key}", self.url), e.to_string()))
+    }
+}
+
+#[cfg(feature = "s3")]
+fn open_s3(url: &str, args: S3Args) -> Result<Box<dyn ObjectSource>> {
+    let (bucket, prefix) = custody_store::S3Settings::parse_url(url)
+        .map_err(|why| anyhow::anyhow!("--store {url}: {why}"))?;
+    let mut settings = custody_store::S3Settings::new(bucket, prefix);
+    settings.path_style = args.s3_path_style.unwrap_or(args.s3_endpoint.is_some());
+    settings.endpoint = args.s3_endpoint;
+    settings.region = args.s3_region;
+    // Reading only: an unprotected bucket is still checked (and the
+    // protection is not this verifier's question).
+    settings.require_object_lock = false;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime for S3")?;
+    let store = runtime
+        .block_on(custody_store::S3Store::open(settings))
+        .with_context(|| format!("--store {url}: cannot open the bucket"))?;
+    Ok(Box::new(S3Source {
+        store,
+        runtime,
+        url: url.trim_end_matches('/').to_string(),
+    }))
+}
+
+#[cfg(not(feature = "s3"))]
+fn open_s3(url: &str, _args: S3Args) -> Result<Box<dyn ObjectSource>> {
+    bail!("--store {url}: this custody-verify was built without S3 support (feature `s3`); copy the objects to a directory (aws s3 sync) and pass it")
 }

@@ -6,6 +6,8 @@
 //! - [`bagit`]: `bagit.txt`, `bag-info.txt` and manifest lines.
 //! - [`custody_manifest`]: `custody-manifest.json` (RFC 3227, NIST SP 800-86 fields).
 //! - [`custody_log`]: `custody.jsonl`, signed hand-over events in a hash chain.
+//! - [`facts`]: what a custodian reads out of a bundle it holds (its
+//!   custody log's last line, the shipped objects it references).
 //! - [`shipped`]: `data/shipped.json`, the store objects that cover the copies.
 //! - [`writer`]: [`writer::BagWriter`], streaming a bag into any `Write`
 //!   with the fixed tar header rules, so the same inputs give the same bytes.
@@ -18,6 +20,7 @@
 pub mod bagit;
 pub mod custody_log;
 pub mod custody_manifest;
+pub mod facts;
 pub mod shipped;
 pub mod tar_read;
 pub mod verify;
@@ -196,5 +199,15 @@ mod tests {
             Some(crate::layout::ParsedKey::Bundle { .. })
         ));
         assert!(crate::layout::parse_key("v1/web01/bundles/INC-7/other.tar").is_none());
+        let event = crate::layout::bundle_event_key(&key, 3);
+        assert_eq!(
+            event,
+            "v1/web01/bundles/INC-7/INC-7_web01_20261130T090102500000Z.events/00000000000000000003.json"
+        );
+        assert!(matches!(
+            crate::layout::parse_key(&event),
+            Some(crate::layout::ParsedKey::BundleEvent { seq: 3, .. })
+        ));
+        assert!(crate::layout::parse_key("v1/web01/bundles/INC-7/x.events/1.json").is_none());
     }
 }

@@ -8,7 +8,7 @@ use crate::bundle::{
 use crate::ids::Sha256;
 use crate::segment::DecodeError;
 use crate::sign::{self, SignError};
-use crate::verify::Severity;
+use crate::verify::{Severity, SourceError};
 
 /// Checks the tag-manifest signature; returns the signer's key line when it verified.
 pub(super) fn check_signature(
@@ -162,12 +162,15 @@ pub(super) fn check_signature(
     None
 }
 
+/// The custody log: `custody.jsonl`'s lines and then, with a store, the
+/// events a collector appended beside the stored bundle (FORMAT.md §15.4),
+/// one chain. Errs only when the store cannot be read.
 pub(super) fn check_custody_log(
     report: &mut BundleReport,
     c: &Collected,
     bag_signer: Option<&str>,
     opts: &BundleVerifyOptions<'_>,
-) {
+) -> Result<(), SourceError> {
     use BundleFindingKind as K;
     let Some(bytes) = c.tags.get(CUSTODY_LOG) else {
         report.push(
@@ -178,7 +181,7 @@ pub(super) fn check_custody_log(
             )
             .file(CUSTODY_LOG),
         );
-        return;
+        return Ok(());
     };
     let bag_sha = c.tags.get(TAGMANIFEST_TXT).map(|t| Sha256::digest(t));
     let lines = split_lines(bytes);
@@ -193,7 +196,25 @@ pub(super) fn check_custody_log(
             .expected("event 0 (collected)")
             .found("no events"),
         );
-        return;
+        return Ok(());
+    }
+    // (label, line): the bag's own lines, then the events stored beside it.
+    let mut entries: Vec<(String, Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("{CUSTODY_LOG}:{}", i + 1), l.to_vec()))
+        .collect();
+    if let (Some(store), Some(root), Some(host), Some(incident)) = (
+        opts.store,
+        c.root.as_deref(),
+        report.host_id.as_deref(),
+        report.incident_id.as_deref(),
+    ) {
+        let bundle_key = crate::bundle::bundle_store_key(host, incident, root);
+        for key in store.list(&crate::layout::bundle_events_prefix(&bundle_key))? {
+            let bytes = store.read(&key)?;
+            entries.push((key, bytes));
+        }
     }
     let trusted_keys: Option<Vec<String>> = opts.trusted_signers.as_ref().map(|l| {
         l.iter()
@@ -201,8 +222,8 @@ pub(super) fn check_custody_log(
             .collect()
     });
     let mut prev: Option<&[u8]> = None;
-    for (i, line) in lines.iter().enumerate() {
-        let file = format!("{CUSTODY_LOG}:{}", i + 1);
+    for (i, (file, line)) in entries.iter().enumerate() {
+        let (file, line) = (file.as_str(), line.as_slice());
         let ev = match EventLine::decode(line) {
             Ok(ev) => ev,
             Err(e) => {
@@ -230,7 +251,7 @@ pub(super) fn check_custody_log(
                     K::CustodyChainBroken,
                     "custody events out of sequence: an event was removed or the events were reordered",
                 )
-                .file(&file)
+                .file(file)
                 .expected(format!("seq {i}"))
                 .found(format!("seq {}", e.seq)),
             );
@@ -243,7 +264,7 @@ pub(super) fn check_custody_log(
                     K::CustodyChainBroken,
                     "prev_event is not the hash of the line before: an event was removed, reordered or edited",
                 )
-                .file(&file)
+                .file(file)
                 .expected(
                     want_prev
                         .map(|h| h.to_hex())
@@ -263,7 +284,7 @@ pub(super) fn check_custody_log(
                     K::CustodyChainBroken,
                     "the first custody event must be `collected`",
                 )
-                .file(&file)
+                .file(file)
                 .expected("collected")
                 .found(format!("{:?}", e.action).to_lowercase()),
             );
@@ -275,7 +296,7 @@ pub(super) fn check_custody_log(
                     K::CustodyChainBroken,
                     "a custody event about another bundle",
                 )
-                .file(&file)
+                .file(file)
                 .expected(c.root.clone().unwrap_or_default())
                 .found(&e.evidence_id),
             );
@@ -288,7 +309,7 @@ pub(super) fn check_custody_log(
                         K::CustodyChainBroken,
                         "the event names another tag manifest: it is about a different (or altered) bag",
                     )
-                    .file(&file)
+                    .file(file)
                     .expected(h)
                     .found(e.bag_sha256),
                 );
@@ -301,7 +322,7 @@ pub(super) fn check_custody_log(
                     K::CustodyEventSignatureInvalid,
                     format!("{err}: the event was altered after signing"),
                 )
-                .file(&file),
+                .file(file),
             ),
             Ok(info) => {
                 let signer = info.public_key_line;
@@ -316,7 +337,7 @@ pub(super) fn check_custody_log(
                             K::CustodyEventSignatureInvalid,
                             "the `collected` event must be signed by the key that signed the bag",
                         )
-                        .file(&file)
+                        .file(file)
                         .expected(
                             bag_signer
                                 .and_then(|k| sign::fingerprint_of(k).ok())
@@ -335,7 +356,7 @@ pub(super) fn check_custody_log(
                                 e.actor
                             ),
                         )
-                        .file(&file)
+                        .file(file)
                         .found(&info.fingerprint),
                     );
                 }
@@ -343,4 +364,5 @@ pub(super) fn check_custody_log(
         }
         prev = Some(line);
     }
+    Ok(())
 }

@@ -689,7 +689,7 @@ fn check_bag(
     let bag_signer = custody::check_signature(report, c, host_id.as_deref(), opts);
 
     // Custody log.
-    custody::check_custody_log(report, c, bag_signer.as_deref(), opts);
+    custody::check_custody_log(report, c, bag_signer.as_deref(), opts)?;
 
     // Shipped objects.
     shipped::check_shipped(report, c, host_id.as_deref(), opts)?;
