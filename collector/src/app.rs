@@ -19,9 +19,13 @@ use crate::receipt::Receipt;
 pub struct Limits {
     /// Largest accepted request body (413 above it).
     pub max_body_bytes: u64,
-    /// Connections served at once; further clients wait in the kernel's
-    /// accept queue (TCP back-pressure).
+    /// Connections served at once. At the limit the connection idle the
+    /// longest is closed to make room; when none is idle further clients
+    /// wait in the kernel's accept queue (TCP back-pressure).
     pub max_connections: usize,
+    /// A connection with no request for this long is closed (also the
+    /// bound on sending one request's headers).
+    pub idle_timeout: std::time::Duration,
     /// Request body bytes held in memory at once; an upload that does not
     /// fit gets 503 + Retry-After.
     pub max_inflight_bytes: u64,

@@ -91,12 +91,15 @@ struct ServeArgs {
     /// Largest accepted object [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<u64>,
-    /// Connections served at once [default: 512].
+    /// Connections served at once; at the limit the longest idle one is closed to make room [default: 512].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Upload bytes held in memory at once; beyond it 503 + Retry-After [default: 536870912].
     #[arg(long, value_name = "N")]
     max_inflight_bytes: Option<u64>,
+    /// Seconds a connection may go without a request (or take to send one's headers) before it is closed [default: 30].
+    #[arg(long, value_name = "N")]
+    idle_timeout_s: Option<u64>,
     /// Seconds between prunes of a filesystem store; 0 turns it off [default: 3600].
     #[arg(long, value_name = "N")]
     prune_interval_s: Option<u64>,
@@ -182,6 +185,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_connections: args.max_connections,
         max_inflight_bytes: args.max_inflight_bytes,
+        idle_timeout_s: args.idle_timeout_s,
         prune_interval_s: args.prune_interval_s,
         s3_endpoint: args.s3_endpoint,
         s3_region: args.s3_region,

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub inflight_requests: AtomicI64,
     pub connections: AtomicI64,
     pub tls_failures: AtomicU64,
+    /// Connections closed after `idle_timeout` without a request.
+    pub connections_closed_idle: AtomicU64,
+    /// Idle connections closed at `max_connections` to make room.
+    pub connections_closed_for_room: AtomicU64,
     pub inflight_bytes: AtomicI64,
     pub prune_deleted: AtomicU64,
     pub prune_runs: AtomicU64,
@@ -203,7 +207,17 @@ impl Metrics {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");
         }
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "custody_collector_connections_closed_idle_total",
+                "Connections closed after idle_timeout_s without a request (or with headers still incomplete).",
+                self.connections_closed_idle.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_connections_closed_for_room_total",
+                "Idle connections closed at max_connections to make room for a new client.",
+                self.connections_closed_for_room.load(Ordering::Relaxed),
+            ),
             (
                 "custody_collector_tls_handshake_failures_total",
                 "TLS handshakes that failed (certificate not from this CA, not TLS, timeouts).",

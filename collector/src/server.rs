@@ -73,6 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Limits {
             max_body_bytes: config.max_body_bytes,
             max_connections: config.max_connections,
+            idle_timeout: config.idle_timeout,
             max_inflight_bytes: config.max_inflight_bytes,
         },
     );

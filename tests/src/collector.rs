@@ -350,3 +350,54 @@ impl Curl {
         )
     }
 }
+
+/// An `openssl s_client` connection to the collector that completes the TLS
+/// handshake (with `enroll_dir`'s certificate) and then sends nothing more
+/// than `first_bytes`: an idle keep-alive connection, or with a partial
+/// request head a slowloris. Killed on drop.
+pub struct IdleTls {
+    child: Child,
+    /// Kept open so s_client does not close the connection itself.
+    _stdin: std::process::ChildStdin,
+}
+
+impl IdleTls {
+    pub fn open(setup: &CollectorSetup, enroll_dir: &Path, first_bytes: &[u8]) -> IdleTls {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect"])
+            .arg(format!("127.0.0.1:{}", setup.port))
+            .arg("-CAfile")
+            .arg(setup.ca_dir.join("ca.pem"))
+            .arg("-cert")
+            .arg(enroll_dir.join("client.pem"))
+            .arg("-key")
+            .arg(enroll_dir.join("client.key"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run openssl s_client (apt: openssl): {e}"));
+        let mut stdin = child.stdin.take().expect("s_client stdin");
+        if !first_bytes.is_empty() {
+            stdin.write_all(first_bytes).expect("write to s_client");
+            stdin.flush().expect("flush s_client");
+        }
+        IdleTls {
+            child,
+            _stdin: stdin,
+        }
+    }
+
+    /// Whether the connection is still open (s_client exits when the
+    /// server closes it).
+    pub fn is_open(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for IdleTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -945,3 +945,109 @@ fn bundles_are_checked_on_receipt_and_kept() {
     );
     assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
 }
+
+/// More idle keep-alive TLS connections than `--max-connections` (an
+/// agent fleet larger than the limit, each keeping its connection): the
+/// collector closes the longest idle ones to make room, so a new agent
+/// still gets its segments stored. The idle timeout is set far beyond the
+/// test, so only making room can let the agent in. Then, with a short
+/// idle timeout, idle connections and a slowloris (a request head never
+/// finished) are closed on their own.
+#[test]
+fn idle_connections_make_room_for_new_agents() {
+    let env = TestEnv::new("col-idle");
+    let mut setup = CollectorSetup::new(&env.subdir("collector"));
+    setup.extra = vec![
+        "--max-connections".into(),
+        "8".into(),
+        "--idle-timeout-s".into(),
+        "600".into(),
+    ];
+    let idle_enroll = setup.enroll("idle-fleet");
+    let enroll = setup.enroll(&env.host_id);
+    let mut collector = CollectorProcess::start(&setup);
+
+    let mut idle: Vec<IdleTls> = (0..12)
+        .map(|_| IdleTls::open(&setup, &idle_enroll, b""))
+        .collect();
+    let full = wait_for(
+        "8 idle connections holding every slot, the older ones closed to make room",
+        Duration::from_secs(60),
+        || {
+            collector.check_running()?;
+            let open = setup.metric("custody_collector_connections");
+            let made_room = setup.metric("custody_collector_connections_closed_for_room_total");
+            let alive = idle.iter_mut().map(|c| c.is_open()).filter(|o| *o).count();
+            if open == 8.0 && made_room >= 4.0 && alive == 8 {
+                Ok(made_room)
+            } else {
+                Err(format!(
+                    "{open} connections, {made_room} closed for room, {alive} s_clients alive"
+                ))
+            }
+        },
+    );
+
+    let mut writer = LineWriter::new(env.log("app.log"), "idle");
+    writer.append(testdata_lines(), 200);
+    let started = Instant::now();
+    let mut agent = AgentProcess::start(&agent_to(&env, &setup, &enroll));
+    let ids = writer.ids().to_vec();
+    wait_for_host_ids(
+        &setup,
+        &env.host_id,
+        &ids,
+        Duration::from_secs(90),
+        &mut [&mut agent],
+    );
+    let took = started.elapsed();
+    let made_room = setup.metric("custody_collector_connections_closed_for_room_total");
+    assert!(
+        made_room > full,
+        "the agent got in without an idle connection being closed? {made_room} vs {full}"
+    );
+    assert_eq!(
+        setup.metric("custody_collector_connections_closed_idle_total"),
+        0.0,
+        "nothing reached the 600 s idle timeout"
+    );
+    agent.stop_clean(Duration::from_secs(60));
+    assert_complete(&setup, &env, &ids);
+    eprintln!(
+        "a new agent's {} lines stored {took:?} after it started, with every slot idle",
+        ids.len()
+    );
+    assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
+    drop(collector);
+    idle.clear();
+
+    // A short idle timeout: idle connections and a slowloris are closed
+    // without any pressure.
+    setup.extra = vec!["--idle-timeout-s".into(), "2".into()];
+    let collector = CollectorProcess::start(&setup);
+    let mut quiet: Vec<IdleTls> = (0..3)
+        .map(|_| IdleTls::open(&setup, &idle_enroll, b""))
+        .collect();
+    quiet.push(IdleTls::open(
+        &setup,
+        &idle_enroll,
+        b"GET /v1/list HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+    ));
+    wait_for(
+        "idle connections and the slowloris closed by the 2 s idle timeout",
+        Duration::from_secs(60),
+        || {
+            let alive = quiet.iter_mut().map(|c| c.is_open()).filter(|o| *o).count();
+            let closed = setup.metric("custody_collector_connections_closed_idle_total");
+            let open = setup.metric("custody_collector_connections");
+            if alive == 0 && closed >= 4.0 && open == 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{alive} s_clients alive, {closed} closed idle, {open} open"
+                ))
+            }
+        },
+    );
+    drop(collector);
+}
