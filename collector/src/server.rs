@@ -98,6 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let key = syslog::load_or_create_key(&syslog_config.state_dir, &host)?;
             let listeners = syslog::Listeners::bind(&syslog_config).await?;
             let service = syslog::SyslogService::new(syslog_config, store.clone(), key, host);
+            app.metrics.attach_syslog(service.stats.clone());
             Some(tokio::spawn(syslog::serve(
                 service,
                 listeners,

@@ -127,18 +127,25 @@ impl CollectorSetup {
 
     /// The value of one metric series line (`name{labels}`), 0 if absent.
     pub fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+        metric_value(self.metrics_port, series)
     }
+}
+
+/// The value of one series (`name{labels}`) in `GET /metrics` on
+/// 127.0.0.1:`port`; 0 if absent or nothing answers.
+pub fn metric_value(port: u16, series: &str) -> f64 {
+    http_get(port, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 /// A plain HTTP/1.1 GET on 127.0.0.1:`port`: `(status, body)`.
