@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::findings::FindingsLog;
 use crate::metrics::Metrics;
 use crate::receipt::Receipt;
+use crate::revocation::Revocations;
 
 /// Bounds on what the ingest listener holds at once.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +39,8 @@ pub struct App {
     pub findings: FindingsLog,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// Revoked client certificates, checked on every request.
+    pub revocations: Revocations,
     /// Permits are bytes of request bodies in memory.
     pub body_budget: Semaphore,
     host_locks: Mutex<HashMap<HostId, Arc<tokio::sync::Mutex<()>>>>,
@@ -49,6 +52,7 @@ impl App {
         retention: RetentionPolicy,
         findings: FindingsLog,
         limits: Limits,
+        revocations: Revocations,
     ) -> Arc<App> {
         Arc::new(App {
             receipt: Receipt::new(store.clone()),
@@ -57,6 +61,7 @@ impl App {
             findings,
             metrics: Metrics::default(),
             limits,
+            revocations,
             body_budget: Semaphore::new(limits.max_inflight_bytes as usize),
             host_locks: Mutex::default(),
         })

@@ -44,6 +44,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Revoke client certificates: the serving collector refuses them from
+    /// its next request on (no restart). Enroll the host again for a new one.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["host_id", "serial"])))]
+    Revoke {
+        /// The CA directory made by `ca init`.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// Revoke every certificate issued to this host so far.
+        #[arg(long, value_name = "ID")]
+        host_id: Option<String>,
+        /// Revoke one certificate by serial (hex, as `openssl x509 -noout -serial` prints it).
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+    },
     /// Receive evidence (agents over HTTPS, devices over syslog) until SIGINT or SIGTERM.
     Serve(Box<ServeArgs>),
 }
@@ -217,6 +231,40 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(custody_collector::server::run(config))
 }
 
+fn revoke(
+    ca_dir: &std::path::Path,
+    host_id: Option<String>,
+    serial: Option<String>,
+) -> anyhow::Result<()> {
+    use custody_collector::revocation::{revoke, Target};
+    let host = host_id
+        .map(|h| HostId::new(h.clone()).map_err(|e| anyhow::anyhow!("--host-id {h:?} {}", e.why)))
+        .transpose()?;
+    let target = match (&host, &serial) {
+        (Some(h), _) => Target::Host(h),
+        (None, Some(s)) => Target::Serial(s),
+        (None, None) => anyhow::bail!("give --host-id or --serial"),
+    };
+    let done = revoke(ca_dir, target)?;
+    if done.is_empty() {
+        println!("already revoked; nothing to do");
+    }
+    for r in &done {
+        println!(
+            "revoked serial {} (host {}) at {}",
+            r.serial,
+            r.host.as_deref().unwrap_or("unknown"),
+            r.revoked
+        );
+    }
+    if !done.is_empty() {
+        println!(
+            "a running collector refuses it from its next request on; enroll the host again for a new certificate"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG")
@@ -250,6 +298,11 @@ fn main() -> ExitCode {
                     out.display()
                 );
             }),
+        Command::Revoke {
+            ca_dir,
+            host_id,
+            serial,
+        } => revoke(&ca_dir, host_id, serial),
         Command::Serve(args) => serve(*args),
     };
     match result {

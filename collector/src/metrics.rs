@@ -40,6 +40,8 @@ pub struct Metrics {
     pub inflight_requests: AtomicI64,
     pub connections: AtomicI64,
     pub tls_failures: AtomicU64,
+    /// Requests refused because their client certificate is revoked.
+    pub revoked_refusals: AtomicU64,
     /// Connections closed after `idle_timeout` without a request.
     pub connections_closed_idle: AtomicU64,
     /// Idle connections closed at `max_connections` to make room.
@@ -227,7 +229,12 @@ impl Metrics {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");
         }
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
+            (
+                "custody_collector_revoked_certificate_refusals_total",
+                "Requests refused because their client certificate is revoked (revoked.jsonl).",
+                self.revoked_refusals.load(Ordering::Relaxed),
+            ),
             (
                 "custody_collector_connections_closed_idle_total",
                 "Connections closed after idle_timeout_s without a request (or with headers still incomplete).",

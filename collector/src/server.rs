@@ -64,6 +64,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(dir) => Some(crate::tls::server_config(dir)?),
         None => None,
     };
+    let revocations = match &config.ca_dir {
+        Some(dir) => crate::revocation::Revocations::watch(dir)?,
+        None => crate::revocation::Revocations::none(),
+    };
     let store = open_store(&config.store).await?;
     let findings = FindingsLog::open(&config.state_dir)?;
     let app = App::new(
@@ -76,6 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             idle_timeout: config.idle_timeout,
             max_inflight_bytes: config.max_inflight_bytes,
         },
+        revocations,
     );
     let ingest = match tls {
         Some(tls) => Some((

@@ -74,7 +74,13 @@ impl CollectorSetup {
 
     /// `custody-collector enroll` for `host` into `root/enroll-<host>`.
     pub fn enroll(&self, host: &str) -> PathBuf {
-        let out = self.root.join(format!("enroll-{host}"));
+        self.enroll_into(host, &format!("enroll-{host}"))
+    }
+
+    /// `custody-collector enroll` for `host` into `root/<dir>` (enrolling
+    /// the same host again needs a new directory).
+    pub fn enroll_into(&self, host: &str, dir: &str) -> PathBuf {
+        let out = self.root.join(dir);
         run_ok(&[
             "enroll",
             "--ca-dir",

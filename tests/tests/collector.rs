@@ -1051,3 +1051,136 @@ fn idle_connections_make_room_for_new_agents() {
     );
     drop(collector);
 }
+
+/// `custody-collector revoke --host-id` while the collector serves: the
+/// host's certificate is refused from the next request on (curl and the
+/// real agent alike, with a reason, logged and counted), nothing the agent
+/// wrote meanwhile is lost, and a certificate from enrolling the host
+/// again works.
+#[test]
+fn revoked_certificates_are_refused_until_the_host_enrolls_again() {
+    let env = TestEnv::new("col-revoke");
+    let setup = CollectorSetup::new(&env.subdir("collector"));
+    let enroll = setup.enroll(&env.host_id);
+    let collector = CollectorProcess::start(&setup);
+    let mut writer = LineWriter::new(env.log("app.log"), "rv");
+    writer.append(testdata_lines(), 100);
+    let mut agent = AgentProcess::start(&agent_to(&env, &setup, &enroll));
+    wait_for_host_ids(
+        &setup,
+        &env.host_id,
+        writer.ids(),
+        Duration::from_secs(60),
+        &mut [&mut agent],
+    );
+    let old = Curl::new(&setup, Some(&enroll));
+    let list = format!("/v1/list?prefix=v1/{}/", env.host_id);
+    assert_status(
+        &old.request("GET", &list, None, &[]),
+        200,
+        "keys",
+        "before revocation",
+    );
+
+    // Revoke by host id, with the stock tool's serial cross-checked.
+    let serial = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(enroll.join("client.pem"))
+        .output()
+        .expect("openssl x509");
+    let serial = String::from_utf8_lossy(&serial.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_ascii_lowercase();
+    let out = std::process::Command::new(&bins().collector)
+        .args(["revoke", "--ca-dir"])
+        .arg(&setup.ca_dir)
+        .args(["--host-id", &env.host_id])
+        .output()
+        .expect("custody-collector revoke");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("revoked serial {serial}")),
+        "{stdout}"
+    );
+
+    let refused = old.request("GET", &list, None, &[]);
+    assert_status(&refused, 403, "revoked", "a revoked certificate");
+    assert!(refused.body.contains(&serial), "{}", refused.body);
+    assert!(refused.body.contains("enroll"), "{}", refused.body);
+    assert!(
+        setup.metric("custody_collector_revoked_certificate_refusals_total") >= 1.0,
+        "{:?}",
+        setup.metrics()
+    );
+    assert!(
+        collector.log().contains("was revoked"),
+        "{}",
+        collector.log()
+    );
+
+    // The running agent is refused too and keeps what it reads meanwhile.
+    writer.append(testdata_lines(), 100);
+    wait_for(
+        "the agent to report the revocation",
+        Duration::from_secs(60),
+        || {
+            agent.check_running()?;
+            let st = read_status(&env.state)?;
+            match st["last_ship_error"].as_str() {
+                Some(e) if e.contains("revoked") => Ok(()),
+                other => Err(format!("last_ship_error {other:?}")),
+            }
+        },
+    );
+    agent.sigterm(Duration::from_secs(60));
+
+    // Enrolling again gives a certificate that works; the old one stays refused.
+    let again = setup.enroll_into(&env.host_id, "enroll-again");
+    let new = Curl::new(&setup, Some(&again));
+    assert_status(
+        &new.request("GET", &list, None, &[]),
+        200,
+        "keys",
+        "the new certificate",
+    );
+    assert_status(
+        &old.request("GET", &list, None, &[]),
+        403,
+        "revoked",
+        "the old one still",
+    );
+    let mut agent = AgentProcess::start(&agent_to(&env, &setup, &again));
+    writer.append(testdata_lines(), 50);
+    let ids = writer.ids().to_vec();
+    wait_for_host_ids(
+        &setup,
+        &env.host_id,
+        &ids,
+        Duration::from_secs(90),
+        &mut [&mut agent],
+    );
+    agent.stop_clean(Duration::from_secs(60));
+    assert_complete(&setup, &env, &ids);
+
+    // Revoking what nobody recorded says how to do it instead.
+    let out = std::process::Command::new(&bins().collector)
+        .args(["revoke", "--ca-dir"])
+        .arg(&setup.ca_dir)
+        .args(["--host-id", "never-enrolled"])
+        .output()
+        .expect("custody-collector revoke");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--serial"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(collector);
+}

@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::pki::host_of_certificate;
+use crate::revocation::serial_of_certificate;
 use conns::Connections;
 use reply::Reply;
 
@@ -49,7 +50,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
 pub enum Peer {
-    Host(HostId),
+    /// The host a certificate names, and the certificate's serial
+    /// (normalized, [`crate::revocation::normalize_serial`]).
+    Host(HostId, String),
     /// TLS without a client certificate: every request gets 401.
     Anonymous,
     /// A CA-signed certificate that does not name a host: 403.
@@ -184,9 +187,10 @@ async fn connection(
     };
     let peer = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
         None => Peer::Anonymous,
-        Some(cert) => match host_of_certificate(cert) {
-            Ok(h) => Peer::Host(h),
-            Err(e) => Peer::Unidentified(e.to_string()),
+        Some(cert) => match (host_of_certificate(cert), serial_of_certificate(cert)) {
+            (Ok(h), Ok(serial)) => Peer::Host(h, serial),
+            (Err(e), _) => Peer::Unidentified(e.to_string()),
+            (_, Err(e)) => Peer::Unidentified(format!("{e:#}")),
         },
     };
     let service = {
@@ -258,13 +262,26 @@ async fn handle(
             drain(req.into_body()).await;
             reply::text(StatusCode::FORBIDDEN, format!("refused: {why}"))
         }
-        Peer::Host(host) => route(app, host, req).await,
+        Peer::Host(host, serial) => match app.revocations.check(serial) {
+            None => route(app, host, req).await,
+            Some(revoked) => {
+                drain(req.into_body()).await;
+                app.metrics.revoked_refusals.fetch_add(1, Ordering::Relaxed);
+                reply::text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "client certificate serial {serial} of host {host} was revoked at {}: enroll the host                          again (custody-collector enroll --host-id {host}) and give the agent the new files",
+                        revoked.revoked
+                    ),
+                )
+            }
+        },
     };
     let status = reply.status();
     if status.is_client_error() || status.is_server_error() {
         app.metrics.refused(status.as_u16());
         let who = match peer {
-            Peer::Host(h) => h.to_string(),
+            Peer::Host(h, _) => h.to_string(),
             Peer::Anonymous => "(no client certificate)".into(),
             Peer::Unidentified(_) => "(unidentified certificate)".into(),
         };
