@@ -34,10 +34,30 @@ pub async fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectSt
                     );
                 }
                 tracing::warn!("{problem}; storing without Object Lock (levels D and E)");
+            } else {
+                warn_without_lifecycle(&store).await;
             }
             Arc::new(store)
         }
     })
+}
+
+/// Warns when an Object Lock bucket has no lifecycle rule: nothing would
+/// ever be removed once retention has passed, and the bucket grows without
+/// bound. Only a warning: keeping evidence longer is never wrong.
+async fn warn_without_lifecycle(store: &S3Store) {
+    match store.enabled_lifecycle_rules().await {
+        Ok(0) => tracing::warn!(
+            bucket = %store.settings().bucket,
+            "the bucket has no enabled lifecycle rule, so objects are never removed after their retention: \
+             apply docs/s3-lifecycle.json (aws s3api put-bucket-lifecycle-configuration, see docs/s3.md)"
+        ),
+        Ok(rules) => tracing::info!(bucket = %store.settings().bucket, rules, "bucket lifecycle rules found"),
+        Err(e) => tracing::warn!(
+            "cannot read the bucket's lifecycle rules ({e}); check that one removes objects after their \
+             retention (docs/s3.md)"
+        ),
+    }
 }
 
 async fn signal() {
