@@ -566,6 +566,31 @@ fn keep_writing(writer: &mut LineWriter, agent: &mut AgentProcess, outage: Durat
     }
 }
 
+/// The agent of an outage scenario: digests every 5 s rather than the
+/// harness's 0.5 s, so three minutes of outage leave a backlog of tens of
+/// digests, not hundreds (each one a round trip to the store when it
+/// drains).
+fn outage_agent(env: &TestEnv, setup: &CollectorSetup, enroll: &Path) -> AgentProcess {
+    AgentProcess::start(&agent_to(env, setup, enroll).flag("digest-interval-ms", 5000))
+}
+
+/// Waits until the agent's spool is empty: everything it read, digests
+/// included, acknowledged by the collector.
+fn wait_spool_drained(env: &TestEnv, agent: &mut AgentProcess) {
+    wait_for(
+        "the agent's spool to drain after the outage",
+        Duration::from_secs(240),
+        || {
+            agent.check_running()?;
+            let st = read_status(&env.state)?;
+            match status::spool_bytes(&st) {
+                0 => Ok(()),
+                n => Err(format!("{n} bytes in the spool; {st}")),
+            }
+        },
+    );
+}
+
 /// Both outages of issue 3, each several minutes long while the agent keeps
 /// writing, run side by side so that CI pays for the minutes once.
 #[test]
@@ -590,7 +615,7 @@ fn collector_outage(outage: Duration) {
     let enroll = setup.enroll(&env.host_id);
     let mut collector = CollectorProcess::start(&setup);
     let mut writer = LineWriter::new(env.log("app.log"), "co");
-    let mut agent = AgentProcess::start(&agent_to(&env, &setup, &enroll));
+    let mut agent = outage_agent(&env, &setup, &enroll);
     writer.append(testdata_lines(), 300);
     wait_for_host_ids(
         &setup,
@@ -642,6 +667,7 @@ fn collector_outage(outage: Duration) {
         Duration::from_secs(120),
         &mut [&mut agent],
     );
+    wait_spool_drained(&env, &mut agent);
     agent.stop_clean(Duration::from_secs(60));
     assert_complete(&setup, &env, &ids);
     run_verify(&setup.store, &[]).assert_clean();
@@ -665,7 +691,7 @@ fn s3_outage_under_the_collector(outage: Duration) {
     let mut collector = CollectorProcess::start(&setup);
     let mut writer = LineWriter::new(env.log("app.log"), "cso");
     writer.append(testdata_lines(), 100);
-    let mut agent = AgentProcess::start(&agent_to(&env, &setup, &enroll));
+    let mut agent = outage_agent(&env, &setup, &enroll);
     let before = writer.take_ids();
     wait_for_bucket_ids(&moto, bucket, &env, &before, &mut agent);
 
@@ -708,6 +734,7 @@ fn s3_outage_under_the_collector(outage: Duration) {
     writer.append(testdata_lines(), 40);
     during.extend(writer.take_ids());
     wait_for_bucket_ids(&moto, bucket, &env, &during, &mut agent);
+    wait_spool_drained(&env, &mut agent);
     agent.stop_clean(Duration::from_secs(60));
     let dir = env.subdir("dump-final");
     moto.dump(bucket, &dir);
