@@ -560,7 +560,10 @@ fn main() -> Result<()> {
         metrics_port,
         "custody_collector_connections_closed_for_room_total",
     );
-    let closed_idle = metric(metrics_port, "custody_collector_connections_closed_idle_total");
+    let closed_idle = metric(
+        metrics_port,
+        "custody_collector_connections_closed_idle_total",
+    );
     drop(rt);
 
     // Stop the collector as systemd would (SIGTERM) and wait for it.
