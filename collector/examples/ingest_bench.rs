@@ -127,6 +127,20 @@ fn http_status(port: u16, path: &str) -> Option<String> {
     buf.lines().next().map(str::to_owned)
 }
 
+/// One unlabelled series from `GET /metrics`, 0 if absent.
+fn metric(port: u16, name: &str) -> u64 {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// utime + stime of `pid` in clock ticks.
 fn cpu_ticks(pid: &str) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -542,6 +556,14 @@ fn main() -> Result<()> {
     let self_cpu_s = (cpu_ticks("self")? - self_cpu0) as f64 / ticks;
     let hwm_kb = status_kb(&collector.pid, "VmHWM:")?;
     let rss_kb = status_kb(&collector.pid, "VmRSS:")?;
+    let closed_for_room = metric(
+        metrics_port,
+        "custody_collector_connections_closed_for_room_total",
+    );
+    let closed_idle = metric(
+        metrics_port,
+        "custody_collector_connections_closed_idle_total",
+    );
     drop(rt);
 
     // Stop the collector as systemd would (SIGTERM) and wait for it.
@@ -663,6 +685,9 @@ fn main() -> Result<()> {
     );
     println!(
         "  PUT outcomes                 {created} created, {already} already present, {retries} retried, {failed} failed"
+    );
+    println!(
+        "  idle connections closed      {closed_for_room} to make room at max_connections, {closed_idle} after idle_timeout_s"
     );
     println!(
         "  collector exit on SIGTERM    {}",

@@ -13,15 +13,20 @@ use tokio::sync::Semaphore;
 use crate::findings::FindingsLog;
 use crate::metrics::Metrics;
 use crate::receipt::Receipt;
+use crate::revocation::Revocations;
 
 /// Bounds on what the ingest listener holds at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest accepted request body (413 above it).
     pub max_body_bytes: u64,
-    /// Connections served at once; further clients wait in the kernel's
-    /// accept queue (TCP back-pressure).
+    /// Connections served at once. At the limit the connection idle the
+    /// longest is closed to make room; when none is idle further clients
+    /// wait in the kernel's accept queue (TCP back-pressure).
     pub max_connections: usize,
+    /// A connection with no request for this long is closed (also the
+    /// bound on sending one request's headers).
+    pub idle_timeout: std::time::Duration,
     /// Request body bytes held in memory at once; an upload that does not
     /// fit gets 503 + Retry-After.
     pub max_inflight_bytes: u64,
@@ -34,6 +39,8 @@ pub struct App {
     pub findings: FindingsLog,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// Revoked client certificates, checked on every request.
+    pub revocations: Revocations,
     /// Permits are bytes of request bodies in memory.
     pub body_budget: Semaphore,
     /// Remote snapshots and legal holds; `None` in tests that do not need them.
@@ -47,8 +54,9 @@ impl App {
         retention: RetentionPolicy,
         findings: FindingsLog,
         limits: Limits,
+        revocations: Revocations,
     ) -> Arc<App> {
-        App::with_incidents(store, retention, findings, limits, None)
+        App::with_incidents(store, retention, findings, limits, None, revocations)
     }
 
     /// [`App::new`] with the incident office of the collector's state directory.
@@ -58,6 +66,7 @@ impl App {
         findings: FindingsLog,
         limits: Limits,
         incidents: Option<crate::incident::Office>,
+        revocations: Revocations,
     ) -> Arc<App> {
         Arc::new(App {
             incidents,
@@ -67,6 +76,7 @@ impl App {
             findings,
             metrics: Metrics::default(),
             limits,
+            revocations,
             body_budget: Semaphore::new(limits.max_inflight_bytes as usize),
             host_locks: Mutex::default(),
         })

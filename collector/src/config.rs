@@ -29,6 +29,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// 503 + Retry-After (the agent keeps the data in its spool).
 pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 512 * 1024 * 1024;
 pub const DEFAULT_PRUNE_INTERVAL_S: u64 = 3600;
+/// Agents keep a keep-alive connection between uploads (a segment every
+/// second or so while logs flow); half a minute of silence frees the slot.
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 30;
 
 /// Where received evidence is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub max_inflight_bytes: u64,
+    /// Connections with no request for this long are closed.
+    pub idle_timeout: Duration,
     /// `None`: no scheduled prune (S3 stores are pruned by lifecycle rules).
     pub prune_interval: Option<Duration>,
     /// Syslog from devices, when any syslog listener is configured.
@@ -98,6 +103,8 @@ pub struct RawConfig {
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_inflight_bytes: Option<u64>,
+    /// Seconds a connection may go without a request before it is closed.
+    pub idle_timeout_s: Option<u64>,
     /// Seconds between prunes of a filesystem store; 0 turns it off.
     pub prune_interval_s: Option<u64>,
     pub s3_endpoint: Option<String>,
@@ -169,6 +176,7 @@ impl RawConfig {
             max_body_bytes,
             max_connections,
             max_inflight_bytes,
+            idle_timeout_s,
             prune_interval_s,
             s3_endpoint,
             s3_region,
@@ -386,6 +394,11 @@ impl RawConfig {
             self.max_inflight_bytes,
             DEFAULT_MAX_INFLIGHT_BYTES,
         );
+        let idle_timeout = Duration::from_secs(positive(
+            "idle_timeout_s",
+            self.idle_timeout_s,
+            DEFAULT_IDLE_TIMEOUT_S,
+        ));
         if max_inflight_bytes < max_body_bytes {
             bad(
                 "max_inflight_bytes",
@@ -462,6 +475,7 @@ impl RawConfig {
                 max_body_bytes,
                 max_connections,
                 max_inflight_bytes,
+                idle_timeout,
                 prune_interval,
                 syslog,
             }),

@@ -11,6 +11,7 @@
 //! Main pieces, one job each:
 //! - [`config`]: TOML and flags → checked [`config::Config`].
 //! - [`pki`]: `ca init` and `enroll`; the host id in a client certificate.
+//! - [`revocation`]: `revoke`, and the revocation list the server checks.
 //! - [`tls`]: the rustls server configuration.
 //! - [`ingest`]: the HTTPS listener ([`ingest::serve`] takes its listener
 //!   and a shutdown signal), one module per request kind.
@@ -56,6 +57,7 @@ pub mod ops;
 pub mod pki;
 pub mod prune;
 pub mod receipt;
+pub mod revocation;
 pub mod server;
 pub mod syslog;
 pub mod tls;

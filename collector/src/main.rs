@@ -44,6 +44,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Revoke client certificates: the serving collector refuses them from
+    /// its next request on (no restart). Enroll the host again for a new one.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["host_id", "serial"])))]
+    Revoke {
+        /// The CA directory made by `ca init`.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// Revoke every certificate issued to this host so far.
+        #[arg(long, value_name = "ID")]
+        host_id: Option<String>,
+        /// Revoke one certificate by serial (hex, as `openssl x509 -noout -serial` prints it).
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+    },
     /// Receive evidence (agents over HTTPS, devices over syslog) until SIGINT or SIGTERM.
     Serve(Box<ServeArgs>),
     /// Remote snapshots and legal holds: open an incident, follow it, release it.
@@ -182,12 +196,15 @@ struct ServeArgs {
     /// Largest accepted object [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<u64>,
-    /// Connections served at once [default: 512].
+    /// Connections served at once; at the limit the longest idle one is closed to make room [default: 512].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Upload bytes held in memory at once; beyond it 503 + Retry-After [default: 536870912].
     #[arg(long, value_name = "N")]
     max_inflight_bytes: Option<u64>,
+    /// Seconds a connection may go without a request (or take to send one's headers) before it is closed [default: 30].
+    #[arg(long, value_name = "N")]
+    idle_timeout_s: Option<u64>,
     /// Seconds between prunes of a filesystem store; 0 turns it off [default: 3600].
     #[arg(long, value_name = "N")]
     prune_interval_s: Option<u64>,
@@ -273,6 +290,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_connections: args.max_connections,
         max_inflight_bytes: args.max_inflight_bytes,
+        idle_timeout_s: args.idle_timeout_s,
         prune_interval_s: args.prune_interval_s,
         s3_endpoint: args.s3_endpoint,
         s3_region: args.s3_region,
@@ -424,6 +442,40 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
     }
 }
 
+fn revoke(
+    ca_dir: &std::path::Path,
+    host_id: Option<String>,
+    serial: Option<String>,
+) -> anyhow::Result<()> {
+    use custody_collector::revocation::{revoke, Target};
+    let host = host_id
+        .map(|h| HostId::new(h.clone()).map_err(|e| anyhow::anyhow!("--host-id {h:?} {}", e.why)))
+        .transpose()?;
+    let target = match (&host, &serial) {
+        (Some(h), _) => Target::Host(h),
+        (None, Some(s)) => Target::Serial(s),
+        (None, None) => anyhow::bail!("give --host-id or --serial"),
+    };
+    let done = revoke(ca_dir, target)?;
+    if done.is_empty() {
+        println!("already revoked; nothing to do");
+    }
+    for r in &done {
+        println!(
+            "revoked serial {} (host {}) at {}",
+            r.serial,
+            r.host.as_deref().unwrap_or("unknown"),
+            r.revoked
+        );
+    }
+    if !done.is_empty() {
+        println!(
+            "a running collector refuses it from its next request on; enroll the host again for a new certificate"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG")
@@ -457,6 +509,11 @@ fn main() -> ExitCode {
                     out.display()
                 );
             }),
+        Command::Revoke {
+            ca_dir,
+            host_id,
+            serial,
+        } => revoke(&ca_dir, host_id, serial),
         Command::Serve(args) => serve(*args),
         Command::Incident { command } => incident(*command),
     };

@@ -1,13 +1,16 @@
 //! Counters and gauges for Prometheus, rendered in its text exposition
 //! format by hand: a dozen series do not justify a metrics framework.
-//! Every label value is a host id, a finding kind, an operation or a status
-//! code, all from small fixed alphabets that need no escaping.
+//! Label values are host ids, device names, finding kinds, operations,
+//! reasons and status codes, mostly from small fixed alphabets; host and
+//! device names are escaped all the same ([`label`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use crate::syslog::{StatsSnapshot, SyslogStats};
 
 /// Upper bounds (seconds) of the store put latency histogram.
 const PUT_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -37,10 +40,25 @@ pub struct Metrics {
     pub inflight_requests: AtomicI64,
     pub connections: AtomicI64,
     pub tls_failures: AtomicU64,
+    /// Requests refused because their client certificate is revoked.
+    pub revoked_refusals: AtomicU64,
+    /// Connections closed after `idle_timeout` without a request.
+    pub connections_closed_idle: AtomicU64,
+    /// Idle connections closed at `max_connections` to make room.
+    pub connections_closed_for_room: AtomicU64,
     pub inflight_bytes: AtomicI64,
     pub prune_deleted: AtomicU64,
     pub prune_runs: AtomicU64,
     pub prune_errors: AtomicU64,
+    /// The syslog service's counters, when it runs.
+    syslog: OnceLock<Arc<SyslogStats>>,
+}
+
+/// A label value in the exposition format: `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,6 +76,11 @@ impl Metrics {
         if segment {
             h.segments += 1;
         }
+    }
+
+    /// Includes the syslog service's counters in [`Metrics::render`].
+    pub fn attach_syslog(&self, stats: Arc<SyslogStats>) {
+        let _ = self.syslog.set(stats);
     }
 
     pub fn finding(&self, kind: &str) {
@@ -101,7 +124,8 @@ impl Metrics {
             for (h, v) in hosts.iter() {
                 let _ = writeln!(
                     o,
-                    "custody_collector_received_bytes_total{{host=\"{h}\"}} {}",
+                    "custody_collector_received_bytes_total{{host=\"{}\"}} {}",
+                    label(h),
                     v.bytes
                 );
             }
@@ -114,7 +138,8 @@ impl Metrics {
             for (h, v) in hosts.iter() {
                 let _ = writeln!(
                     o,
-                    "custody_collector_received_segments_total{{host=\"{h}\"}} {}",
+                    "custody_collector_received_segments_total{{host=\"{}\"}} {}",
+                    label(h),
                     v.segments
                 );
             }
@@ -127,7 +152,8 @@ impl Metrics {
             for (h, v) in hosts.iter() {
                 let _ = writeln!(
                     o,
-                    "custody_collector_received_objects_total{{host=\"{h}\"}} {}",
+                    "custody_collector_received_objects_total{{host=\"{}\"}} {}",
+                    label(h),
                     v.objects
                 );
             }
@@ -203,7 +229,22 @@ impl Metrics {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");
         }
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&str, &str, u64); 7] = [
+            (
+                "custody_collector_revoked_certificate_refusals_total",
+                "Requests refused because their client certificate is revoked (revoked.jsonl).",
+                self.revoked_refusals.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_connections_closed_idle_total",
+                "Connections closed after idle_timeout_s without a request (or with headers still incomplete).",
+                self.connections_closed_idle.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_connections_closed_for_room_total",
+                "Idle connections closed at max_connections to make room for a new client.",
+                self.connections_closed_for_room.load(Ordering::Relaxed),
+            ),
             (
                 "custody_collector_tls_handshake_failures_total",
                 "TLS handshakes that failed (certificate not from this CA, not TLS, timeouts).",
@@ -229,6 +270,123 @@ impl Metrics {
             family(&mut o, name, "counter", help);
             let _ = writeln!(o, "{name} {v}");
         }
+        if let Some(stats) = self.syslog.get() {
+            render_syslog(&mut o, &stats.snapshot());
+        }
         o
+    }
+}
+
+/// The syslog service's series (`custody_collector_syslog_*`).
+fn render_syslog(o: &mut String, s: &StatsSnapshot) {
+    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    let counters: [(&str, &str, u64); 8] = [
+        (
+            "custody_collector_syslog_messages_total",
+            "Syslog messages received and queued for a device stream.",
+            s.messages,
+        ),
+        (
+            "custody_collector_syslog_bytes_total",
+            "Bytes of syslog messages received and queued (as received, framing excluded).",
+            s.message_bytes,
+        ),
+        (
+            "custody_collector_syslog_connections_total",
+            "Syslog TCP and TLS connections accepted.",
+            s.connections_accepted,
+        ),
+        (
+            "custody_collector_syslog_segments_stored_total",
+            "Syslog segments durable in the store.",
+            s.segments_stored,
+        ),
+        (
+            "custody_collector_syslog_digests_stored_total",
+            "Signed digests of syslog streams durable in the store.",
+            s.digests_stored,
+        ),
+        (
+            "custody_collector_syslog_store_errors_total",
+            "Store operations of the syslog service that failed (retried).",
+            s.store_errors,
+        ),
+        (
+            "custody_collector_syslog_segments_lost_total",
+            "Syslog segments that could not be stored before shutdown.",
+            s.segments_lost,
+        ),
+        (
+            "custody_collector_syslog_udp_dropped_total",
+            "UDP datagrams dropped (too large, or the memory budget full).",
+            s.udp_dropped_busy + s.udp_dropped_oversize,
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(o, name, "counter", help);
+        let _ = writeln!(o, "{name} {v}");
+    }
+    family(
+        o,
+        "custody_collector_syslog_refused_total",
+        "counter",
+        "Syslog frames, datagrams, messages and connections refused or dropped, by reason.",
+    );
+    for (reason, v) in &s.refused {
+        let _ = writeln!(
+            o,
+            "custody_collector_syslog_refused_total{{reason=\"{reason}\"}} {v}"
+        );
+    }
+    type Pick = fn(&crate::syslog::stats::DeviceCounts) -> u64;
+    let per_device: [(&str, &str, Pick); 5] = [
+        (
+            "custody_collector_syslog_device_received_messages_total",
+            "Syslog messages received, per device.",
+            |d| d.received_messages,
+        ),
+        (
+            "custody_collector_syslog_device_received_bytes_total",
+            "Syslog message bytes received, per device.",
+            |d| d.received_bytes,
+        ),
+        (
+            "custody_collector_syslog_device_stored_messages_total",
+            "Syslog messages durable in the store, per device.",
+            |d| d.messages,
+        ),
+        (
+            "custody_collector_syslog_device_stored_bytes_total",
+            "Raw bytes of syslog segments durable in the store (messages octet-counted, RFC 6587), per device.",
+            |d| d.bytes,
+        ),
+        (
+            "custody_collector_syslog_device_segments_total",
+            "Syslog segments durable in the store, per device.",
+            |d| d.segments,
+        ),
+    ];
+    for (name, help, pick) in per_device {
+        family(o, name, "counter", help);
+        for (device, d) in &s.devices {
+            let _ = writeln!(o, "{name}{{device=\"{}\"}} {}", label(device), pick(d));
+        }
+    }
+    for (name, help, v) in [
+        (
+            "custody_collector_syslog_queue_bytes",
+            "Syslog bytes received and not yet stored (the queue depth).",
+            s.buffered_bytes,
+        ),
+        (
+            "custody_collector_syslog_queue_max_bytes",
+            "The syslog memory budget (max_buffered_bytes): at it TCP senders wait and UDP datagrams drop.",
+            s.max_buffered_bytes,
+        ),
+    ] {
+        family(o, name, "gauge", help);
+        let _ = writeln!(o, "{name} {v}");
     }
 }

@@ -12,9 +12,11 @@
 //! ca.key       the CA private key (0600; keep it offline if you can)
 //! server.pem   the collector's server certificate, signed by the CA
 //! server.key   its private key (0600)
+//! issued.jsonl every client certificate `enroll` issued (serial, host)
+//! revoked.jsonl revoked client certificates (`revoke`)
 //! ```
-//! Enrollment directory (`enroll --out`): `ca.pem`, `client.pem`,
-//! `client.key` (0600).
+//! (see [`crate::revocation`]). Enrollment directory (`enroll --out`):
+//! `ca.pem`, `client.pem`, `client.key` (0600).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -197,7 +199,13 @@ pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<Pa
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
+    // A random serial, recorded below, so `revoke --host-id` can name
+    // exactly the certificates this host was given.
+    let mut serial = *uuid::Uuid::new_v4().as_bytes();
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     validity(&mut params, LEAF_VALIDITY_DAYS);
+    let not_after = params.not_after;
     let cert = params
         .signed_by(&key, &issuer)
         .context("signing the client certificate")?;
@@ -210,6 +218,16 @@ pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<Pa
     write_public(&files[1], &cert.pem())?;
     write_public(&files[2], &ca_pem)?;
     record_enrollment(ca_dir, host)?;
+    crate::revocation::record_issued(
+        ca_dir,
+        &crate::revocation::Issued {
+            serial: crate::revocation::normalize_serial(&hex::encode(serial))
+                .context("the serial just made")?,
+            host: host.to_string(),
+            issued: custody_evidence::timefmt::format_utc(OffsetDateTime::now_utc()),
+            not_after: custody_evidence::timefmt::format_utc(not_after),
+        },
+    )?;
     Ok(files)
 }
 

@@ -34,10 +34,30 @@ pub async fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectSt
                     );
                 }
                 tracing::warn!("{problem}; storing without Object Lock (levels D and E)");
+            } else {
+                warn_without_lifecycle(&store).await;
             }
             Arc::new(store)
         }
     })
+}
+
+/// Warns when an Object Lock bucket has no lifecycle rule: nothing would
+/// ever be removed once retention has passed, and the bucket grows without
+/// bound. Only a warning: keeping evidence longer is never wrong.
+async fn warn_without_lifecycle(store: &S3Store) {
+    match store.enabled_lifecycle_rules().await {
+        Ok(0) => tracing::warn!(
+            bucket = %store.settings().bucket,
+            "the bucket has no enabled lifecycle rule, so objects are never removed after their retention: \
+             apply docs/s3-lifecycle.json (aws s3api put-bucket-lifecycle-configuration, see docs/s3.md)"
+        ),
+        Ok(rules) => tracing::info!(bucket = %store.settings().bucket, rules, "bucket lifecycle rules found"),
+        Err(e) => tracing::warn!(
+            "cannot read the bucket's lifecycle rules ({e}); check that one removes objects after their \
+             retention (docs/s3.md)"
+        ),
+    }
 }
 
 async fn signal() {
@@ -64,6 +84,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(dir) => Some(crate::tls::server_config(dir)?),
         None => None,
     };
+    let revocations = match &config.ca_dir {
+        Some(dir) => crate::revocation::Revocations::watch(dir)?,
+        None => crate::revocation::Revocations::none(),
+    };
     let store = open_store(&config.store).await?;
     let findings = FindingsLog::open(&config.state_dir)?;
     let office = crate::incident::Office::open(&config.state_dir)?;
@@ -74,9 +98,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Limits {
             max_body_bytes: config.max_body_bytes,
             max_connections: config.max_connections,
+            idle_timeout: config.idle_timeout,
             max_inflight_bytes: config.max_inflight_bytes,
         },
         Some(office),
+        revocations,
     );
     let ingest = match tls {
         Some(tls) => Some((
@@ -99,6 +125,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let key = syslog::load_or_create_key(&syslog_config.state_dir, &host)?;
             let listeners = syslog::Listeners::bind(&syslog_config).await?;
             let service = syslog::SyslogService::new(syslog_config, store.clone(), key, host);
+            app.metrics.attach_syslog(service.stats.clone());
             Some(tokio::spawn(syslog::serve(
                 service,
                 listeners,

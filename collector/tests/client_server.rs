@@ -87,7 +87,9 @@ async fn every_answer_maps_onto_the_store_promises() {
             max_body_bytes: 3 << 20,
             max_connections: 8,
             max_inflight_bytes: 4 << 20,
+            idle_timeout: std::time::Duration::from_secs(30),
         },
+        custody_collector::revocation::Revocations::none(),
     );
     let shared = app.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -306,6 +306,33 @@ impl S3Store {
         &self.settings
     }
 
+    /// How many enabled lifecycle rules the bucket has (0 with none), or
+    /// why they could not be read (say, no `s3:GetLifecycleConfiguration`
+    /// permission). Without a rule nothing is ever removed from an Object
+    /// Lock bucket (docs/s3.md), which the collector warns about.
+    pub async fn enabled_lifecycle_rules(&self) -> Result<usize, String> {
+        match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(&self.settings.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .rules()
+                .iter()
+                .filter(|r| *r.status() == aws_sdk_s3::types::ExpirationStatus::Enabled)
+                .count()),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Ok(0),
+            Err(e) => Err(format!(
+                "GetBucketLifecycleConfiguration bucket {} ({}): {}",
+                self.settings.bucket,
+                self.where_(),
+                DisplayErrorContext(&e)
+            )),
+        }
+    }
+
     async fn read_protection(&self) -> Result<BucketProtection, StoreError> {
         let bucket = &self.settings.bucket;
         let versioning = self

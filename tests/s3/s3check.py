@@ -20,6 +20,13 @@ Commands:
                                            of KEY by version id
   lifecycle ENDPOINT BUCKET FILE           apply the lifecycle JSON in FILE,
                                            read it back and print it
+  put-locked ENDPOINT BUCKET KEY DAYS      put KEY with Object Lock COMPLIANCE
+                                           until DAYS days from now
+  expire-early ENDPOINT BUCKET KEY         do what the lifecycle rule does, now:
+                                           delete KEY without a version id (a
+                                           delete marker, as Expiration), then
+                                           delete its noncurrent versions by id
+                                           (as NoncurrentVersionExpiration)
 """
 
 import datetime
@@ -113,6 +120,44 @@ def lifecycle(s3, bucket, path):
     return {"Rules": back["Rules"]}
 
 
+def put_locked(s3, bucket, key, days):
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days)
+    r = s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=b"evidence under retention\n",
+        ChecksumAlgorithm="SHA256",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=until,
+    )
+    return {"version_id": r.get("VersionId"), "retain_until": iso(until)}
+
+
+def expire_early(s3, bucket, key):
+    marker = s3.delete_object(Bucket=bucket, Key=key)
+    refusals = []
+    for v in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []):
+        if v["Key"] != key:
+            continue
+        try:
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])
+            refusals.append({"version_id": v["VersionId"], "refused": False})
+        except ClientError as e:
+            refusals.append(
+                {"version_id": v["VersionId"], "refused": True, "code": e.response["Error"]["Code"]}
+            )
+    left = [
+        v["VersionId"]
+        for v in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+        if v["Key"] == key
+    ]
+    return {
+        "delete_marker": bool(marker.get("DeleteMarker")),
+        "version_deletes": refusals,
+        "versions_left": left,
+    }
+
+
 def main(argv):
     if len(argv) < 3:
         sys.stderr.write(__doc__)
@@ -127,6 +172,10 @@ def main(argv):
         result = delete_version(s3, bucket, rest[0])
     elif command == "lifecycle" and len(rest) == 1:
         result = lifecycle(s3, bucket, rest[0])
+    elif command == "put-locked" and len(rest) == 2:
+        result = put_locked(s3, bucket, rest[0], int(rest[1]))
+    elif command == "expire-early" and len(rest) == 1:
+        result = expire_early(s3, bucket, rest[0])
     else:
         sys.stderr.write(__doc__)
         return 2

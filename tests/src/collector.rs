@@ -74,7 +74,13 @@ impl CollectorSetup {
 
     /// `custody-collector enroll` for `host` into `root/enroll-<host>`.
     pub fn enroll(&self, host: &str) -> PathBuf {
-        let out = self.root.join(format!("enroll-{host}"));
+        self.enroll_into(host, &format!("enroll-{host}"))
+    }
+
+    /// `custody-collector enroll` for `host` into `root/<dir>` (enrolling
+    /// the same host again needs a new directory).
+    pub fn enroll_into(&self, host: &str, dir: &str) -> PathBuf {
+        let out = self.root.join(dir);
         run_ok(&[
             "enroll",
             "--ca-dir",
@@ -127,18 +133,25 @@ impl CollectorSetup {
 
     /// The value of one metric series line (`name{labels}`), 0 if absent.
     pub fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+        metric_value(self.metrics_port, series)
     }
+}
+
+/// The value of one series (`name{labels}`) in `GET /metrics` on
+/// 127.0.0.1:`port`; 0 if absent or nothing answers.
+pub fn metric_value(port: u16, series: &str) -> f64 {
+    http_get(port, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 /// A plain HTTP/1.1 GET on 127.0.0.1:`port`: `(status, body)`.
@@ -348,5 +361,56 @@ impl Curl {
             Some(&file),
             &[("custody-retain-until", "2027-01-01T00:00:00Z")],
         )
+    }
+}
+
+/// An `openssl s_client` connection to the collector that completes the TLS
+/// handshake (with `enroll_dir`'s certificate) and then sends nothing more
+/// than `first_bytes`: an idle keep-alive connection, or with a partial
+/// request head a slowloris. Killed on drop.
+pub struct IdleTls {
+    child: Child,
+    /// Kept open so s_client does not close the connection itself.
+    _stdin: std::process::ChildStdin,
+}
+
+impl IdleTls {
+    pub fn open(setup: &CollectorSetup, enroll_dir: &Path, first_bytes: &[u8]) -> IdleTls {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect"])
+            .arg(format!("127.0.0.1:{}", setup.port))
+            .arg("-CAfile")
+            .arg(setup.ca_dir.join("ca.pem"))
+            .arg("-cert")
+            .arg(enroll_dir.join("client.pem"))
+            .arg("-key")
+            .arg(enroll_dir.join("client.key"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run openssl s_client (apt: openssl): {e}"));
+        let mut stdin = child.stdin.take().expect("s_client stdin");
+        if !first_bytes.is_empty() {
+            stdin.write_all(first_bytes).expect("write to s_client");
+            stdin.flush().expect("flush s_client");
+        }
+        IdleTls {
+            child,
+            _stdin: stdin,
+        }
+    }
+
+    /// Whether the connection is still open (s_client exits when the
+    /// server closes it).
+    pub fn is_open(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for IdleTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

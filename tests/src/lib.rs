@@ -57,7 +57,7 @@ pub mod wait;
 
 pub use agent::{agent_output, AgentOptions, AgentProcess};
 pub use bins::{bins, Bins};
-pub use collector::{CollectorProcess, CollectorSetup, Curl, CurlReply};
+pub use collector::{CollectorProcess, CollectorSetup, Curl, CurlReply, IdleTls};
 pub use env::TestEnv;
 pub use lines::{assert_exactly_once, extract_ids, testdata_lines, LineWriter, ID_MARKER};
 pub use rng::{cycles_from_env, TestRng};

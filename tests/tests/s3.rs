@@ -343,13 +343,40 @@ fn s3_outage_spools_and_delivers_exactly_once_after() {
     assert_eq!(status::spool_bytes(&st), 0, "spool drained: {st}");
 }
 
-/// docs/s3.md's lifecycle rule is valid S3: applied as written, it reads
-/// back unchanged.
+/// The longest retention of `level` (default months) in whole days, over
+/// every day of eight years (leap years included): what the lifecycle
+/// rule's `Expiration.Days` must at least wait.
+fn longest_retention_days(level: Level) -> i64 {
+    let policy = RetentionPolicy::new(level, None).expect("default policy");
+    // 2024-01-01T12:00:00Z.
+    let start = time::OffsetDateTime::from_unix_timestamp(1_704_110_400).expect("a date");
+    (0..8 * 366)
+        .map(|d| {
+            let written = start + time::Duration::days(d);
+            let kept = policy.retain_until(written) - written;
+            // Whole days, rounded up.
+            (kept.whole_seconds() + 86_399) / 86_400
+        })
+        .max()
+        .expect("days")
+}
+
+/// docs/s3-lifecycle.json, the rule docs/s3.md shows: applied with a stock
+/// client (boto3 `put_bucket_lifecycle_configuration`) it reads back
+/// unchanged; its `Expiration.Days` waits at least the longest retention of
+/// every level (evidence/src/retention.rs); and what it does to a locked
+/// version before retain-until (a delete marker, then deleting the
+/// noncurrent version by id) leaves the version in place, refused.
 #[test]
-fn the_documented_lifecycle_rule_applies_and_reads_back_unchanged() {
-    let env = TestEnv::new("s3life");
+fn the_lifecycle_rule_applies_and_never_deletes_locked_evidence() {
     let moto = Moto::start();
-    moto.create_bucket("custody-lifecycle", true);
+    let bucket = "custody-lifecycle";
+    moto.create_bucket(bucket, true);
+    let file = bins::workspace_root().join("docs/s3-lifecycle.json");
+    let file_text = std::fs::read_to_string(&file).expect("docs/s3-lifecycle.json");
+    let rule: Value = serde_json::from_str(&file_text).expect("docs/s3-lifecycle.json is JSON");
+
+    // docs/s3.md shows the same rule.
     let doc =
         std::fs::read_to_string(bins::workspace_root().join("docs/s3.md")).expect("docs/s3.md");
     let start = doc
@@ -357,15 +384,71 @@ fn the_documented_lifecycle_rule_applies_and_reads_back_unchanged() {
         .expect("docs/s3.md has a ```json lifecycle block");
     let body = &doc[start..];
     let body = &body[body.find('\n').expect("block body") + 1..];
-    let rule_text = &body[..body.find("```").expect("end of the block")];
-    let rule: Value = serde_json::from_str(rule_text).expect("the documented rule is JSON");
-    let file = env.root.join("lifecycle.json");
-    std::fs::write(&file, rule_text).expect("write rule");
+    let shown: Value = serde_json::from_str(&body[..body.find("```").expect("end of the block")])
+        .expect("the documented rule is JSON");
+    assert_eq!(shown, rule, "docs/s3.md and docs/s3-lifecycle.json differ");
+
     let back = s3check(&[
         "lifecycle",
         &moto.endpoint,
-        "custody-lifecycle",
+        bucket,
         file.to_str().expect("utf-8"),
     ]);
-    assert_eq!(back, rule, "the rule read back differs from docs/s3.md");
+    assert_eq!(
+        back, rule,
+        "the rule read back differs from docs/s3-lifecycle.json"
+    );
+
+    // The days match the retention of every level.
+    let rules = rule["Rules"].as_array().expect("Rules");
+    let expire = rules
+        .iter()
+        .find(|r| r["Expiration"]["Days"].is_u64())
+        .expect("a rule with Expiration.Days");
+    assert_eq!(expire["Status"], "Enabled");
+    let days = expire["Expiration"]["Days"].as_i64().expect("Days");
+    let noncurrent = expire["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        .as_i64()
+        .expect("NoncurrentVersionExpiration.NoncurrentDays");
+    assert!(noncurrent >= 1, "{expire}");
+    for level in Level::ALL {
+        let longest = longest_retention_days(level);
+        assert!(
+            days >= longest,
+            "Expiration.Days {days} is shorter than level {level}'s longest retention, {longest} days: \
+             the delete marker would hide evidence still retained"
+        );
+        assert!(
+            days <= longest + 14,
+            "Expiration.Days {days} keeps level {level}'s evidence far beyond its {longest} days"
+        );
+    }
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["Expiration"]["ExpiredObjectDeleteMarker"] == true
+                && r["Status"] == "Enabled"),
+        "a rule removes the delete markers left behind"
+    );
+
+    // A locked version, under the rule, before its retain-until date.
+    let key = "v1/web01/segments/app/locked.zst";
+    let put = s3check(&["put-locked", &moto.endpoint, bucket, key, "1"]);
+    let version = put["version_id"].as_str().expect("version id").to_string();
+    let early = s3check(&["expire-early", &moto.endpoint, bucket, key]);
+    assert_eq!(early["delete_marker"], true, "{early}");
+    let deletes = early["version_deletes"]
+        .as_array()
+        .expect("version_deletes");
+    assert_eq!(deletes.len(), 1, "{early}");
+    assert_eq!(
+        deletes[0]["refused"], true,
+        "a locked version was deleted: {early}"
+    );
+    assert_eq!(deletes[0]["code"], "AccessDenied", "{early}");
+    assert_eq!(
+        early["versions_left"],
+        serde_json::json!([version]),
+        "the locked version is still there: {early}"
+    );
 }

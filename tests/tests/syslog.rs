@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use custody_evidence::octets::split_frames;
 use custody_evidence::segment::{Framing, SyslogTransport};
 use custody_tests::bins::workspace_root;
+use custody_tests::collector::{http_get, metric_value};
 use custody_tests::{run_verify, wait_for, StoreContents, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -64,6 +65,8 @@ struct Collector {
     udp: u16,
     tcp: u16,
     tls: u16,
+    /// `/metrics` and `/healthz`.
+    metrics: u16,
 }
 
 struct Options<'a> {
@@ -95,6 +98,7 @@ impl Collector {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = o.env.root.join(format!("collector-{n}.log"));
+        let metrics = free_tcp_port();
         let mut cmd = Command::new(collector_bin());
         cmd.arg("serve")
             .arg("--store")
@@ -104,7 +108,7 @@ impl Collector {
             .args(["--host-id", o.host])
             .args(["--syslog-udp", &format!("127.0.0.1:{udp}")])
             .args(["--syslog-tcp", &format!("127.0.0.1:{tcp}")])
-            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .args(&o.extra)
             .env("RUST_LOG", "info,custody_collector=debug")
             .stdin(Stdio::null())
@@ -129,6 +133,7 @@ impl Collector {
             udp,
             tcp,
             tls,
+            metrics,
         };
         wait_for("the collector to listen", WAIT, || {
             if let Ok(Some(status)) = c.child.try_wait() {
@@ -399,6 +404,65 @@ addresses = ["127.0.0.1"]
 
     let total = sent_lo.len() + relayed.len() + 2;
     wait_messages(&mut c, &env.store, &env.host_id, total);
+
+    // /metrics counts what the loggers sent, per device, and the queue
+    // is empty once everything is stored.
+    let lo_bytes: usize = sent_lo.iter().map(|(_, b)| b.len()).sum();
+    let fw_bytes: usize = relayed.iter().map(Vec::len).sum::<usize>() + binary.len();
+    // Segments hold the messages octet-counted: "LEN SP MSG".
+    let framed = |b: &[u8]| b.len() + b.len().to_string().len() + 1;
+    let fw_framed: usize = relayed.iter().map(|b| framed(b)).sum::<usize>() + framed(&binary);
+    let all_bytes = lo_bytes + fw_bytes + unknown_msg.len();
+    let want: Vec<(String, f64)> =
+        vec![
+        ("custody_collector_syslog_messages_total".into(), total as f64),
+        ("custody_collector_syslog_bytes_total".into(), all_bytes as f64),
+        (
+            "custody_collector_syslog_device_received_messages_total{device=\"lo-logger\"}".into(),
+            sent_lo.len() as f64,
+        ),
+        (
+            "custody_collector_syslog_device_received_bytes_total{device=\"lo-logger\"}".into(),
+            lo_bytes as f64,
+        ),
+        (
+            "custody_collector_syslog_device_stored_messages_total{device=\"relayed-fw\"}".into(),
+            3.0,
+        ),
+        (
+            "custody_collector_syslog_device_stored_bytes_total{device=\"relayed-fw\"}".into(),
+            fw_framed as f64,
+        ),
+        (
+            "custody_collector_syslog_device_stored_messages_total{device=\"unknown-127.0.0.3\"}"
+                .into(),
+            1.0,
+        ),
+        ("custody_collector_syslog_queue_bytes".into(), 0.0),
+    ];
+    wait_for("/metrics to count every message sent", WAIT, || {
+        let text = http_get(c.metrics, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let wrong: Vec<String> = want
+            .iter()
+            .filter(|(series, v)| metric_value(c.metrics, series) != *v)
+            .map(|(series, v)| format!("{series} != {v}"))
+            .collect();
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{wrong:?} in\n{text}"))
+        }
+    });
+    assert!(
+        metric_value(c.metrics, "custody_collector_syslog_queue_max_bytes") > 0.0,
+        "the queue's budget is shown"
+    );
+    assert!(
+        metric_value(c.metrics, "custody_collector_syslog_connections_total") >= 5.0,
+        "TCP connections counted"
+    );
     assert_eq!(c.sigterm().code(), Some(0), "{}", c.log_text());
     let msgs = stored_messages(&env.store, &env.host_id).unwrap();
     assert_eq!(count_of(&msgs), total, "{:?}", msgs.keys());
@@ -595,6 +659,23 @@ fn malformed_frames_close_the_connection_and_the_collector_keeps_serving() {
         None,
     ));
     wait_messages(&mut c, &env.store, &env.host_id, kept.len());
+    // Every refusal counted in /metrics by its reason.
+    for reason in [
+        "frame_garbage",
+        "frame_leading_zero",
+        "frame_too_large",
+        "frame_no_space",
+        "frame_line_too_long",
+        "udp_oversize",
+    ] {
+        let series = format!("custody_collector_syslog_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(
+            metric_value(c.metrics, &series),
+            1.0,
+            "{series}:\n{:?}",
+            http_get(c.metrics, "/metrics")
+        );
+    }
     assert_eq!(c.sigterm().code(), Some(0), "{}", c.log_text());
     let msgs = stored_messages(&env.store, &env.host_id).unwrap();
     assert_eq!(sorted(bytes_of(&msgs["unknown-127.0.0.1"])), sorted(kept));

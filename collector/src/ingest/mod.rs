@@ -4,10 +4,12 @@
 //! protocol".
 //!
 //! Like mini-redis's `server::run`, [`serve`] takes its listener and a
-//! shutdown signal, caps concurrent connections with a semaphore (further
-//! clients wait in the accept queue), and on shutdown stops accepting, lets
-//! each connection finish its request, and returns.
+//! shutdown signal, caps concurrent connections with a semaphore (at the
+//! cap an idle connection is closed to make room, [`conns`]; when none is
+//! idle further clients wait), and on shutdown stops accepting, lets each
+//! connection finish its request, and returns.
 
+pub mod conns;
 pub mod incidents;
 pub mod list;
 pub mod objects;
@@ -26,11 +28,13 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::pki::host_of_certificate;
+use crate::revocation::serial_of_certificate;
+use conns::Connections;
 use reply::Reply;
 
 /// How long a client may take to finish the TLS handshake.
@@ -38,13 +42,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds on reading a body only to discard it before a refusal.
 const DRAIN_CAP: u64 = 1 << 30;
 const DRAIN_TIMEOUT_BODY: Duration = Duration::from_secs(60);
+/// How often a newcomer waiting for a slot looks again for an idle
+/// connection to close.
+const ROOM_RETRY: Duration = Duration::from_millis(500);
 /// How long shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
 pub enum Peer {
-    Host(HostId),
+    /// The host a certificate names, and the certificate's serial
+    /// (normalized, [`crate::revocation::normalize_serial`]).
+    Host(HostId, String),
     /// TLS without a client certificate: every request gets 401.
     Anonymous,
     /// A CA-signed certificate that does not name a host: 403.
@@ -52,6 +61,15 @@ pub enum Peer {
 }
 
 /// Serves ingest on `listener` until `shutdown` completes.
+///
+/// Connections are bounded by `max_connections`. At the limit, the
+/// connection idle the longest is asked to close to make room for the
+/// newcomer ([`conns`]); only when every connection is handling a request
+/// does the newcomer wait (TCP back-pressure). A connection with no
+/// request for `idle_timeout` is closed by hyper's header-read timeout,
+/// which starts whenever the connection waits for a request head: it
+/// bounds both idle keep-alive connections and slowly sent headers
+/// (slowloris).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -60,16 +78,10 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let limit = Arc::new(Semaphore::new(app.limits.max_connections));
+    let conns = Connections::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (tcp, addr) = tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
@@ -82,56 +94,22 @@ pub async fn serve(
                 }
             },
         };
-        let (acceptor, app, mut stop_rx) = (acceptor.clone(), app.clone(), stop_rx.clone());
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => {
+                match make_room(&limit, &conns, &app, &mut shutdown).await {
+                    Some(p) => p,
+                    None => break,
+                }
+            }
+        };
+        let registered = conns.register();
+        let (acceptor, app, stop_rx) = (acceptor.clone(), app.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let _permit = permit;
             app.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    app.metrics.tls_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%addr, "refused connection: TLS handshake failed: {e}");
-                    app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(_) => {
-                    app.metrics.tls_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%addr, "refused connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
-                    app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-                    return;
-                }
-            };
-            let peer = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                None => Peer::Anonymous,
-                Some(cert) => match host_of_certificate(cert) {
-                    Ok(h) => Peer::Host(h),
-                    Err(e) => Peer::Unidentified(e.to_string()),
-                },
-            };
-            let service = {
-                let app = app.clone();
-                let peer = peer.clone();
-                service_fn(move |req| {
-                    let (app, peer) = (app.clone(), peer.clone());
-                    async move { Ok::<_, Infallible>(handle(&app, &peer, addr, req).await) }
-                })
-            };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%addr, "connection ended: {e}");
-                    }
-                }
-                _ = async { stop_rx.wait_for(|s| *s).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            connection(tcp, addr, acceptor, &app, registered, stop_rx).await;
             app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -144,6 +122,119 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown: connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+/// At the connection limit with a newcomer accepted: closes the connection
+/// idle the longest and waits for its slot. When none is idle, waits for
+/// any slot, looking again for an idle connection every [`ROOM_RETRY`].
+/// `None` on shutdown.
+async fn make_room(
+    limit: &Arc<Semaphore>,
+    conns: &Connections,
+    app: &App,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<OwnedSemaphorePermit> {
+    let mut logged = false;
+    loop {
+        if conns.close_longest_idle() {
+            app.metrics
+                .connections_closed_for_room
+                .fetch_add(1, Ordering::Relaxed);
+        } else if !logged {
+            tracing::warn!(
+                max_connections = app.limits.max_connections,
+                "every connection is busy; a new client waits for a free slot (raise max_connections?)"
+            );
+            logged = true;
+        }
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            p = limit.clone().acquire_owned() => return p.ok(),
+            _ = tokio::time::sleep(ROOM_RETRY) => {}
+        }
+    }
+}
+
+/// One connection from TLS handshake to close.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    acceptor: TlsAcceptor,
+    app: &Arc<App>,
+    registered: conns::Registered,
+    mut stop_rx: watch::Receiver<bool>,
+) {
+    let state = registered.state.clone();
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
+        _ = state.close_requested() => {
+            tracing::debug!(%addr, "closed during the TLS handshake to make room for another client");
+            return;
+        }
+    };
+    let tls = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            app.metrics.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%addr, "refused connection: TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            app.metrics.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%addr, "refused connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    let peer = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        None => Peer::Anonymous,
+        Some(cert) => match (host_of_certificate(cert), serial_of_certificate(cert)) {
+            (Ok(h), Ok(serial)) => Peer::Host(h, serial),
+            (Err(e), _) => Peer::Unidentified(e.to_string()),
+            (_, Err(e)) => Peer::Unidentified(format!("{e:#}")),
+        },
+    };
+    let service = {
+        let app = app.clone();
+        let peer = peer.clone();
+        let state = state.clone();
+        service_fn(move |req| {
+            let (app, peer) = (app.clone(), peer.clone());
+            let busy = state.busy();
+            async move {
+                let reply = handle(&app, &peer, addr, req).await;
+                drop(busy);
+                Ok::<_, Infallible>(reply)
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(app.limits.idle_timeout)
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            match r {
+                Err(e) if e.is_timeout() => {
+                    app.metrics.connections_closed_idle.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%addr, "closed: no request within {:?} (idle_timeout_s)", app.limits.idle_timeout);
+                }
+                Err(e) => tracing::debug!(%addr, "connection ended: {e}"),
+                Ok(()) => {}
+            }
+        }
+        _ = async { stop_rx.wait_for(|s| *s).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        _ = state.close_requested() => {
+            // Idle, so this closes at once; a request that slipped in
+            // meanwhile is finished first.
+            tracing::debug!(%addr, "closing an idle connection to make room for another client");
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -172,13 +263,26 @@ async fn handle(
             drain(req.into_body()).await;
             reply::text(StatusCode::FORBIDDEN, format!("refused: {why}"))
         }
-        Peer::Host(host) => route(app, host, req).await,
+        Peer::Host(host, serial) => match app.revocations.check(serial) {
+            None => route(app, host, req).await,
+            Some(revoked) => {
+                drain(req.into_body()).await;
+                app.metrics.revoked_refusals.fetch_add(1, Ordering::Relaxed);
+                reply::text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "client certificate serial {serial} of host {host} was revoked at {}: enroll the host                          again (custody-collector enroll --host-id {host}) and give the agent the new files",
+                        revoked.revoked
+                    ),
+                )
+            }
+        },
     };
     let status = reply.status();
     if status.is_client_error() || status.is_server_error() {
         app.metrics.refused(status.as_u16());
         let who = match peer {
-            Peer::Host(h) => h.to_string(),
+            Peer::Host(h, _) => h.to_string(),
             Peer::Anonymous => "(no client certificate)".into(),
             Peer::Unidentified(_) => "(unidentified certificate)".into(),
         };

@@ -39,6 +39,21 @@ pub enum FrameError {
     Truncated { have: usize, len: usize },
 }
 
+impl FrameError {
+    /// A short fixed label for metrics (`reason="frame_garbage"` ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FrameError::Garbage { .. } => "frame_garbage",
+            FrameError::LeadingZero => "frame_leading_zero",
+            FrameError::CountTooLong => "frame_count_too_long",
+            FrameError::NoSpace { .. } => "frame_no_space",
+            FrameError::TooLarge { .. } => "frame_too_large",
+            FrameError::LineTooLong { .. } => "frame_line_too_long",
+            FrameError::Truncated { .. } => "frame_truncated",
+        }
+    }
+}
+
 /// Splits one connection's byte stream into syslog messages.
 #[derive(Debug)]
 pub struct FrameDecoder {

@@ -118,6 +118,7 @@ impl Ingress {
     ) -> Result<(), NotDelivered> {
         let Some(device) = self.devices.resolve(peer, &bytes) else {
             self.stats.add(&self.stats.refused_messages, 1);
+            self.stats.refused("unknown_sender");
             if let Some(more) = self.refused_log.allow() {
                 tracing::warn!(
                     %peer,
@@ -130,6 +131,7 @@ impl Ingress {
             return Err(NotDelivered::Refused);
         };
         let len = bytes.len() as u64;
+        let name = device.name.clone();
         let msg = Message {
             device,
             transport,
@@ -147,8 +149,7 @@ impl Ingress {
             })
         };
         if sent.is_ok() {
-            self.stats.add(&self.stats.messages, 1);
-            self.stats.add(&self.stats.message_bytes, len);
+            self.stats.received(name.as_str(), len);
         }
         sent
     }

@@ -31,13 +31,19 @@ pub struct SyslogStats {
     /// Segments whose messages could not be stored before shutdown.
     pub segments_lost: AtomicU64,
     devices: Mutex<BTreeMap<String, DeviceCounts>>,
+    /// Messages, datagrams and connections refused or dropped, by reason
+    /// (a fixed label such as `frame_garbage` or `udp_oversize`).
+    refused: Mutex<BTreeMap<&'static str, u64>>,
     /// The memory budget of the running service, for the queue-depth gauge.
     budget: OnceLock<Budget>,
 }
 
-/// Per-device counts.
+/// Per-device counts: received (queued for the device's stream) and
+/// stored (in segments durable in the store).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceCounts {
+    pub received_messages: u64,
+    pub received_bytes: u64,
     pub messages: u64,
     pub bytes: u64,
     pub segments: u64,
@@ -63,6 +69,7 @@ pub struct StatsSnapshot {
     pub buffered_bytes: u64,
     pub max_buffered_bytes: u64,
     pub devices: BTreeMap<String, DeviceCounts>,
+    pub refused: BTreeMap<&'static str, u64>,
 }
 
 fn inc(c: &AtomicU64, n: u64) {
@@ -81,6 +88,29 @@ impl SyslogStats {
         e.messages += messages;
         e.bytes += bytes;
         e.segments += 1;
+    }
+
+    /// One message queued for `device`'s stream.
+    pub(crate) fn received(&self, device: &str, bytes: u64) {
+        inc(&self.messages, 1);
+        inc(&self.message_bytes, bytes);
+        let mut d = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let e = match d.get_mut(device) {
+            Some(e) => e,
+            None => d.entry(device.to_string()).or_default(),
+        };
+        e.received_messages += 1;
+        e.received_bytes += bytes;
+    }
+
+    /// Something refused or dropped, for `reason`.
+    pub(crate) fn refused(&self, reason: &'static str) {
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
     }
 
     pub(crate) fn set_budget(&self, budget: Budget) {
@@ -106,6 +136,11 @@ impl SyslogStats {
             max_buffered_bytes: self.budget.get().map_or(0, |b| b.max() as u64),
             devices: self
                 .devices
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            refused: self
+                .refused
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),

@@ -64,6 +64,7 @@ impl StreamListener {
             let stats = &self.ingress.stats;
             if !self.ingress.devices.may_accept(peer.ip()) {
                 stats.add(&stats.connections_refused, 1);
+                stats.refused("connection_unknown_sender");
                 if let Some(more) = self.ingress.refused_conn_log.allow() {
                     tracing::warn!(transport, %peer, suppressed = more,
                         "syslog: connection refused: no [[syslog.device]] rule matches this address and \
@@ -73,6 +74,7 @@ impl StreamListener {
             }
             let Ok(slot) = self.connections.clone().try_acquire_owned() else {
                 stats.add(&stats.connections_refused, 1);
+                stats.refused("connection_limit");
                 tracing::warn!(transport, %peer,
                     "syslog: connection closed at once: max_connections reached; raise max_connections if this \
                      many devices connect at once");
@@ -101,13 +103,13 @@ impl StreamListener {
                 };
                 match handshake {
                     Ok(Ok(tls)) => self.read_frames(tls, peer, transport).await,
-                    Ok(Err(e)) => Err(format!(
+                    Ok(Err(e)) => Err(self.refused("tls_handshake", format!(
                         "TLS handshake failed: {e} (a client speaking plain syslog or something else to the TLS port?)"
-                    )),
-                    Err(_) => Err(format!(
+                    ))),
+                    Err(_) => Err(self.refused("tls_handshake_timeout", format!(
                         "TLS handshake not finished within {}s",
                         HANDSHAKE_TIMEOUT.as_secs()
-                    )),
+                    ))),
                 }
             }
         };
@@ -123,6 +125,12 @@ impl StreamListener {
         }
     }
 
+    /// Counts a refusal for `reason` and passes `why` on.
+    fn refused(&self, reason: &'static str, why: String) -> String {
+        self.ingress.stats.refused(reason);
+        why
+    }
+
     /// Reads until end of stream, a framing error or shutdown; the number of
     /// messages passed on, or why the connection was closed.
     async fn read_frames<R: AsyncRead + Unpin>(
@@ -135,6 +143,7 @@ impl StreamListener {
         let mut buf = vec![0u8; 64 * 1024];
         let mut count = 0u64;
         let bad = |e: super::framing::FrameError, dec: &FrameDecoder, count: u64| {
+            self.ingress.stats.refused(e.kind());
             format!(
                 "malformed frame after {count} message(s): {e}; {} byte(s) not kept",
                 dec.pending()

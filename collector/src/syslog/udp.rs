@@ -31,6 +31,7 @@ pub async fn run(socket: UdpSocket, ingress: Ingress, max_message: usize) {
         }
         if n > max_message {
             ingress.stats.add(&ingress.stats.udp_dropped_oversize, 1);
+            ingress.stats.refused("udp_oversize");
             if let Some(more) = ingress.dropped_log.allow() {
                 tracing::warn!(%peer, len = n, max = max_message, suppressed = more,
                     "syslog udp: datagram larger than max_message_udp dropped; raise max_message_udp to keep such messages");
@@ -41,6 +42,7 @@ pub async fn run(socket: UdpSocket, ingress: Ingress, max_message: usize) {
             Ok(()) | Err(NotDelivered::Refused) => {}
             Err(NotDelivered::Busy) => {
                 ingress.stats.add(&ingress.stats.udp_dropped_busy, 1);
+                ingress.stats.refused("udp_busy");
                 if let Some(more) = ingress.dropped_log.allow() {
                     tracing::warn!(%peer, suppressed = more,
                         "syslog udp: datagram dropped, the store is behind and the memory budget (max_buffered_bytes) \
