@@ -10,6 +10,7 @@ pub mod committer;
 pub mod config;
 pub mod fingerprint;
 pub mod key;
+pub mod platform;
 pub mod run;
 pub mod seal;
 pub mod service;
@@ -19,3 +20,5 @@ pub mod source;
 pub mod spool;
 pub mod status;
 pub mod wake;
+#[cfg(windows)]
+pub mod winservice;

@@ -1,10 +1,14 @@
 //! What only the filesystem store can get wrong: its on-disk layout and
 //! modes, temp files, damaged bookkeeping, and refusing the wrong directory.
 //! These use the blocking `*_sync` API, as the verifier does (no runtime).
+//! The Windows build runs them under Wine (.ci/run), less the ones that need
+//! Unix modes, symlinks or mounts.
 
 use std::fs;
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+#[cfg(unix)]
 use std::process::Command;
 
 use custody_store::{FsStore, PutOptions, PutOutcome, StoreError};
@@ -20,8 +24,21 @@ fn until(t: OffsetDateTime) -> PutOptions {
     PutOptions { retain_until: t }
 }
 
+#[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Mode 0444 on Unix; the read-only attribute on Windows.
+fn assert_read_only(path: &Path) {
+    #[cfg(unix)]
+    assert_eq!(mode(path), 0o444, "{}", path.display());
+    #[cfg(not(unix))]
+    assert!(
+        fs::metadata(path).unwrap().permissions().readonly(),
+        "{} is not read-only",
+        path.display()
+    );
 }
 
 fn new_store() -> (tempfile::TempDir, FsStore) {
@@ -53,8 +70,8 @@ fn golden_layout_and_read_only_files() {
             r#"{{"format":"custody.retention.v1","retain_until":"2026-07-01T00:00:00.500000Z","sha256":"{HELLO_SHA256}","len":5}}"#
         )
     );
-    assert_eq!(mode(&root.join("v1/h/a.zst")), 0o444);
-    assert_eq!(mode(&root.join(".retention/v1/h/a.zst.json")), 0o444);
+    assert_read_only(&root.join("v1/h/a.zst"));
+    assert_read_only(&root.join(".retention/v1/h/a.zst.json"));
 
     store.set_legal_hold_sync("v1/h/a.zst", true).unwrap();
     let hold: serde_json::Value =
@@ -120,21 +137,24 @@ fn temp_files_and_links_are_never_listed() {
     fs::create_dir_all(root.join("v1/.tmp-dir")).unwrap();
     fs::write(root.join("v1/.tmp-dir/x"), b"hidden").unwrap();
     // Links are not followed, whether to files or directories.
-    std::os::unix::fs::symlink(root.join("v1/h/a"), root.join("v1/h/link")).unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    fs::write(outside.path().join("secret"), b"s").unwrap();
-    std::os::unix::fs::symlink(outside.path(), root.join("v1/elsewhere")).unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(root.join("v1/h/a"), root.join("v1/h/link")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("v1/elsewhere")).unwrap();
+        assert!(matches!(
+            store.get_sync("v1/h/link"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.get_sync("v1/elsewhere/secret"),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
 
     assert_eq!(store.list_sync("").unwrap(), ["v1/h/a"]);
     assert_eq!(store.list_sync("v1/").unwrap(), ["v1/h/a"]);
-    assert!(matches!(
-        store.get_sync("v1/h/link"),
-        Err(StoreError::Corrupt { .. })
-    ));
-    assert!(matches!(
-        store.get_sync("v1/elsewhere/secret"),
-        Err(StoreError::Corrupt { .. })
-    ));
     // Stale temp files do not disturb later puts or prunes.
     store.put_sync("v1/h/b", b"2", until(T0)).unwrap();
     assert_eq!(store.prune_sync(LATER).unwrap().deleted, ["v1/h/b"]);
@@ -320,8 +340,10 @@ fn open_accepts_empty_and_existing_stores_and_refuses_unknown_formats() {
 }
 
 /// Makes `dir` unwritable even for root (`chattr +i`) and undoes it on drop.
+#[cfg(unix)]
 struct Immutable<'a>(&'a Path);
 
+#[cfg(unix)]
 impl<'a> Immutable<'a> {
     fn try_new(dir: &'a Path) -> Option<Immutable<'a>> {
         let ok = Command::new("chattr")
@@ -333,12 +355,14 @@ impl<'a> Immutable<'a> {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Immutable<'_> {
     fn drop(&mut self) {
         let _ = Command::new("chattr").arg("-i").arg(self.0).status();
     }
 }
 
+#[cfg(unix)]
 fn writable(dir: &Path) -> bool {
     let probe = dir.join("probe");
     let ok = fs::write(&probe, b"").is_ok();
@@ -349,6 +373,7 @@ fn writable(dir: &Path) -> bool {
 /// Permission bits stop an ordinary user; root ignores them, so as root the
 /// directory is made immutable instead. Where neither is possible the test
 /// says so and relies on the unit test of the error wording (fs.rs).
+#[cfg(unix)]
 #[test]
 fn unwritable_root_is_refused_with_the_fix_in_the_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -394,8 +419,10 @@ fn unwritable_root_is_refused_with_the_fix_in_the_message() {
 }
 
 /// A small tmpfs mounted for one test, unmounted on drop.
+#[cfg(unix)]
 struct TinyMount(std::path::PathBuf);
 
+#[cfg(unix)]
 impl TinyMount {
     fn try_new(dir: &Path) -> Option<TinyMount> {
         let ok = Command::new("mount")
@@ -407,6 +434,7 @@ impl TinyMount {
     }
 }
 
+#[cfg(unix)]
 impl Drop for TinyMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -415,6 +443,7 @@ impl Drop for TinyMount {
 
 /// A real full disk (needs permission to mount a tmpfs; skipped otherwise,
 /// leaving the unit test of the wording in fs.rs).
+#[cfg(unix)]
 #[test]
 fn disk_full_says_so_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
