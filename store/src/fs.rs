@@ -10,7 +10,9 @@
 //! ```
 //!
 //! A put writes a temp file in the destination directory, `sync_all`s it,
-//! makes it read-only and publishes it with `hard_link`, which fails if the
+//! makes it read-only and publishes it with `hard_link` (on Windows: a
+//! rename that refuses to replace, `MoveFileExW` without
+//! `MOVEFILE_REPLACE_EXISTING`), which fails if the
 //! name exists: nothing is ever overwritten. The retention record is
 //! published first, so an object never exists without one. Every directory
 //! that gained or lost a name is fsynced before the call returns.
@@ -185,7 +187,7 @@ impl FsStore {
                 if wrote_record {
                     // Best effort: leave no record for an object that was not written.
                     let record = self.retention_path(key);
-                    if fs::remove_file(&record).is_ok() {
+                    if remove_file(&record).is_ok() {
                         let _ = fsync_dir(record.parent().unwrap_or(&self.root));
                     }
                 }
@@ -275,7 +277,7 @@ impl FsStore {
             self.publish(&dir, name, &body)?;
             Ok(())
         } else {
-            match fs::remove_file(&path) {
+            match remove_file(&path) {
                 Ok(()) => fsync_dir(path.parent().unwrap_or(&self.root))
                     .map_err(|e| self.write_err("fsync", path.parent().unwrap_or(&self.root), e)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -462,7 +464,7 @@ impl FsStore {
                     }
                 }
                 let tmp = self.write_temp(&dir, &body)?;
-                fs::rename(&tmp.path, &path)
+                replace_file(&tmp.path, &path)
                     .map_err(|e| self.write_err("replace retention record", &path, e))?;
                 tmp.disarm();
                 fsync_dir(&dir).map_err(|e| self.write_err("fsync", &dir, e))?;
@@ -689,9 +691,12 @@ impl FsStore {
     fn publish(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<Published, StoreError> {
         let tmp = self.write_temp(dir, bytes)?;
         let target = dir.join(name);
-        match fs::hard_link(&tmp.path, &target) {
+        match link_new_name(&tmp.path, &target) {
             Ok(()) => {
-                drop(tmp);
+                #[cfg(unix)]
+                drop(tmp); // the temp name goes; the object keeps its new name
+                #[cfg(not(unix))]
+                tmp.disarm(); // renamed: there is no temp name left
                 fsync_dir(dir).map_err(|e| self.write_err("fsync", dir, e))?;
                 Ok(Published::Created)
             }
@@ -740,7 +745,7 @@ impl FsStore {
     }
 
     fn remove_and_sync(&self, op: &'static str, path: &Path) -> Result<(), StoreError> {
-        fs::remove_file(path).map_err(|e| self.write_err(op, path, e))?;
+        remove_file(path).map_err(|e| self.write_err(op, path, e))?;
         let dir = path.parent().unwrap_or(&self.root);
         fsync_dir(dir).map_err(|e| self.write_err("fsync", dir, e))
     }
@@ -866,6 +871,68 @@ fn read_only_permissions(file: &File) -> io::Result<fs::Permissions> {
     }
 }
 
+/// Gives the file at `from` the new name `to`, failing with
+/// `AlreadyExists` if `to` exists: a hard link on Unix (the temp name is
+/// removed afterwards); on Windows a rename without replace, because a
+/// read-only file cannot be deleted there, so its temp name could not be
+/// removed after linking.
+fn link_new_name(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::hard_link(from, to)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::ffi::OsStrExt;
+        use windows_sys::Win32::Storage::FileSystem::{MoveFileExW, MOVEFILE_WRITE_THROUGH};
+        let wide = |p: &Path| {
+            p.as_os_str()
+                .encode_wide()
+                .chain([0])
+                .collect::<Vec<u16>>()
+        };
+        let (from, to) = (wide(from), wide(to));
+        // SAFETY: both are NUL-terminated UTF-16 strings that outlive the call.
+        #[allow(unsafe_code)]
+        if unsafe { MoveFileExW(from.as_ptr(), to.as_ptr(), MOVEFILE_WRITE_THROUGH) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `to` with `from` (a retention record rewritten). Windows refuses
+/// to replace a read-only file: its read-only attribute is cleared first.
+fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(windows)]
+    clear_read_only(to)?;
+    fs::rename(from, to)
+}
+
+/// Removes a store file. On Windows a read-only file cannot be deleted:
+/// its read-only attribute is cleared first (the file is going anyway).
+fn remove_file(path: &Path) -> io::Result<()> {
+    #[cfg(windows)]
+    clear_read_only(path)?;
+    fs::remove_file(path)
+}
+
+#[cfg(windows)]
+fn clear_read_only(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut p = meta.permissions();
+    if p.readonly() {
+        #[allow(clippy::permissions_set_readonly_false)] // Windows: the attribute, not a mode
+        p.set_readonly(false);
+        fs::set_permissions(path, p)?;
+    }
+    Ok(())
+}
+
 /// Opens a store file for reading, refusing a symbolic link (a link
 /// planted in the store must not make it read elsewhere).
 fn open_no_follow(path: &Path) -> io::Result<File> {
@@ -927,7 +994,7 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         self.file = None;
         if self.armed {
-            let _ = fs::remove_file(&self.path);
+            let _ = remove_file(&self.path);
         }
     }
 }

@@ -41,6 +41,20 @@ fn assert_read_only(path: &Path) {
     );
 }
 
+/// Removes a store file, as damage or an operator would: on Windows its
+/// read-only attribute must be cleared first.
+fn remove(path: impl AsRef<Path>) -> std::io::Result<()> {
+    let path = path.as_ref();
+    #[cfg(not(unix))]
+    if let Ok(meta) = fs::metadata(path) {
+        let mut p = meta.permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        p.set_readonly(false);
+        fs::set_permissions(path, p)?;
+    }
+    fs::remove_file(path)
+}
+
 fn new_store() -> (tempfile::TempDir, FsStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStore::open(dir.path().join("store")).unwrap();
@@ -167,12 +181,12 @@ fn prune_keeps_what_it_cannot_prove_expired() {
     for key in ["a/missing", "a/garbage", "a/future-format", "a/expired"] {
         store.put_sync(key, b"x", until(T0)).unwrap();
     }
-    fs::remove_file(root.join(".retention/a/missing.json")).unwrap();
+    remove(root.join(".retention/a/missing.json")).unwrap();
     let garbage = root.join(".retention/a/garbage.json");
-    fs::remove_file(&garbage).unwrap();
+    remove(&garbage).unwrap();
     fs::write(&garbage, b"{not json").unwrap();
     let future = root.join(".retention/a/future-format.json");
-    fs::remove_file(&future).unwrap();
+    remove(&future).unwrap();
     fs::write(
         &future,
         br#"{"format":"custody.retention.v9","retain_until":"2000-01-01T00:00:00.000000Z"}"#,
@@ -224,7 +238,7 @@ fn head_notices_a_record_that_disagrees_with_the_object() {
     let body = fs::read_to_string(&record)
         .unwrap()
         .replace(r#""len":5"#, r#""len":6"#);
-    fs::remove_file(&record).unwrap();
+    remove(&record).unwrap();
     fs::write(&record, body).unwrap();
     assert!(
         matches!(store.head_sync("k"), Err(StoreError::Corrupt { why, .. }) if why.contains("5 bytes"))
@@ -237,7 +251,7 @@ fn interrupted_put_is_finished_by_the_retry() {
     let root = store.root().to_path_buf();
     // A crash between publishing the retention record and the object.
     store.put_sync("s/1", b"hello", until(T0)).unwrap();
-    fs::remove_file(root.join("s/1")).unwrap();
+    remove(root.join("s/1")).unwrap();
     assert!(store.head_sync("s/1").unwrap().is_none());
 
     // The retry asks for a later retain-until: the old record must not cap it.
@@ -248,7 +262,7 @@ fn interrupted_put_is_finished_by_the_retry() {
     assert_eq!(store.head_sync("s/1").unwrap().unwrap().retain_until, LATER);
     // And an orphan for different bytes is replaced, not trusted.
     store.put_sync("s/2", b"hello", until(LATER)).unwrap();
-    fs::remove_file(root.join("s/2")).unwrap();
+    remove(root.join("s/2")).unwrap();
     store.put_sync("s/2", b"bye", until(LATER)).unwrap();
     assert_eq!(store.head_sync("s/2").unwrap().unwrap().len, 3);
 }
@@ -259,8 +273,8 @@ fn prune_sweeps_expired_orphan_records_only() {
     let root = store.root().to_path_buf();
     store.put_sync("o/old", b"1", until(T0)).unwrap();
     store.put_sync("o/new", b"2", until(LATER)).unwrap();
-    fs::remove_file(root.join("o/old")).unwrap();
-    fs::remove_file(root.join("o/new")).unwrap();
+    remove(root.join("o/old")).unwrap();
+    remove(root.join("o/new")).unwrap();
     let report = store.prune_sync(T0 + time::Duration::days(1)).unwrap();
     assert!(
         report.deleted.is_empty(),
@@ -324,7 +338,7 @@ fn open_accepts_empty_and_existing_stores_and_refuses_unknown_formats() {
     );
 
     let marker = dir.path().join(".custody-store.json");
-    fs::remove_file(&marker).unwrap();
+    remove(&marker).unwrap();
     fs::write(&marker, br#"{"format":"custody.fsstore.v2"}"#).unwrap();
     for result in [
         FsStore::open(dir.path()),
@@ -366,7 +380,7 @@ impl Drop for Immutable<'_> {
 fn writable(dir: &Path) -> bool {
     let probe = dir.join("probe");
     let ok = fs::write(&probe, b"").is_ok();
-    let _ = fs::remove_file(&probe);
+    let _ = remove(&probe);
     ok
 }
 
