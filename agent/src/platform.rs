@@ -203,11 +203,11 @@ mod imp {
         // writable struct of the type the information class names.
         let ok = unsafe {
             GetFileInformationByHandleEx(
-                    handle,
-                    FileStandardInfo,
-                    (&mut standard as *mut FILE_STANDARD_INFO).cast(),
-                    std::mem::size_of::<FILE_STANDARD_INFO>() as u32,
-                ) != 0
+                handle,
+                FileStandardInfo,
+                (&mut standard as *mut FILE_STANDARD_INFO).cast(),
+                std::mem::size_of::<FILE_STANDARD_INFO>() as u32,
+            ) != 0
                 && GetFileInformationByHandleEx(
                     handle,
                     FileBasicInfo,

@@ -885,12 +885,7 @@ fn link_new_name(from: &Path, to: &Path) -> io::Result<()> {
     {
         use std::os::windows::ffi::OsStrExt;
         use windows_sys::Win32::Storage::FileSystem::{MoveFileExW, MOVEFILE_WRITE_THROUGH};
-        let wide = |p: &Path| {
-            p.as_os_str()
-                .encode_wide()
-                .chain([0])
-                .collect::<Vec<u16>>()
-        };
+        let wide = |p: &Path| p.as_os_str().encode_wide().chain([0]).collect::<Vec<u16>>();
         let (from, to) = (wide(from), wide(to));
         // SAFETY: both are NUL-terminated UTF-16 strings that outlive the call.
         #[allow(unsafe_code)]
