@@ -355,6 +355,27 @@ mod imp {
     mod tests {
         use super::*;
 
+        /// The control for the share-mode test below: a reader that leaves
+        /// out FILE_SHARE_DELETE makes another program's rename fail with a
+        /// sharing violation (Windows and Wine alike), so the share mode is
+        /// what keeps the agent out of the rotation's way.
+        #[test]
+        fn without_share_delete_a_rotation_fails() {
+            let dir = tempfile::tempdir().unwrap();
+            let live = dir.path().join("u_ex261130.log");
+            std::fs::write(&live, b"x\r\n").unwrap();
+            let blocking = OpenOptions::new()
+                .read(true)
+                .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+                .open(&live)
+                .unwrap();
+            let err = std::fs::rename(&live, dir.path().join("old.log")).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(32), "{err}"); // ERROR_SHARING_VIOLATION
+            drop(blocking);
+            let _agent = open_log(&live).unwrap();
+            std::fs::rename(&live, dir.path().join("old.log")).unwrap();
+        }
+
         #[test]
         fn filetimes_convert_to_unix_time() {
             assert_eq!(unix_time(FILETIME_UNIX_EPOCH), (0, 0));
