@@ -185,8 +185,10 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
         .and_then(|()| service.set_failure_actions_on_non_crash_failures(true))
     {
         eprintln!(
-            "warning: the service is installed, but the SCM refused its restart-on-failure settings ({e}); \
-             set them in the Services console (Recovery tab)"
+            "warning: the service is installed, but the SCM refused its restart-on-failure settings ({:#}); \
+             set them in the Services console (Recovery tab) or with `sc failure {SERVICE_NAME} reset= 86400 \
+             actions= restart/10000/restart/30000/restart/60000`",
+            anyhow::Error::new(e)
         );
     }
     println!(
