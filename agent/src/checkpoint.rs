@@ -216,9 +216,7 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
+    crate::platform::sync_dir(dir).with_context(|| format!("syncing directory {}", dir.display()))
 }
 
 #[cfg(test)]

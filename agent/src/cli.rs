@@ -75,6 +75,12 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Append a signed custody event (exported, verified, …) to a bundle's custody log.
     CustodyEvent(CustodyEventArgs),
+    /// Windows: install, remove, start or stop the agent as a service (Service Control Manager).
+    #[cfg(windows)]
+    Service {
+        #[command(subcommand)]
+        command: crate::winservice::ServiceCommand,
+    },
 }
 
 /// What happened to the evidence (`collected` is written by `snapshot` only).
@@ -646,7 +652,7 @@ fn check_writable_dir(dir: &Path) -> Result<(), String> {
             // ENOTDIR: some ancestor is a file; walking up finds and names it.
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+                    || e.kind() == std::io::ErrorKind::NotADirectory =>
             {
                 match probe_dir.parent() {
                     Some(parent) => probe_dir = parent,

@@ -125,7 +125,12 @@ pub struct Config {
 // Defaults. Each is documented in docs/configuration.md with its reason.
 
 /// Where the agent keeps checkpoints, spool, host key and status by default.
+#[cfg(not(windows))]
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/custody-agent";
+/// Where the agent keeps checkpoints, spool, host key and status by default
+/// (Windows: machine-wide program data, see docs/install-windows.md).
+#[cfg(windows)]
+pub const DEFAULT_STATE_DIR: &str = r"C:\ProgramData\custody-agent\state";
 /// Responsibility level assumed when none is given (REQUIREMENTS.md §1: the
 /// lowest level the retention table binds).
 pub const DEFAULT_LEVEL: Level = Level::C;
@@ -1163,12 +1168,23 @@ fn derive_name(category: Category, pattern: &str) -> String {
 }
 
 /// The machine's hostname (Linux), or `None` if it cannot be read.
+#[cfg(not(windows))]
 pub fn system_hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_string())
         .find(|s| !s.is_empty())
+}
+
+/// The computer name (Windows: `COMPUTERNAME`, which services see too),
+/// or `None` if it is not set.
+#[cfg(windows)]
+pub fn system_hostname() -> Option<String> {
+    std::env::var("COMPUTERNAME")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Makes a hostname usable as a host id: characters outside

@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
 
 use custody_evidence::Sha256;
 use serde::{Deserialize, Serialize};
@@ -15,20 +14,13 @@ pub const FINGERPRINT_WINDOW: u64 = 1024;
 /// How many bytes before a saved offset are checked before resuming there.
 pub const TAIL_WINDOW: u64 = 256;
 
-/// Device and inode: who the file is on disk right now.
+/// Device and inode: who the file is on disk right now. On Windows the
+/// volume serial number and the file index, which NTFS keeps across
+/// renames just as an inode is kept (see [`crate::platform::Stat`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FileKey {
     pub device: u64,
     pub inode: u64,
-}
-
-impl FileKey {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            device: meta.dev(),
-            inode: meta.ino(),
-        }
-    }
 }
 
 /// SHA-256 of the first `len` bytes (at most [`FINGERPRINT_WINDOW`]).
@@ -50,7 +42,7 @@ pub fn read_exact_at(file: &File, offset: u64, len: u64) -> io::Result<Option<Ve
     let mut buf = vec![0u8; len as usize];
     let mut done = 0usize;
     while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
+        match crate::platform::read_at(file, &mut buf[done..], offset + done as u64) {
             Ok(0) => return Ok(None),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

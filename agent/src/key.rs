@@ -10,6 +10,10 @@
 //! - `STATE/host_key.pub`: the public key line, mode 0644, for the
 //!   administrator to copy into the auditors' `allowed_signers`.
 //!
+//! On Windows files have ACLs, not modes: the state directory is created
+//! with an ACL that lets only SYSTEM and Administrators in
+//! ([`crate::platform::create_private_dir`]), and the key inherits it.
+//!
 //! The key is created once, at the first start (or the first
 //! `custody-agent key show`), with `create_new` so two processes racing to
 //! create it cannot end up with different keys, and fsynced before use so a
@@ -17,7 +21,8 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+#[cfg(unix)]
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -85,16 +90,12 @@ pub fn load_or_create_with_comment(state_dir: &Path, comment: &str) -> anyhow::R
 
 /// The state directory holds the private key, so it is created 0700.
 fn create_state_dir(state_dir: &Path) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(state_dir)
-        .with_context(|| {
-            format!(
-                "cannot create state directory {} (state_dir)",
-                state_dir.display()
-            )
-        })
+    crate::platform::create_private_dir(state_dir).with_context(|| {
+        format!(
+            "cannot create state directory {} (state_dir)",
+            state_dir.display()
+        )
+    })
 }
 
 /// `Ok(None)` if the file does not exist.
@@ -109,7 +110,9 @@ fn load(key_path: &Path) -> anyhow::Result<Option<HostKey>> {
     if !meta.is_file() {
         bail!("host key {} is not a regular file", key_path.display());
     }
+    #[cfg(unix)]
     let mode = meta.permissions().mode() & 0o777;
+    #[cfg(unix)]
     if mode & 0o077 != 0 {
         bail!(
             "host key {} has mode {mode:04o}: it is accessible by group or others, who could sign digests in this \
@@ -134,12 +137,11 @@ fn load(key_path: &Path) -> anyhow::Result<Option<HostKey>> {
 /// meanwhile.
 fn create(state_dir: &Path, key_path: &Path) -> anyhow::Result<Option<HostKey>> {
     let key = HostKey::generate();
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(key_path)
-    {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = match options.open(key_path) {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
         Err(e) => {
@@ -147,6 +149,7 @@ fn create(state_dir: &Path, key_path: &Path) -> anyhow::Result<Option<HostKey>> 
         }
     };
     // The umask cannot widen 0600, but a pre-set default ACL might; make sure.
+    #[cfg(unix)]
     file.set_permissions(fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot set mode 0600 on {}", key_path.display()))?;
     file.write_all(key.to_openssh().as_bytes())
@@ -196,12 +199,12 @@ fn write_public_key_file(
     ));
     let line = format!("{}\n", key.public_key_line(comment));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o644);
+        let mut file = options.open(&tmp)?;
+        #[cfg(unix)]
         file.set_permissions(fs::Permissions::from_mode(0o644))?;
         file.write_all(line.as_bytes())?;
         file.sync_all()?;
@@ -215,8 +218,7 @@ fn write_public_key_file(
 }
 
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+    crate::platform::sync_dir(dir)
         .with_context(|| format!("cannot fsync directory {}", dir.display()))
 }
 
@@ -232,7 +234,17 @@ mod tests {
         let first = load_or_create_for_host(&state, &host).unwrap();
         let second = load_or_create(&state).unwrap();
         assert_eq!(first.fingerprint(), second.fingerprint());
+        #[cfg(unix)]
+        check_modes(&state);
+        let pub_line = fs::read_to_string(state.join(HOST_PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(
+            pub_line.trim_end(),
+            first.public_key_line("custody-agent@web01")
+        );
+    }
 
+    #[cfg(unix)]
+    fn check_modes(state: &Path) {
         let key_mode = fs::metadata(state.join(HOST_KEY_FILE))
             .unwrap()
             .permissions()
@@ -245,13 +257,9 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(pub_mode, 0o644);
-        let pub_line = fs::read_to_string(state.join(HOST_PUBLIC_KEY_FILE)).unwrap();
-        assert_eq!(
-            pub_line.trim_end(),
-            first.public_key_line("custody-agent@web01")
-        );
     }
 
+    #[cfg(unix)]
     #[test]
     fn refuses_a_key_readable_by_others() {
         let dir = tempfile::tempdir().unwrap();
@@ -268,6 +276,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join(HOST_KEY_FILE);
         fs::write(&key_path, "-----BEGIN OPENSSH PRIVATE KEY-----\ntruncated").unwrap();
+        #[cfg(unix)]
         fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
         let err = format!("{:#}", load_or_create(dir.path()).unwrap_err());
         assert!(err.contains("not a usable OpenSSH"), "{err}");

@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod incident;
 pub mod journal;
 pub mod key;
+pub mod platform;
 pub mod run;
 pub mod seal;
 pub mod service;
@@ -22,3 +23,5 @@ pub mod source;
 pub mod spool;
 pub mod status;
 pub mod wake;
+#[cfg(windows)]
+pub mod winservice;

@@ -15,6 +15,20 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(windows)]
+    if let Command::Service { command } = cli.command {
+        // A service has no console: `service run` logs to a file instead.
+        if !matches!(command, custody_agent::winservice::ServiceCommand::Run(_)) {
+            init_logging(cli.verbose, cli.log_format);
+        }
+        return match custody_agent::winservice::command(command, cli.verbose, cli.log_format) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     init_logging(cli.verbose, cli.log_format);
     match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
@@ -59,6 +73,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         } => runtime()?
             .block_on(cli::hold(&args, false))
             .map(|()| EXIT_OK),
+        #[cfg(windows)]
+        Command::Service { .. } => anyhow::bail!("`service` is handled before the other commands"),
     }
 }
 
@@ -93,6 +109,7 @@ fn init_logging(verbose: u8, format: LogFormat) {
 /// Installs the SIGTERM and SIGINT handlers at once (not when the future is
 /// first polled, which is only after start-up), so a signal during start-up
 /// is a clean shutdown rather than death by the default action.
+#[cfg(unix)]
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
@@ -105,9 +122,57 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// The console's stop requests on Windows (`custody-agent run` in a
+/// console; the service is stopped through the SCM instead, see
+/// `winservice`): Ctrl-C, Ctrl-Break, the console window closed, logoff or
+/// shutdown. Installed at once, as on Unix.
+#[cfg(windows)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
+    let mut c = ctrl_c().context("listening for Ctrl-C")?;
+    let mut brk = ctrl_break().context("listening for Ctrl-Break")?;
+    let mut close = ctrl_close().context("listening for the console closing")?;
+    let mut shutdown = ctrl_shutdown().context("listening for system shutdown")?;
+    Ok(async move {
+        tokio::select! {
+            _ = c.recv() => tracing::info!("Ctrl-C received, shutting down"),
+            _ = brk.recv() => tracing::info!("Ctrl-Break received, shutting down"),
+            _ = close.recv() => tracing::info!("console closed, shutting down"),
+            _ = shutdown.recv() => tracing::info!("system shutdown, shutting down"),
+        }
+    })
+}
+
+/// Whether a process with this id exists: it can be opened for a query and
+/// has not exited. Access denied means it exists but belongs to someone
+/// else (the service runs as LocalSystem).
+#[cfg(windows)]
+fn pid_alive(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ACCESS_DENIED, STILL_ACTIVE};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    if pid == 0 {
+        return false;
+    }
+    // SAFETY: OpenProcess takes plain values and returns a handle or null;
+    // a non-null handle is closed exactly once below.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        return std::io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED as i32);
+    }
+    let mut code = 0u32;
+    // SAFETY: `handle` is a valid process handle; `code` is writable.
+    let ok = unsafe { GetExitCodeProcess(handle, &mut code) } != 0;
+    // SAFETY: closes the handle opened above, once.
+    unsafe { CloseHandle(handle) };
+    ok && code == STILL_ACTIVE as u32
+}
+
 /// Whether a process with this id exists. `kill(pid, 0)` sends no signal; it
 /// only checks existence and permission. EPERM means the process exists but
 /// belongs to another user (status run by an operator, agent by root).
+#[cfg(unix)]
 fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;

@@ -150,7 +150,13 @@ pub async fn run(
     let notifier = Arc::new(Notifier::from_env());
     notifier.status("starting: opening the state directory, spool and store");
     let state_dir = config.state_dir.clone();
-    std::fs::create_dir_all(&state_dir).with_context(|| {
+    // On Windows a new state directory gets an ACL for SYSTEM and
+    // Administrators only (ProgramData lets every user read otherwise).
+    #[cfg(windows)]
+    let created = crate::platform::create_private_dir(&state_dir);
+    #[cfg(not(windows))]
+    let created = std::fs::create_dir_all(&state_dir);
+    created.with_context(|| {
         format!(
             "creating state directory {}; make its parent writable by the agent's user",
             state_dir.display()

@@ -7,12 +7,28 @@
 //! by hand or by another supervisor). A notification that cannot be sent is
 //! logged once and never stops the agent: losing systemd's view of the agent
 //! is bad, losing evidence because of it would be worse.
+//!
+//! systemd exists only on Linux: elsewhere (Windows, where the Service
+//! Control Manager is told through `winservice`) the notifier is always
+//! disabled and sends nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use sd_notify::NotifyState;
+
+/// The states the agent reports; off Unix there is no systemd to send
+/// them to (the notifier is disabled there).
+#[cfg(not(unix))]
+#[allow(dead_code)]
+enum NotifyState<'a> {
+    Ready,
+    Status(&'a str),
+    Stopping,
+    Watchdog,
+}
 
 /// Talks to the service manager over the `NOTIFY_SOCKET` datagram socket
 /// (sd_notify(3)).
@@ -22,6 +38,7 @@ pub struct Notifier {
     /// `WATCHDOG_USEC` (for this process, per `WATCHDOG_PID`), if set.
     watchdog: Option<Duration>,
     /// A send failure was already logged.
+    #[cfg_attr(not(unix), allow(dead_code))]
     warned: AtomicBool,
     /// The last `STATUS=` text sent, so an unchanged line is not resent.
     last_status: Mutex<String>,
@@ -30,8 +47,13 @@ pub struct Notifier {
 impl Notifier {
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`.
     pub fn from_env() -> Self {
-        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty());
-        let watchdog = sd_notify::watchdog_enabled().filter(|d| !d.is_zero());
+        #[cfg(unix)]
+        let (enabled, watchdog) = (
+            std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty()),
+            sd_notify::watchdog_enabled().filter(|d| !d.is_zero()),
+        );
+        #[cfg(not(unix))]
+        let (enabled, watchdog) = (false, None);
         Notifier {
             enabled,
             watchdog: if enabled { watchdog } else { None },
@@ -91,6 +113,9 @@ impl Notifier {
         if !self.enabled {
             return;
         }
+        #[cfg(not(unix))]
+        let _ = states;
+        #[cfg(unix)]
         if let Err(e) = sd_notify::notify(states) {
             if !self.warned.swap(true, Ordering::SeqCst) {
                 tracing::warn!(

@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -27,6 +26,7 @@ use crate::config::{SourceConfig, SourceFraming, StartAt};
 use crate::fingerprint::{
     looks_compressed, read_exact_at, FileKey, Fingerprint, TailCheck, FINGERPRINT_WINDOW,
 };
+use crate::platform::{self, Stat};
 use crate::seal::Sealer;
 use crate::wake::Wake;
 
@@ -347,9 +347,9 @@ impl Source {
         for t in &mut self.tracked {
             t.matched = false;
         }
-        let mut candidates: Vec<(PathBuf, fs::Metadata)> = Vec::new();
+        let mut candidates: Vec<(PathBuf, Stat)> = Vec::new();
         for path in paths {
-            let meta = match fs::metadata(&path) {
+            let meta = match platform::stat_path(&path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -358,10 +358,10 @@ impl Source {
                     continue;
                 }
             };
-            if !meta.is_file() {
+            if !meta.is_file {
                 continue;
             }
-            let key = FileKey::of(&meta);
+            let key = meta.key;
             if self.ignored.contains(&key) {
                 continue;
             }
@@ -383,14 +383,7 @@ impl Source {
         // agent was stopped is matched against the original's saved offset
         // before the original is found truncated.
         let known: HashSet<FileKey> = self.persisted.iter().map(|p| p.key).collect();
-        candidates.sort_by_key(|(p, m)| {
-            (
-                known.contains(&FileKey::of(m)),
-                m.mtime(),
-                m.mtime_nsec(),
-                p.clone(),
-            )
-        });
+        candidates.sort_by_key(|(p, m)| (known.contains(&m.key), m.mtime.0, m.mtime.1, p.clone()));
         for (path, meta) in candidates {
             self.consider_candidate(&path, &meta, true);
         }
@@ -400,14 +393,12 @@ impl Source {
         self.drop_finished();
     }
 
-    fn open_file(&mut self, path: &Path) -> Option<(File, fs::Metadata)> {
-        match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
+    fn open_file(&mut self, path: &Path) -> Option<(File, Stat)> {
+        match platform::open_log(path).and_then(|f| platform::stat_file(&f).map(|m| (f, m))) {
             Ok(fm) => Some(fm),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let mode = fs::metadata(path)
-                    .map(|m| describe_mode(&m))
-                    .unwrap_or_default();
+                let mode = platform::describe_access(path);
                 let msg = format!(
                     "cannot read {} ({mode}): permission denied; grant the agent's user read access (for example membership of the file's group, such as adm); the other sources keep going",
                     path.display()
@@ -424,15 +415,15 @@ impl Source {
         }
     }
 
-    fn consider_candidate(&mut self, path: &Path, meta: &fs::Metadata, matched: bool) {
-        let key = FileKey::of(meta);
+    fn consider_candidate(&mut self, path: &Path, meta: &Stat, matched: bool) {
+        let key = meta.key;
         let Some((file, meta)) = self.open_file(path) else {
             return;
         };
-        if FileKey::of(&meta) != key {
+        if meta.key != key {
             return; // replaced between stat and open; next scan sees it
         }
-        let size = meta.len();
+        let size = meta.len;
         let head = read_exact_at(&file, 0, size.min(8))
             .ok()
             .flatten()
@@ -475,7 +466,7 @@ impl Source {
             matched,
             last_change: Instant::now(),
             partial_since: None,
-            mtime: meta.mtime(),
+            mtime: meta.mtime.0,
             fresh: start.fresh,
             verified: None,
         });
@@ -704,14 +695,14 @@ impl Source {
                 .unwrap_or_else(|| PathBuf::from("/"));
             let found = fs::read_dir(&dir).ok().and_then(|rd| {
                 rd.filter_map(Result::ok).map(|e| e.path()).find(|path| {
-                    fs::metadata(path)
-                        .map(|m| m.is_file() && FileKey::of(&m) == p.key)
+                    platform::stat_path(path)
+                        .map(|m| m.is_file && m.key == p.key)
                         .unwrap_or(false)
                 })
             });
             match found {
                 Some(path) => {
-                    let meta = match fs::metadata(&path) {
+                    let meta = match platform::stat_path(&path) {
                         Ok(m) => m,
                         Err(_) => continue,
                     };
@@ -737,19 +728,19 @@ impl Source {
     fn check_followed(&mut self) {
         let mut truncated = Vec::new();
         for (i, t) in self.tracked.iter_mut().enumerate() {
-            let Ok(meta) = t.file.metadata() else {
+            let Ok(meta) = platform::stat_file(&t.file) else {
                 continue;
             };
-            if meta.nlink() == 0 {
+            if meta.links == 0 {
                 t.matched = false;
             }
-            let size = meta.len();
-            if size != t.size || meta.mtime() != t.mtime {
+            let size = meta.len;
+            if size != t.size || meta.mtime.0 != t.mtime {
                 t.last_change = Instant::now();
-                t.mtime = meta.mtime();
+                t.mtime = meta.mtime.0;
             }
             t.size = size;
-            let seen = (size, meta.ctime(), meta.ctime_nsec(), t.state.offset);
+            let seen = (size, meta.ctime.0, meta.ctime.1, t.state.offset);
             let rewritten = size < t.state.offset
                 || (t.verified != Some(seen)
                     && t.state
@@ -815,18 +806,20 @@ impl Source {
             let mut siblings: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
             siblings.sort();
             for path in siblings {
-                let Ok(meta) = fs::metadata(&path) else {
+                let Ok(meta) = platform::stat_path(&path) else {
                     continue;
                 };
-                let key = FileKey::of(&meta);
-                if !meta.is_file()
+                let key = meta.key;
+                if !meta.is_file
                     || followed.contains(&key)
                     || self.ignored.contains(&key)
-                    || meta.len() < old.offset
+                    || meta.len < old.offset
                 {
                     continue;
                 }
-                let Ok(f) = File::open(&path) else { continue };
+                let Ok(f) = platform::open_log(&path) else {
+                    continue;
+                };
                 let same = old.fingerprint.matches(&f).unwrap_or(false)
                     && old
                         .tail
@@ -848,11 +841,11 @@ impl Source {
                     self.tracked.push(Tracked {
                         state,
                         file: f,
-                        size: meta.len(),
+                        size: meta.len,
                         matched: false,
                         last_change: Instant::now(),
                         partial_since: None,
-                        mtime: meta.mtime(),
+                        mtime: meta.mtime.0,
                         fresh: false,
                         verified: None,
                     });
@@ -952,7 +945,7 @@ impl Source {
                 chunk = Vec::new();
             }
             chunk.resize(want, 0);
-            let n = match read_at_most(&t.file, t.state.offset, &mut chunk) {
+            let n = match platform::read_at_most(&t.file, t.state.offset, &mut chunk) {
                 Ok(n) => n,
                 Err(e) => {
                     let msg = format!("reading {} at offset {}: {e}", t.state.path, t.state.offset);
@@ -1176,30 +1169,6 @@ impl Source {
 /// The committer has gone away (fatal error or shutdown).
 #[derive(Debug)]
 pub struct Closed;
-
-fn read_at_most(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-/// A readable description of a file's mode, for permission errors.
-pub fn describe_mode(meta: &fs::Metadata) -> String {
-    format!(
-        "mode {:o}, owner {}:{}",
-        meta.permissions().mode() & 0o7777,
-        meta.uid(),
-        meta.gid()
-    )
-}
 
 /// Regressions for races between logrotate's copytruncate and the reader,
 /// replayed step by step (scan, write, read) so they happen every time; the

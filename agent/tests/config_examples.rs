@@ -1,6 +1,11 @@
 //! Every example configuration shipped in `packaging/` must parse and check
 //! with the real parser: an example that does not work teaches the wrong
 //! thing to every administrator who copies it.
+//!
+//! An example's paths are absolute only on its own OS (`C:\...` is a
+//! relative path on Linux, `/var/log` one on Windows): each example is fully
+//! checked on its OS and only parsed (syntax, unknown keys) on the other.
+//! The Windows build of this test runs under Wine in CI (.ci/run).
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +43,7 @@ fn every_packaged_example_config_is_valid() {
                 .unwrap()
                 .display()
                 .to_string()
+                .replace('\\', "/")
         })
         .collect();
     assert!(
@@ -45,9 +51,17 @@ fn every_packaged_example_config_is_valid() {
         "{names:?}"
     );
     assert!(names.contains(&"rhel/agent.toml".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"windows/agent.toml".to_string()),
+        "{names:?}"
+    );
 
-    for file in &files {
+    for (file, name) in files.iter().zip(&names) {
         let raw = RawConfig::from_file(file).unwrap_or_else(|e| panic!("{e}"));
+        let windows_example = name.starts_with("windows");
+        if windows_example != cfg!(windows) {
+            continue; // parsed above; its paths are absolute only on its OS
+        }
         let config = raw
             .check_with_hostname(Some("example-host"))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -58,7 +72,14 @@ fn every_packaged_example_config_is_valid() {
         );
 
         // The regulation's log kinds that every server has must be covered.
-        for category in [Category::Os, Category::Web, Category::Logon] {
+        // On Windows the OS and logon logs are in the Event Log, not in
+        // files: the Windows example's file sources cover the web log.
+        let required: &[Category] = if windows_example {
+            &[Category::Web]
+        } else {
+            &[Category::Os, Category::Web, Category::Logon]
+        };
+        for &category in required {
             assert!(
                 config.sources.iter().any(|s| s.category == category),
                 "{} has no {category} source",
@@ -83,5 +104,46 @@ fn every_packaged_example_config_is_valid() {
                 );
             }
         }
+    }
+}
+
+/// The IIS preset: every site's W3C logs, as IIS names them, category web;
+/// and the glob finds them on Windows paths (run under Wine in CI).
+#[test]
+fn the_windows_example_follows_every_iis_site() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/windows/agent.toml");
+    let raw = RawConfig::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    let iis = raw
+        .sources
+        .iter()
+        .find(|s| s.name.as_deref() == Some("iis"))
+        .expect("an iis source");
+    assert_eq!(iis.category.as_deref(), Some("web"));
+    assert_eq!(
+        iis.paths.as_deref(),
+        Some(&[r"C:\inetpub\logs\LogFiles\W3SVC*\*.log".to_string()][..])
+    );
+    #[cfg(windows)]
+    {
+        let config = raw
+            .check_with_hostname(Some("web01"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let iis = config.sources.iter().find(|s| s.name == "iis").unwrap();
+        // The same pattern, rooted in a temporary directory instead of C:\.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(r"inetpub\logs\LogFiles");
+        for site in ["W3SVC1", "W3SVC2"] {
+            std::fs::create_dir_all(root.join(site)).unwrap();
+            std::fs::write(root.join(site).join("u_ex261130.log"), "#Fields: date\r\n").unwrap();
+        }
+        std::fs::write(root.join("W3SVC1").join("u_ex261130.log.txt"), "").unwrap();
+        let pattern =
+            iis.paths[0].replacen(r"C:\inetpub\logs\LogFiles", &root.display().to_string(), 1);
+        let found: Vec<_> = glob::glob(&pattern).unwrap().map(|p| p.unwrap()).collect();
+        assert_eq!(found.len(), 2, "{pattern}: {found:?}");
+        assert!(
+            found.iter().all(|p| p.ends_with("u_ex261130.log")),
+            "{found:?}"
+        );
     }
 }

@@ -2,6 +2,9 @@
 //! `ssh-keygen -Y verify`, and signatures made by `ssh-keygen -Y sign`
 //! verify with [`verify`]. The format promises that auditors need nothing
 //! but OpenSSH, so these tests fail (never skip) when `ssh-keygen` is absent.
+//! Unix only: they drive the system's `ssh-keygen` (the Windows build of
+//! the crate is tested under Wine, which has none).
+#![cfg(unix)]
 
 use std::fs;
 use std::io::Write;

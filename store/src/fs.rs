@@ -10,7 +10,9 @@
 //! ```
 //!
 //! A put writes a temp file in the destination directory, `sync_all`s it,
-//! makes it read-only and publishes it with `hard_link`, which fails if the
+//! makes it read-only and publishes it with `hard_link` (on Windows: a
+//! rename that refuses to replace, `MoveFileExW` without
+//! `MOVEFILE_REPLACE_EXISTING`), which fails if the
 //! name exists: nothing is ever overwritten. The retention record is
 //! published first, so an object never exists without one. Every directory
 //! that gained or lost a name is fsynced before the call returns.
@@ -21,6 +23,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+#[cfg(unix)]
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -184,7 +187,7 @@ impl FsStore {
                 if wrote_record {
                     // Best effort: leave no record for an object that was not written.
                     let record = self.retention_path(key);
-                    if fs::remove_file(&record).is_ok() {
+                    if remove_file(&record).is_ok() {
                         let _ = fsync_dir(record.parent().unwrap_or(&self.root));
                     }
                 }
@@ -274,7 +277,7 @@ impl FsStore {
             self.publish(&dir, name, &body)?;
             Ok(())
         } else {
-            match fs::remove_file(&path) {
+            match remove_file(&path) {
                 Ok(()) => fsync_dir(path.parent().unwrap_or(&self.root))
                     .map_err(|e| self.write_err("fsync", path.parent().unwrap_or(&self.root), e)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -338,7 +341,7 @@ impl FsStore {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             // ENOTDIR: a leading part is a file, so no hold can exist below it.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => Ok(false),
             Err(e) => Err(self.read_err("stat legal hold", &path, e)),
         }
     }
@@ -461,7 +464,7 @@ impl FsStore {
                     }
                 }
                 let tmp = self.write_temp(&dir, &body)?;
-                fs::rename(&tmp.path, &path)
+                replace_file(&tmp.path, &path)
                     .map_err(|e| self.write_err("replace retention record", &path, e))?;
                 tmp.disarm();
                 fsync_dir(&dir).map_err(|e| self.write_err("fsync", &dir, e))?;
@@ -482,7 +485,7 @@ impl FsStore {
             }
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+                    || e.kind() == io::ErrorKind::NotADirectory =>
             {
                 return Err(RecordProblem::Missing)
             }
@@ -651,10 +654,11 @@ impl FsStore {
             nanos
         );
         let path = dir.join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options
             .open(&path)
             .map_err(|e| self.write_err("create temp file", &path, e))?;
         Ok(TempFile {
@@ -674,7 +678,8 @@ impl FsStore {
             .ok_or_else(|| self.write_err("write", &path, io::Error::other("temp file closed")))?;
         file.write_all(bytes)
             .map_err(|e| self.write_err("write", &path, e))?;
-        file.set_permissions(fs::Permissions::from_mode(0o444))
+        read_only_permissions(file)
+            .and_then(|p| file.set_permissions(p))
             .map_err(|e| self.write_err("chmod 0444", &path, e))?;
         file.sync_all()
             .map_err(|e| self.write_err("fsync", &path, e))?;
@@ -686,9 +691,12 @@ impl FsStore {
     fn publish(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<Published, StoreError> {
         let tmp = self.write_temp(dir, bytes)?;
         let target = dir.join(name);
-        match fs::hard_link(&tmp.path, &target) {
+        match link_new_name(&tmp.path, &target) {
             Ok(()) => {
-                drop(tmp);
+                #[cfg(unix)]
+                drop(tmp); // the temp name goes; the object keeps its new name
+                #[cfg(not(unix))]
+                tmp.disarm(); // renamed: there is no temp name left
                 fsync_dir(dir).map_err(|e| self.write_err("fsync", dir, e))?;
                 Ok(Published::Created)
             }
@@ -714,11 +722,7 @@ impl FsStore {
     }
 
     fn read_object(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| self.read_err("open", path, e))?;
+        let mut file = open_no_follow(path).map_err(|e| self.read_err("open", path, e))?;
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)
             .map_err(|e| self.read_err("read", path, e))?;
@@ -726,11 +730,7 @@ impl FsStore {
     }
 
     fn read_small(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| self.read_err("open", path, e))?;
+        let file = open_no_follow(path).map_err(|e| self.read_err("open", path, e))?;
         let mut buf = Vec::new();
         file.take(MAX_RECORD_BYTES + 1)
             .read_to_end(&mut buf)
@@ -745,7 +745,7 @@ impl FsStore {
     }
 
     fn remove_and_sync(&self, op: &'static str, path: &Path) -> Result<(), StoreError> {
-        fs::remove_file(path).map_err(|e| self.write_err(op, path, e))?;
+        remove_file(path).map_err(|e| self.write_err(op, path, e))?;
         let dir = path.parent().unwrap_or(&self.root);
         fsync_dir(dir).map_err(|e| self.write_err("fsync", dir, e))
     }
@@ -777,18 +777,18 @@ pub(crate) fn explain_io_error(
     e: io::Error,
 ) -> StoreError {
     let root = root.display();
-    let advice = match (e.raw_os_error(), access) {
-        (Some(libc::ENOSPC | libc::EDQUOT), _) => {
+    let advice = match (e.raw_os_error().map(errno::class), access) {
+        (Some(errno::Class::Full), _) => {
             Some(format!("disk full: free space on the filesystem holding {root}; nothing was written ({e})"))
         }
-        (Some(libc::EACCES | libc::EPERM), Access::Write) => Some(format!(
+        (Some(errno::Class::Denied), Access::Write) => Some(format!(
             "permission denied: make {root} (and everything under it) writable by the agent's user; \
              nothing was written ({e})"
         )),
-        (Some(libc::EACCES | libc::EPERM), Access::Read) => {
+        (Some(errno::Class::Denied), Access::Read) => {
             Some(format!("permission denied: make {root} (and everything under it) readable by this user ({e})"))
         }
-        (Some(libc::EROFS), _) => Some(format!(
+        (Some(errno::Class::ReadOnly), _) => Some(format!(
             "read-only filesystem: {root} is mounted read-only; remount it read-write or choose another store \
              directory; nothing was written ({e})"
         )),
@@ -821,8 +821,155 @@ fn split_key<'k>(root: &Path, key: &'k str) -> (PathBuf, &'k str) {
     }
 }
 
+/// The OS errors an operator can fix, by class. Windows reports Win32
+/// error codes where Unix reports errno values.
+mod errno {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Class {
+        Full,
+        Denied,
+        ReadOnly,
+        Other,
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn class(code: i32) -> Class {
+        match code {
+            libc::ENOSPC | libc::EDQUOT => Class::Full,
+            libc::EACCES | libc::EPERM => Class::Denied,
+            libc::EROFS => Class::ReadOnly,
+            _ => Class::Other,
+        }
+    }
+
+    /// ERROR_HANDLE_DISK_FULL, ERROR_DISK_FULL, ERROR_DISK_QUOTA_EXCEEDED;
+    /// ERROR_ACCESS_DENIED; ERROR_WRITE_PROTECT.
+    #[cfg(windows)]
+    pub(crate) fn class(code: i32) -> Class {
+        match code {
+            39 | 112 | 1295 => Class::Full,
+            5 => Class::Denied,
+            19 => Class::ReadOnly,
+            _ => Class::Other,
+        }
+    }
+}
+
+/// Published objects and records are read-only: mode 0444 on Unix, the
+/// read-only attribute on Windows.
+fn read_only_permissions(file: &File) -> io::Result<fs::Permissions> {
+    #[cfg(unix)]
+    {
+        let _ = file;
+        Ok(fs::Permissions::from_mode(0o444))
+    }
+    #[cfg(not(unix))]
+    {
+        let mut p = file.metadata()?.permissions();
+        p.set_readonly(true);
+        Ok(p)
+    }
+}
+
+/// Gives the file at `from` the new name `to`, failing with
+/// `AlreadyExists` if `to` exists: a hard link on Unix (the temp name is
+/// removed afterwards); on Windows a rename without replace, because a
+/// read-only file cannot be deleted there, so its temp name could not be
+/// removed after linking.
+fn link_new_name(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::hard_link(from, to)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::ffi::OsStrExt;
+        use windows_sys::Win32::Storage::FileSystem::{MoveFileExW, MOVEFILE_WRITE_THROUGH};
+        let wide = |p: &Path| p.as_os_str().encode_wide().chain([0]).collect::<Vec<u16>>();
+        let (from, to) = (wide(from), wide(to));
+        // SAFETY: both are NUL-terminated UTF-16 strings that outlive the call.
+        #[allow(unsafe_code)]
+        if unsafe { MoveFileExW(from.as_ptr(), to.as_ptr(), MOVEFILE_WRITE_THROUGH) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `to` with `from` (a retention record rewritten). Windows refuses
+/// to replace a read-only file: its read-only attribute is cleared first.
+fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(windows)]
+    clear_read_only(to)?;
+    fs::rename(from, to)
+}
+
+/// Removes a store file. On Windows a read-only file cannot be deleted:
+/// its read-only attribute is cleared first (the file is going anyway).
+fn remove_file(path: &Path) -> io::Result<()> {
+    #[cfg(windows)]
+    clear_read_only(path)?;
+    fs::remove_file(path)
+}
+
+#[cfg(windows)]
+fn clear_read_only(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut p = meta.permissions();
+    if p.readonly() {
+        #[allow(clippy::permissions_set_readonly_false)] // Windows: the attribute, not a mode
+        p.set_readonly(false);
+        fs::set_permissions(path, p)?;
+    }
+    Ok(())
+}
+
+/// Opens a store file for reading, refusing a symbolic link (a link
+/// planted in the store must not make it read elsewhere).
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        /// FILE_FLAG_OPEN_REPARSE_POINT: open a link itself, not its target.
+        const OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(OPEN_REPARSE_POINT)
+            .open(path)?;
+        if file.metadata()?.file_type().is_symlink() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a symbolic link; the store never follows links",
+            ));
+        }
+        Ok(file)
+    }
+}
+
+/// Makes a directory's new or removed names durable. Windows has no
+/// directory fsync (std cannot open a directory as a file); NTFS journals
+/// its metadata, and each file's data was flushed before it was linked.
 fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// A temp file that removes itself unless published.
@@ -842,7 +989,7 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         self.file = None;
         if self.armed {
-            let _ = fs::remove_file(&self.path);
+            let _ = remove_file(&self.path);
         }
     }
 }
@@ -904,6 +1051,24 @@ impl ObjectStore for FsStore {
 mod tests {
     use super::*;
 
+    /// The OS's own codes for the errors tested (errno; Win32 on Windows).
+    #[cfg(unix)]
+    mod code {
+        pub const FULL: i32 = libc::ENOSPC;
+        pub const DENIED: i32 = libc::EACCES;
+        pub const PERM: i32 = libc::EPERM;
+        pub const READ_ONLY: i32 = libc::EROFS;
+        pub const IO: i32 = libc::EIO;
+    }
+    #[cfg(windows)]
+    mod code {
+        pub const FULL: i32 = 112; // ERROR_DISK_FULL
+        pub const DENIED: i32 = 5; // ERROR_ACCESS_DENIED
+        pub const PERM: i32 = 5;
+        pub const READ_ONLY: i32 = 19; // ERROR_WRITE_PROTECT
+        pub const IO: i32 = 1117; // ERROR_IO_DEVICE
+    }
+
     fn os_err(code: i32) -> io::Error {
         io::Error::from_raw_os_error(code)
     }
@@ -915,7 +1080,7 @@ mod tests {
         let msg =
             |code, access| explain_io_error("write", path, root, access, os_err(code)).to_string();
 
-        let full = msg(libc::ENOSPC, Access::Write);
+        let full = msg(code::FULL, Access::Write);
         assert!(
             full.contains(
                 "disk full: free space on the filesystem holding /srv/custody; nothing was written"
@@ -923,17 +1088,17 @@ mod tests {
             "{full}"
         );
         assert!(full.starts_with("write /srv/custody/v1/x: "), "{full}");
-        let denied = msg(libc::EACCES, Access::Write);
+        let denied = msg(code::DENIED, Access::Write);
         assert!(
             denied.contains("permission denied: make /srv/custody"),
             "{denied}"
         );
         assert!(denied.contains("writable by the agent's user"), "{denied}");
-        assert!(msg(libc::EPERM, Access::Read).contains("readable by this user"));
-        assert!(msg(libc::EROFS, Access::Write)
+        assert!(msg(code::PERM, Access::Read).contains("readable by this user"));
+        assert!(msg(code::READ_ONLY, Access::Write)
             .contains("read-only filesystem: /srv/custody is mounted read-only"));
         // Everything else passes through with its own text.
-        let other = msg(libc::EIO, Access::Write);
+        let other = msg(code::IO, Access::Write);
         assert!(
             !other.contains("disk full") && !other.contains("permission denied"),
             "{other}"
@@ -947,7 +1112,7 @@ mod tests {
             Path::new("/a"),
             Path::new("/"),
             Access::Write,
-            os_err(libc::EACCES),
+            os_err(code::DENIED),
         );
         match e {
             StoreError::Io { cause, .. } => {

@@ -1,10 +1,14 @@
 //! What only the filesystem store can get wrong: its on-disk layout and
 //! modes, temp files, damaged bookkeeping, and refusing the wrong directory.
 //! These use the blocking `*_sync` API, as the verifier does (no runtime).
+//! The Windows build runs them under Wine (.ci/run), less the ones that need
+//! Unix modes, symlinks or mounts.
 
 use std::fs;
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+#[cfg(unix)]
 use std::process::Command;
 
 use custody_store::{FsStore, PutOptions, PutOutcome, StoreError};
@@ -20,8 +24,35 @@ fn until(t: OffsetDateTime) -> PutOptions {
     PutOptions { retain_until: t }
 }
 
+#[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Mode 0444 on Unix; the read-only attribute on Windows.
+fn assert_read_only(path: &Path) {
+    #[cfg(unix)]
+    assert_eq!(mode(path), 0o444, "{}", path.display());
+    #[cfg(not(unix))]
+    assert!(
+        fs::metadata(path).unwrap().permissions().readonly(),
+        "{} is not read-only",
+        path.display()
+    );
+}
+
+/// Removes a store file, as damage or an operator would: on Windows its
+/// read-only attribute must be cleared first.
+fn remove(path: impl AsRef<Path>) -> std::io::Result<()> {
+    let path = path.as_ref();
+    #[cfg(not(unix))]
+    if let Ok(meta) = fs::metadata(path) {
+        let mut p = meta.permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        p.set_readonly(false);
+        fs::set_permissions(path, p)?;
+    }
+    fs::remove_file(path)
 }
 
 fn new_store() -> (tempfile::TempDir, FsStore) {
@@ -53,8 +84,8 @@ fn golden_layout_and_read_only_files() {
             r#"{{"format":"custody.retention.v1","retain_until":"2026-07-01T00:00:00.500000Z","sha256":"{HELLO_SHA256}","len":5}}"#
         )
     );
-    assert_eq!(mode(&root.join("v1/h/a.zst")), 0o444);
-    assert_eq!(mode(&root.join(".retention/v1/h/a.zst.json")), 0o444);
+    assert_read_only(&root.join("v1/h/a.zst"));
+    assert_read_only(&root.join(".retention/v1/h/a.zst.json"));
 
     store.set_legal_hold_sync("v1/h/a.zst", true).unwrap();
     let hold: serde_json::Value =
@@ -120,21 +151,24 @@ fn temp_files_and_links_are_never_listed() {
     fs::create_dir_all(root.join("v1/.tmp-dir")).unwrap();
     fs::write(root.join("v1/.tmp-dir/x"), b"hidden").unwrap();
     // Links are not followed, whether to files or directories.
-    std::os::unix::fs::symlink(root.join("v1/h/a"), root.join("v1/h/link")).unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    fs::write(outside.path().join("secret"), b"s").unwrap();
-    std::os::unix::fs::symlink(outside.path(), root.join("v1/elsewhere")).unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(root.join("v1/h/a"), root.join("v1/h/link")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("v1/elsewhere")).unwrap();
+        assert!(matches!(
+            store.get_sync("v1/h/link"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.get_sync("v1/elsewhere/secret"),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
 
     assert_eq!(store.list_sync("").unwrap(), ["v1/h/a"]);
     assert_eq!(store.list_sync("v1/").unwrap(), ["v1/h/a"]);
-    assert!(matches!(
-        store.get_sync("v1/h/link"),
-        Err(StoreError::Corrupt { .. })
-    ));
-    assert!(matches!(
-        store.get_sync("v1/elsewhere/secret"),
-        Err(StoreError::Corrupt { .. })
-    ));
     // Stale temp files do not disturb later puts or prunes.
     store.put_sync("v1/h/b", b"2", until(T0)).unwrap();
     assert_eq!(store.prune_sync(LATER).unwrap().deleted, ["v1/h/b"]);
@@ -147,12 +181,12 @@ fn prune_keeps_what_it_cannot_prove_expired() {
     for key in ["a/missing", "a/garbage", "a/future-format", "a/expired"] {
         store.put_sync(key, b"x", until(T0)).unwrap();
     }
-    fs::remove_file(root.join(".retention/a/missing.json")).unwrap();
+    remove(root.join(".retention/a/missing.json")).unwrap();
     let garbage = root.join(".retention/a/garbage.json");
-    fs::remove_file(&garbage).unwrap();
+    remove(&garbage).unwrap();
     fs::write(&garbage, b"{not json").unwrap();
     let future = root.join(".retention/a/future-format.json");
-    fs::remove_file(&future).unwrap();
+    remove(&future).unwrap();
     fs::write(
         &future,
         br#"{"format":"custody.retention.v9","retain_until":"2000-01-01T00:00:00.000000Z"}"#,
@@ -204,7 +238,7 @@ fn head_notices_a_record_that_disagrees_with_the_object() {
     let body = fs::read_to_string(&record)
         .unwrap()
         .replace(r#""len":5"#, r#""len":6"#);
-    fs::remove_file(&record).unwrap();
+    remove(&record).unwrap();
     fs::write(&record, body).unwrap();
     assert!(
         matches!(store.head_sync("k"), Err(StoreError::Corrupt { why, .. }) if why.contains("5 bytes"))
@@ -217,7 +251,7 @@ fn interrupted_put_is_finished_by_the_retry() {
     let root = store.root().to_path_buf();
     // A crash between publishing the retention record and the object.
     store.put_sync("s/1", b"hello", until(T0)).unwrap();
-    fs::remove_file(root.join("s/1")).unwrap();
+    remove(root.join("s/1")).unwrap();
     assert!(store.head_sync("s/1").unwrap().is_none());
 
     // The retry asks for a later retain-until: the old record must not cap it.
@@ -228,7 +262,7 @@ fn interrupted_put_is_finished_by_the_retry() {
     assert_eq!(store.head_sync("s/1").unwrap().unwrap().retain_until, LATER);
     // And an orphan for different bytes is replaced, not trusted.
     store.put_sync("s/2", b"hello", until(LATER)).unwrap();
-    fs::remove_file(root.join("s/2")).unwrap();
+    remove(root.join("s/2")).unwrap();
     store.put_sync("s/2", b"bye", until(LATER)).unwrap();
     assert_eq!(store.head_sync("s/2").unwrap().unwrap().len, 3);
 }
@@ -239,8 +273,8 @@ fn prune_sweeps_expired_orphan_records_only() {
     let root = store.root().to_path_buf();
     store.put_sync("o/old", b"1", until(T0)).unwrap();
     store.put_sync("o/new", b"2", until(LATER)).unwrap();
-    fs::remove_file(root.join("o/old")).unwrap();
-    fs::remove_file(root.join("o/new")).unwrap();
+    remove(root.join("o/old")).unwrap();
+    remove(root.join("o/new")).unwrap();
     let report = store.prune_sync(T0 + time::Duration::days(1)).unwrap();
     assert!(
         report.deleted.is_empty(),
@@ -304,7 +338,7 @@ fn open_accepts_empty_and_existing_stores_and_refuses_unknown_formats() {
     );
 
     let marker = dir.path().join(".custody-store.json");
-    fs::remove_file(&marker).unwrap();
+    remove(&marker).unwrap();
     fs::write(&marker, br#"{"format":"custody.fsstore.v2"}"#).unwrap();
     for result in [
         FsStore::open(dir.path()),
@@ -320,8 +354,10 @@ fn open_accepts_empty_and_existing_stores_and_refuses_unknown_formats() {
 }
 
 /// Makes `dir` unwritable even for root (`chattr +i`) and undoes it on drop.
+#[cfg(unix)]
 struct Immutable<'a>(&'a Path);
 
+#[cfg(unix)]
 impl<'a> Immutable<'a> {
     fn try_new(dir: &'a Path) -> Option<Immutable<'a>> {
         let ok = Command::new("chattr")
@@ -333,22 +369,25 @@ impl<'a> Immutable<'a> {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Immutable<'_> {
     fn drop(&mut self) {
         let _ = Command::new("chattr").arg("-i").arg(self.0).status();
     }
 }
 
+#[cfg(unix)]
 fn writable(dir: &Path) -> bool {
     let probe = dir.join("probe");
     let ok = fs::write(&probe, b"").is_ok();
-    let _ = fs::remove_file(&probe);
+    let _ = remove(&probe);
     ok
 }
 
 /// Permission bits stop an ordinary user; root ignores them, so as root the
 /// directory is made immutable instead. Where neither is possible the test
 /// says so and relies on the unit test of the error wording (fs.rs).
+#[cfg(unix)]
 #[test]
 fn unwritable_root_is_refused_with_the_fix_in_the_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -394,8 +433,10 @@ fn unwritable_root_is_refused_with_the_fix_in_the_message() {
 }
 
 /// A small tmpfs mounted for one test, unmounted on drop.
+#[cfg(unix)]
 struct TinyMount(std::path::PathBuf);
 
+#[cfg(unix)]
 impl TinyMount {
     fn try_new(dir: &Path) -> Option<TinyMount> {
         let ok = Command::new("mount")
@@ -407,6 +448,7 @@ impl TinyMount {
     }
 }
 
+#[cfg(unix)]
 impl Drop for TinyMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -415,6 +457,7 @@ impl Drop for TinyMount {
 
 /// A real full disk (needs permission to mount a tmpfs; skipped otherwise,
 /// leaving the unit test of the wording in fs.rs).
+#[cfg(unix)]
 #[test]
 fn disk_full_says_so_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,20 +7,19 @@
 //! snapshot loses nothing that was there at the start.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::SourceConfig;
+use crate::platform::{self, Stat};
 
 /// One file, open, with its size at the start.
 pub struct OpenLog {
     pub path: PathBuf,
     pub source: String,
     pub file: File,
-    pub meta: fs::Metadata,
+    pub meta: Stat,
     /// `O_NOATIME` was refused (not the owner, no `CAP_FOWNER`): reading may update the access time.
     pub atime_may_change: bool,
 }
@@ -33,7 +32,10 @@ pub struct Unopened {
 
 /// Opens a file for copying without changing it: read-only, no atime
 /// update where permitted, never creating anything.
+#[cfg(unix)]
 pub fn open_evidence(path: &Path) -> std::io::Result<(File, bool)> {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
     match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOATIME)
@@ -47,21 +49,30 @@ pub fn open_evidence(path: &Path) -> std::io::Result<(File, bool)> {
     }
 }
 
+/// Opens a file for copying without changing it: read-only, with every
+/// share mode so the copy never blocks the writer or a rotation. Windows
+/// updates access times lazily, if at all (NTFS disables it by default
+/// since Windows 10 1803), and offers no per-open way to prevent it, so
+/// the second value (`atime_may_change`) is true.
+#[cfg(windows)]
+pub fn open_evidence(path: &Path) -> std::io::Result<(File, bool)> {
+    Ok((platform::open_log(path)?, true))
+}
+
 /// Rotated siblings of `path`: regular files beside it whose names are its
 /// name followed by `.` or `-` and anything (`.1`, `.2.gz`, `-20261130`).
 fn siblings(path: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
-    let name = name.as_bytes();
+    let name = super::path_bytes(name);
     let Ok(rd) = fs::read_dir(dir) else {
         return Vec::new();
     };
     rd.filter_map(Result::ok)
         .filter(|e| {
-            let n = e.file_name();
-            let n = n.as_bytes();
-            n.len() > name.len() + 1 && n.starts_with(name) && matches!(n[name.len()], b'.' | b'-')
+            let n = super::path_bytes(&e.file_name());
+            n.len() > name.len() + 1 && n.starts_with(&name) && matches!(n[name.len()], b'.' | b'-')
         })
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
         .map(|e| e.path())
@@ -93,7 +104,7 @@ pub fn open_all(
         for path in paths {
             match open_evidence(&path) {
                 Ok((file, atime_may_change)) => {
-                    let meta = match file.metadata() {
+                    let meta = match platform::stat_file(&file) {
                         Ok(m) => m,
                         Err(e) => {
                             failed.push(Unopened {
@@ -103,7 +114,7 @@ pub fn open_all(
                             continue;
                         }
                     };
-                    if !meta.is_file() || !known.insert((meta.dev(), meta.ino())) {
+                    if !meta.is_file || !known.insert((meta.key.device, meta.key.inode)) {
                         continue;
                     }
                     opened.push(OpenLog {

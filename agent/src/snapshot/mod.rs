@@ -23,8 +23,8 @@ pub mod volatile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+#[cfg(unix)]
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,6 +46,22 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use time::OffsetDateTime;
 
 use crate::config::{Config, StoreTarget};
+use crate::platform::Stat;
+
+/// A path's bytes for naming its copy in the bag: the raw bytes on Unix;
+/// on Windows (UTF-16 names) the UTF-8 of the name, unpaired surrogates
+/// replaced (the original path is also recorded as text in the manifest).
+pub(crate) fn path_bytes(p: &std::ffi::OsStr) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        p.as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        p.to_string_lossy().into_owned().into_bytes()
+    }
+}
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -112,7 +128,10 @@ impl Request {
     }
 }
 
-fn facts(meta: &fs::Metadata, size_at_end: u64) -> FileFacts {
+/// The file's facts for the custody manifest. On Windows `device` and
+/// `inode` are the volume serial number and file index, `ctime` the
+/// ChangeTime, and `uid`, `gid` and `mode` are 0 (access is by ACL).
+fn facts(meta: &Stat, size_at_end: u64) -> FileFacts {
     let t = |secs: i64, nsec: i64| {
         OffsetDateTime::from_unix_timestamp_nanos(
             i128::from(secs) * 1_000_000_000 + i128::from(nsec / 1000 * 1000),
@@ -120,22 +139,22 @@ fn facts(meta: &fs::Metadata, size_at_end: u64) -> FileFacts {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     };
     FileFacts {
-        size_at_start: meta.len(),
+        size_at_start: meta.len,
         size_at_end,
-        mtime: t(meta.mtime(), meta.mtime_nsec()),
-        ctime: t(meta.ctime(), meta.ctime_nsec()),
-        device: meta.dev(),
-        inode: meta.ino(),
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mode: meta.mode(),
+        mtime: t(meta.mtime.0, meta.mtime.1),
+        ctime: t(meta.ctime.0, meta.ctime.1),
+        device: meta.key.device,
+        inode: meta.key.inode,
+        uid: meta.uid,
+        gid: meta.gid,
+        mode: meta.mode,
     }
 }
 
 /// SHA-256 of the running executable: the "build hash" an examiner can
 /// compare with a release.
 fn own_build_hash() -> Option<Sha256> {
-    let mut f = File::open("/proc/self/exe").ok()?;
+    let mut f = File::open(std::env::current_exe().ok()?).ok()?;
     let mut h = <sha2::Sha256 as sha2::Digest>::new();
     std::io::copy(&mut f, &mut h).ok()?;
     Some(Sha256::from_hasher(h))
@@ -175,14 +194,22 @@ async fn open_store(target: &StoreTarget) -> anyhow::Result<Arc<dyn ObjectStore>
 }
 
 /// Size of an image: regular files by `fstat`, block devices by seeking to the end.
-fn image_size(file: &mut File, meta: &fs::Metadata) -> std::io::Result<u64> {
-    if meta.is_file() {
-        return Ok(meta.len());
+fn image_size(file: &mut File, meta: &Stat) -> std::io::Result<u64> {
+    if meta.is_file {
+        return Ok(meta.len);
     }
     let n = file.seek(SeekFrom::End(0))?;
     file.seek(SeekFrom::Start(0))?;
     Ok(n)
 }
+
+/// Why access times may have changed.
+#[cfg(unix)]
+const ATIME_REASON: &str =
+    "O_NOATIME was refused: the snapshot ran as neither the files' owner nor with CAP_FOWNER";
+#[cfg(not(unix))]
+const ATIME_REASON: &str =
+    "Windows has no way to open a file without updating its access time (NTFS usually does not update it)";
 
 /// Takes the snapshot.
 pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome> {
@@ -208,8 +235,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
                 path.display()
             )
         })?;
-        let meta = file
-            .metadata()
+        let meta = crate::platform::stat_file(&file)
             .with_context(|| format!("--image {}: fstat", path.display()))?;
         let size = image_size(&mut file, &meta)
             .with_context(|| format!("--image {}: cannot determine its size", path.display()))?;
@@ -225,7 +251,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
     let mut log_paths = Vec::new();
     for l in &logs {
         let p = unique_path(
-            bag_path_for("data/logs/", l.path.as_os_str().as_bytes()),
+            bag_path_for("data/logs/", &path_bytes(l.path.as_os_str())),
             &|p| taken.contains(p),
         );
         taken.insert(p.clone());
@@ -234,7 +260,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
     let by_identity: BTreeMap<(u64, u64), String> = logs
         .iter()
         .zip(&log_paths)
-        .map(|(l, p)| ((l.meta.dev(), l.meta.ino()), p.clone()))
+        .map(|(l, p)| ((l.meta.key.device, l.meta.key.inode), p.clone()))
         .collect();
 
     // 3. The shipped side (the store may be slow or down: never fatal).
@@ -263,20 +289,19 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
             (dir.join(format!("{evidence}.tar")), true)
         }
     };
-    let out_file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&out_path)
-        .with_context(|| {
-            format!(
-                "cannot create {} (it must not exist yet: bundles are never overwritten)",
-                out_path.display()
-            )
-        })?;
+    let mut out_options = OpenOptions::new();
+    out_options.write(true).create_new(true);
+    #[cfg(unix)]
+    out_options.mode(0o600);
+    let out_file = out_options.open(&out_path).with_context(|| {
+        format!(
+            "cannot create {} (it must not exist yet: bundles are never overwritten)",
+            out_path.display()
+        )
+    })?;
 
     let total: u64 = volatile.iter().map(|c| c.bytes.len() as u64).sum::<u64>()
-        + logs.iter().map(|l| l.meta.len()).sum::<u64>()
+        + logs.iter().map(|l| l.meta.len).sum::<u64>()
         + images.iter().map(|i| i.3).sum::<u64>();
     let bar = progress_bar(total);
 
@@ -332,7 +357,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
     let mut atime_files = Vec::new();
     for (l, bag_path) in logs.iter().zip(&log_paths) {
         bar.set_message(l.path.display().to_string());
-        let len = l.meta.len();
+        let len = l.meta.len;
         let copied = bag.add_stream(bag_path, len, &l.file, &mut |n| bar.inc(n))?;
         let end = l.file.metadata().map(|m| m.len()).unwrap_or(len);
         let mut notes = Vec::new();
@@ -369,7 +394,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
                 atime_files.len(),
                 atime_files.join(", ")
             ),
-            reason: "O_NOATIME was refused: the snapshot ran as neither the files' owner nor with CAP_FOWNER".into(),
+            reason: ATIME_REASON.into(),
         });
     }
     for u in &unopened {
@@ -384,7 +409,7 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
         bar.set_message(format!("image {}", path.display()));
         let base = path
             .file_name()
-            .map(|n| n.as_bytes().to_vec())
+            .map(path_bytes)
             .unwrap_or_else(|| b"image".to_vec());
         let bag_path = unique_path(bag_path_for("data/image/", &base), &|p| bag.contains(p));
         let copied = bag.add_stream(&bag_path, *size, file, &mut |n| bar.inc(n))?;
