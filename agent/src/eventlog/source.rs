@@ -154,3 +154,197 @@ impl<F: EventFeed> EventLogSource<F> {
             .set_eventlog(&self.stream, state, last_sent, error);
     }
 }
+
+/// The thread driven by a fake feed: what it hands the committer is sealed
+/// octet-counted frames of the events with their bookmark as the state
+/// after; a channel that fails shows as waiting in status and still stops.
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::mpsc::{sync_channel, Receiver};
+
+    use custody_evidence::octets::split_frames;
+    use custody_evidence::segment::Source as SegmentSource;
+
+    use super::*;
+    use crate::eventlog::feed::{FeedError, RawEvent, StartFrom};
+    use crate::eventlog::reader::{ChannelState, CutRules};
+    use crate::status::{AgentStatus, SourceStatus};
+
+    /// Hands out `events` (then nothing), or fails every subscribe.
+    struct ScriptFeed {
+        events: VecDeque<RawEvent>,
+        missing: bool,
+    }
+
+    impl EventFeed for ScriptFeed {
+        fn subscribe(&mut self, _from: &StartFrom) -> Result<(), FeedError> {
+            if self.missing {
+                return Err(FeedError::ChannelMissing("15007".into()));
+            }
+            Ok(())
+        }
+        fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<RawEvent>, FeedError> {
+            let n = max.min(self.events.len());
+            if n == 0 {
+                std::thread::sleep(wait.min(Duration::from_millis(20)));
+            }
+            Ok(self.events.drain(..n).collect())
+        }
+        fn bookmark_at(&mut self, record_id: u64) -> Result<String, FeedError> {
+            Ok(format!("<BookmarkList><Bookmark Channel='Security' RecordId='{record_id}' IsCurrent='true'/></BookmarkList>"))
+        }
+    }
+
+    fn event(id: u64) -> RawEvent {
+        let text = format!("<Event><System><EventRecordID>{id}</EventRecordID></System></Event>");
+        RawEvent {
+            record_id: id,
+            xml: text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        }
+    }
+
+    fn start(
+        feed: ScriptFeed,
+        dir: &std::path::Path,
+    ) -> (
+        Receiver<SourceEvent>,
+        Arc<AtomicBool>,
+        Arc<Board>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let stream = StreamId::new("eventlog-security").unwrap();
+        let board = Arc::new(Board::new(
+            dir,
+            AgentStatus {
+                sources: vec![SourceStatus {
+                    name: "eventlog-security".into(),
+                    stream_id: stream.to_string(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ));
+        let (tx, rx) = sync_channel(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rules = CutRules {
+            max_bytes: 200,
+            max_age: Duration::from_secs(3600),
+            batch: 8,
+            first_start: StartFrom::Oldest,
+        };
+        let committed = ChannelState {
+            channel: "Security".into(),
+            ..Default::default()
+        };
+        let source = EventLogSource {
+            reader: ChannelReader::new(feed, committed, rules),
+            channel: "Security".into(),
+            stream,
+            category: Category::Logon,
+            next_seq: 0,
+            sealer: Sealer::new(3).unwrap(),
+            out: tx,
+            board: board.clone(),
+            wake: Arc::new(Wake::default()),
+            stop: stop.clone(),
+            paused: Arc::new(AtomicBool::new(false)),
+        };
+        let t = std::thread::spawn(move || source.run());
+        (rx, stop, board, t)
+    }
+
+    #[test]
+    fn events_are_sealed_as_frames_with_their_bookmark_and_flushed_on_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let feed = ScriptFeed {
+            events: (1..=5).map(event).collect(),
+            missing: false,
+        };
+        let (rx, stop, _board, t) = start(feed, dir.path());
+        let mut segs = Vec::new();
+        // 5 events of 138 framed bytes, 200 max: one per segment; the last
+        // one is cut by the stop.
+        while segs.len() < 4 {
+            match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+                SourceEvent::Segment(s) => segs.push(s),
+                _ => panic!("unexpected event before stop"),
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+                SourceEvent::Segment(s) => segs.push(s),
+                SourceEvent::Done(_) => break,
+                _ => panic!("unexpected event"),
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(segs.len(), 5);
+        let mut offset = 0;
+        for (i, s) in segs.iter().enumerate() {
+            let id = i as u64 + 1;
+            assert_eq!(s.seq, i as u64);
+            assert_eq!(s.framing, Framing::OctetCounted);
+            let raw = zstd::decode_all(&s.object[..]).unwrap();
+            assert_eq!(raw.len() as u64, s.raw_len);
+            assert_eq!(split_frames(&raw).unwrap(), vec![&event(id).xml[..]]);
+            assert_eq!((s.range.start, s.range.end), (offset, offset + s.raw_len));
+            offset = s.range.end;
+            match &s.source {
+                SegmentSource::EventLog(e) => {
+                    assert_eq!((e.first_record_id, e.last_record_id), (id, id));
+                    assert_eq!(e.channel, "Security");
+                }
+                other => panic!("not an event log source: {other:?}"),
+            }
+            match &s.after {
+                StateAfter::EventLog { eventlog } => {
+                    assert_eq!(eventlog.last_record_id, Some(id));
+                    assert_eq!(eventlog.offset, s.range.end);
+                    assert!(eventlog
+                        .bookmark
+                        .as_deref()
+                        .is_some_and(|b| b.contains(&format!("RecordId='{id}'"))));
+                }
+                other => panic!("not an event log state: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_channel_waits_reports_itself_and_still_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let feed = ScriptFeed {
+            events: VecDeque::new(),
+            missing: true,
+        };
+        let (rx, stop, board, t) = start(feed, dir.path());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            board.write().unwrap();
+            let text = std::fs::read_to_string(dir.path().join("status.json")).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["sources"][0]["eventlog"]["state"] == "waiting" {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "never waiting: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = status["sources"][0]["eventlog"]["last_error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("channel Security") && err.contains("15007"),
+            "{err}"
+        );
+        assert_eq!(status["sources"][0]["errors"][0].as_str(), Some(&err[..]));
+        stop.store(true, Ordering::SeqCst);
+        match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+            SourceEvent::Done(_) => {}
+            _ => panic!("a missing channel produced a segment"),
+        }
+        t.join().unwrap();
+    }
+}
