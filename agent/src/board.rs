@@ -122,6 +122,51 @@ impl Board {
         });
     }
 
+    /// The committer made an event log stream durable up to this state.
+    pub fn eventlog_committed(
+        &self,
+        stream: &StreamId,
+        state: &crate::eventlog::reader::ChannelState,
+    ) {
+        self.source(stream, |s| {
+            if let Some(e) = &mut s.eventlog {
+                e.committed_record_id = state.last_record_id;
+            }
+        });
+    }
+
+    /// An event log channel reader's own view: reading or waiting (and
+    /// why), and the last record id it read.
+    pub fn set_eventlog(
+        &self,
+        stream: &StreamId,
+        state: String,
+        last_read_record_id: Option<u64>,
+        last_error: Option<String>,
+    ) {
+        self.change(|s| {
+            let Some(src) = s
+                .sources
+                .iter_mut()
+                .find(|x| x.stream_id == stream.as_str())
+            else {
+                return false;
+            };
+            let e = src.eventlog.get_or_insert_with(Default::default);
+            if e.state == state
+                && e.last_read_record_id == last_read_record_id
+                && e.last_error == last_error
+            {
+                return false;
+            }
+            e.state = state;
+            e.last_read_record_id = last_read_record_id;
+            src.errors = last_error.iter().cloned().collect();
+            e.last_error = last_error;
+            true
+        });
+    }
+
     /// A journal source's own view: restarts, lost cursors and problems.
     pub fn set_journal(
         &self,

@@ -59,7 +59,13 @@ pub struct JournalState {
 #[serde(untagged)]
 pub enum StateAfter {
     File(FileState),
-    Journal { journal: JournalState },
+    Journal {
+        journal: JournalState,
+    },
+    /// A Windows Event Log channel's bookmark (FORMAT.md §17.4).
+    EventLog {
+        eventlog: crate::eventlog::reader::ChannelState,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,6 +61,7 @@ pub fn recover(cp: &mut Checkpoint, spool: &Spool) -> anyhow::Result<()> {
             match after {
                 StateAfter::File(file) => upsert(&mut st.files, file),
                 StateAfter::Journal { journal } => st.journal = Some(journal),
+                StateAfter::EventLog { eventlog } => st.eventlog = Some(eventlog),
             }
             cp.digest.pending.push(entry_of(&meta, &record));
             tracing::info!(%stream, seq, "rolled the checkpoint forward over a spooled segment");
@@ -325,6 +326,10 @@ impl Committer {
             StateAfter::Journal { journal } => {
                 st.journal = Some(journal.clone());
                 self.board.journal_committed(&seg.stream, journal);
+            }
+            StateAfter::EventLog { eventlog } => {
+                st.eventlog = Some(eventlog.clone());
+                self.board.eventlog_committed(&seg.stream, eventlog);
             }
         }
         cp.digest.pending.push(entry_of(&meta, &record));

@@ -62,6 +62,9 @@ pub struct SourceConfig {
     /// Set for a `kind = "journald"` source: the systemd journal, read
     /// through `journalctl -o export` instead of files (`paths` is empty).
     pub journal: Option<JournalConfig>,
+    /// Set for a `kind = "eventlog"` source (Windows only, FORMAT.md §17):
+    /// the channel path. `name` is then the whole stream id.
+    pub eventlog: Option<String>,
 }
 
 /// Which journal a `kind = "journald"` source reads, and how.
@@ -187,6 +190,8 @@ pub struct RawSource {
     pub matches: Option<Vec<String>>,
     /// journald only: the journalctl program [default: journalctl on PATH].
     pub journalctl: Option<PathBuf>,
+    /// eventlog only: the channel path (`Security`, `Microsoft-Windows-Sysmon/Operational`).
+    pub channel: Option<String>,
     #[serde(skip)]
     pub origin: SourceOrigin,
 }
@@ -882,13 +887,21 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
     match raw.kind.as_deref() {
         None | Some("files") => {}
         Some("journald") => return check_journal_source(raw, problems),
+        Some("eventlog") => return check_eventlog_source(raw, problems),
         Some(other) => {
             problems.push(Problem {
                 key: raw.key("kind"),
-                message: format!("{other:?} is not one of files, journald"),
+                message: format!("{other:?} is not one of files, journald, eventlog"),
             });
             return None;
         }
+    }
+    if raw.channel.is_some() {
+        problems.push(Problem {
+            key: raw.key("channel"),
+            message: "applies only to an event log source (kind = \"eventlog\", Windows)"
+                .to_string(),
+        });
     }
     for (field, set) in [
         ("directory", raw.directory.is_some()),
@@ -997,6 +1010,7 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
         paths,
         framing: framing?,
         journal: None,
+        eventlog: None,
     };
     // The pipeline builds the stream id from category and name; check the
     // result here (its length) so the agent cannot fail on it at start.
@@ -1011,6 +1025,66 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
         return None;
     }
     Some(source)
+}
+
+/// A `kind = "eventlog"` source (FORMAT.md §17.1). The Event Log exists
+/// only on Windows, so elsewhere the kind itself is the problem; on Windows
+/// the channel, name and category are checked by [`crate::eventlog::config`]
+/// and no file or journal key may be given.
+fn check_eventlog_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceConfig> {
+    if !cfg!(windows) {
+        problems.push(Problem {
+            key: raw.key("kind"),
+            message: "eventlog sources exist only on Windows; use a journald or file source here"
+                .to_string(),
+        });
+        return None;
+    }
+    let before = problems.len();
+    for (field, set) in [
+        ("paths", raw.paths.is_some()),
+        ("framing", raw.framing.is_some()),
+        ("directory", raw.directory.is_some()),
+        ("files", raw.files.is_some()),
+        ("matches", raw.matches.is_some()),
+        ("journalctl", raw.journalctl.is_some()),
+    ] {
+        if set {
+            problems.push(Problem {
+                key: raw.key(field),
+                message:
+                    "does not apply to an event log source (kind = \"eventlog\"); give channel"
+                        .to_string(),
+            });
+        }
+    }
+    let checked = crate::eventlog::config::check(
+        raw.channel.as_deref(),
+        raw.name.as_deref(),
+        raw.category.as_deref(),
+    );
+    let checked = match checked {
+        Ok(c) => Some(c),
+        Err(list) => {
+            problems.extend(list.into_iter().map(|(field, message)| Problem {
+                key: raw.key(field),
+                message,
+            }));
+            None
+        }
+    };
+    if problems.len() != before {
+        return None;
+    }
+    let c = checked?;
+    Some(SourceConfig {
+        name: c.stream.to_string(),
+        category: c.category,
+        paths: Vec::new(),
+        framing: SourceFraming::Lines,
+        journal: None,
+        eventlog: Some(c.channel),
+    })
 }
 
 /// A `kind = "journald"` source: category `os` unless given, named
@@ -1117,6 +1191,7 @@ fn check_journal_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<
             matches,
             journalctl,
         }),
+        eventlog: None,
     };
     if let Err(e) = crate::run::stream_id(&source) {
         problems.push(Problem {
@@ -1256,6 +1331,7 @@ paths = ["/var/log/syslog*"]
                 paths: vec!["/var/log/syslog*".into()],
                 framing: SourceFraming::Lines,
                 journal: None,
+                eventlog: None,
             }]
         );
     }

@@ -27,8 +27,13 @@ use crate::status::{AgentStatus, SourceStatus, STATUS_FORMAT_V1};
 use crate::wake::Wake;
 
 /// The stream a source writes: category and source name, stable across
-/// restarts so the hash chain continues.
+/// restarts so the hash chain continues. An event log source's name is its
+/// whole stream id (`eventlog-security`, FORMAT.md §17.1).
 pub fn stream_id(source: &SourceConfig) -> anyhow::Result<StreamId> {
+    if source.eventlog.is_some() {
+        return StreamId::new(source.name.clone())
+            .with_context(|| format!("source {:?} gives an invalid stream id", source.name));
+    }
     StreamId::new(format!("{}.{}", source.category, source.name))
         .with_context(|| format!("source {:?} gives an invalid stream id", source.name))
 }
@@ -119,6 +124,85 @@ pub(crate) fn describe_target(target: &StoreTarget) -> String {
             }
         }
     }
+}
+
+/// The thread body of a `kind = "eventlog"` source (Windows only): a
+/// [`crate::eventlog::source::EventLogSource`] over `wevtapi`, resuming
+/// after the checkpoint's bookmark.
+#[cfg(windows)]
+#[allow(clippy::too_many_arguments)]
+fn eventlog_thread(
+    channel: &str,
+    src: &SourceConfig,
+    stream: &StreamId,
+    config: &Config,
+    next_seq: u64,
+    committed: Option<crate::eventlog::reader::ChannelState>,
+    sealer: Sealer,
+    out: std::sync::mpsc::SyncSender<crate::source::SourceEvent>,
+    board: Arc<Board>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+) -> anyhow::Result<Box<dyn FnOnce() + Send>> {
+    use crate::eventlog::feed::StartFrom;
+    use crate::eventlog::reader::{ChannelReader, ChannelState, CutRules};
+    let feed = crate::eventlog::wevt::WevtFeed::new(channel).with_context(|| {
+        format!(
+            "source {}: creating the event for channel {channel}",
+            src.name
+        )
+    })?;
+    let committed = committed.unwrap_or_else(|| ChannelState {
+        channel: channel.to_string(),
+        ..Default::default()
+    });
+    let rules = CutRules {
+        max_bytes: config.segment_max_bytes,
+        max_age: config.segment_max_age,
+        batch: 64,
+        first_start: match config.start_at {
+            crate::config::StartAt::Beginning => StartFrom::Oldest,
+            crate::config::StartAt::End => StartFrom::Future,
+        },
+    };
+    let source = crate::eventlog::source::EventLogSource {
+        reader: ChannelReader::new(feed, committed, rules),
+        channel: channel.to_string(),
+        stream: stream.clone(),
+        category: src.category,
+        next_seq,
+        sealer,
+        out,
+        board,
+        wake,
+        stop,
+        paused,
+    };
+    Ok(Box::new(move || source.run()))
+}
+
+/// Elsewhere the config refuses `kind = "eventlog"`; this is never reached.
+#[cfg(not(windows))]
+#[allow(clippy::too_many_arguments)]
+fn eventlog_thread(
+    _channel: &str,
+    src: &SourceConfig,
+    _stream: &StreamId,
+    _config: &Config,
+    _next_seq: u64,
+    _committed: Option<crate::eventlog::reader::ChannelState>,
+    _sealer: Sealer,
+    _out: std::sync::mpsc::SyncSender<crate::source::SourceEvent>,
+    _board: Arc<Board>,
+    _wake: Arc<Wake>,
+    _stop: Arc<AtomicBool>,
+    _paused: Arc<AtomicBool>,
+) -> anyhow::Result<Box<dyn FnOnce() + Send>> {
+    anyhow::bail!(
+        "source {}: eventlog sources exist only on Windows; use a journald or file source here",
+        src.name
+    )
 }
 
 /// Takes an exclusive lock on the state directory so two agents never
@@ -225,6 +309,19 @@ pub async fn run(
                             .and_then(|j| j.cursor.clone()),
                         ..Default::default()
                     }),
+                    eventlog: s
+                        .eventlog
+                        .as_ref()
+                        .map(|channel| crate::status::EventLogStatus {
+                            channel: channel.clone(),
+                            state: "starting".to_string(),
+                            committed_record_id: cp
+                                .streams
+                                .get(id)
+                                .and_then(|st| st.eventlog.as_ref())
+                                .and_then(|e| e.last_record_id),
+                            ..Default::default()
+                        }),
                     ..Default::default()
                 })
                 .collect(),
@@ -292,7 +389,22 @@ pub async fn run(
                 || (st.next_seq == 0 && st.files.is_empty()),
         };
         let sealer = Sealer::new(config.zstd_level).context("creating a zstd context")?;
-        let body: Box<dyn FnOnce() + Send> = if src.journal.is_some() {
+        let body: Box<dyn FnOnce() + Send> = if let Some(channel) = &src.eventlog {
+            eventlog_thread(
+                channel,
+                src,
+                stream,
+                &config,
+                st.next_seq,
+                st.eventlog.clone(),
+                sealer,
+                tx.clone(),
+                board.clone(),
+                wake.clone(),
+                stop.clone(),
+                paused.clone(),
+            )?
+        } else if src.journal.is_some() {
             let reader = JournalReader::new(
                 src.clone(),
                 stream.clone(),

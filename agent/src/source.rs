@@ -1195,6 +1195,7 @@ mod tests {
             paths: vec![format!("{}/app.log*", dir.path().display())],
             framing: SourceFraming::Lines,
             journal: None,
+            eventlog: None,
         };
         let settings = SourceSettings {
             segment_max_bytes: 1 << 20,

@@ -59,6 +59,23 @@ pub struct SourceStatus {
     /// Journal sources only (FORMAT.md §16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalStatus>,
+    /// Windows Event Log sources only (FORMAT.md §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<EventLogStatus>,
+}
+
+/// Where an event log channel stands (FORMAT.md §17.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogStatus {
+    pub channel: String,
+    /// `reading`, or `waiting: <why>` while the channel is retried.
+    pub state: String,
+    /// `EventRecordID` of the last event in a durable segment.
+    pub committed_record_id: Option<u64>,
+    /// `EventRecordID` of the last event read (maybe not durable yet).
+    pub last_read_record_id: Option<u64>,
+    /// The last failure of this channel, if it is failing now.
+    pub last_error: Option<String>,
 }
 
 /// Where a journal source stands, for operators and auditors.
@@ -358,6 +375,19 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
             for lost in &j.lost_cursors {
                 let _ = writeln!(out, "    lost cursor {} at {}", lost.cursor, lost.at);
             }
+        } else if let Some(e) = &source.eventlog {
+            let id = |v: Option<u64>| v.map_or_else(|| "(none yet)".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "    eventlog channel {}  {}  committed record {}  last read {}",
+                e.channel,
+                e.state,
+                id(e.committed_record_id),
+                id(e.last_read_record_id)
+            );
+            if let Some(err) = &e.last_error {
+                let _ = writeln!(out, "    last error: {err}");
+            }
         } else if source.files.is_empty() {
             let _ = writeln!(out, "    no file matches {}", source.patterns.join(", "));
         }
@@ -438,6 +468,7 @@ mod tests {
                 last_segment_at: None,
                 errors: vec![],
                 journal: None,
+                eventlog: None,
             }],
         }
     }

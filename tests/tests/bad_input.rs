@@ -728,6 +728,19 @@ fn malformed_config_files_are_refused_naming_the_key() {
             ),
             vec!["retention_months", "six months"],
         ),
+        (
+            // The Windows Event Log does not exist here: the kind is
+            // refused by name with what to use instead (FORMAT.md §17.1).
+            "eventlog-off-windows",
+            format!(
+                "{base}level = \"D\"\n{}\n[[sources]]\nkind = \"eventlog\"\nchannel = \"Security\"\n",
+                source("app")
+            ),
+            vec![
+                "sources[1].kind",
+                "eventlog sources exist only on Windows; use a journald or file source here",
+            ],
+        ),
     ];
     // The base itself is valid, so each failure is the one line changed.
     let good = env.root.join("good.toml");

@@ -15,6 +15,7 @@ pub mod config;
 pub mod feed;
 pub mod reader;
 pub mod recovery;
+pub mod source;
 // The FFI calls into wevtapi.dll are unsafe by nature; this module alone
 // is allowed them (the crate denies unsafe code elsewhere).
 #[cfg(windows)]

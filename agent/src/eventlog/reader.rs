@@ -130,6 +130,11 @@ impl<F: EventFeed> ChannelReader<F> {
         &self.health
     }
 
+    /// Events are waiting in a segment not cut yet.
+    pub fn has_open(&self) -> bool {
+        self.open.is_some()
+    }
+
     pub fn feed_mut(&mut self) -> &mut F {
         &mut self.feed
     }

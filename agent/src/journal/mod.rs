@@ -763,6 +763,7 @@ mod tests {
                 matches: Vec::new(),
                 journalctl: "journalctl".into(),
             }),
+            eventlog: None,
         };
         let settings = SourceSettings {
             segment_max_bytes: 100,
@@ -810,7 +811,7 @@ mod tests {
     fn state(s: &SealedSegment) -> JournalState {
         match &s.after {
             StateAfter::Journal { journal } => journal.clone(),
-            StateAfter::File(_) => panic!("a file state from a journal source"),
+            other => panic!("not a journal state from a journal source: {other:?}"),
         }
     }
 

@@ -16,6 +16,7 @@
 //! `collected` custody event.
 
 pub mod append;
+pub mod eventlog;
 pub mod files;
 pub mod shipped;
 pub mod volatile;
@@ -436,6 +437,8 @@ pub async fn snapshot(config: &Config, req: &Request) -> anyhow::Result<Outcome>
             }),
         });
     }
+    // Windows Event Log channels (FORMAT.md §17.5).
+    eventlog::add_channels(config, &mut bag, &mut items, &mut changes, &mut |_| {})?;
     bar.set_message("sealing");
     let finished = now_utc_micros();
     let manifest = CustodyManifest {
