@@ -71,14 +71,9 @@ fn every_packaged_example_config_is_valid() {
             file.display()
         );
 
-        // The regulation's log kinds that every server has must be covered.
-        // On Windows the OS and logon logs are in the Event Log, not in
-        // files: the Windows example's file sources cover the web log.
-        let required: &[Category] = if windows_example {
-            &[Category::Web]
-        } else {
-            &[Category::Os, Category::Web, Category::Logon]
-        };
+        // The regulation's log kinds that every server has must be covered
+        // (on Windows the OS and logon logs come from Event Log channels).
+        let required: &[Category] = &[Category::Os, Category::Web, Category::Logon];
         for &category in required {
             assert!(
                 config.sources.iter().any(|s| s.category == category),
