@@ -1012,19 +1012,7 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
         journal: None,
         eventlog: None,
     };
-    // The pipeline builds the stream id from category and name; check the
-    // result here (its length) so the agent cannot fail on it at start.
-    if let Err(e) = crate::run::stream_id(&source) {
-        problems.push(Problem {
-            key: raw.key("name"),
-            message: format!(
-                "{:?} does not make a valid stream id: {e:#}; use a shorter name",
-                source.name
-            ),
-        });
-        return None;
-    }
-    Some(source)
+    with_valid_stream_id(source, raw, problems)
 }
 
 /// A `kind = "eventlog"` source (FORMAT.md §17.1). The Event Log exists
@@ -1193,6 +1181,17 @@ fn check_journal_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<
         }),
         eventlog: None,
     };
+    with_valid_stream_id(source, raw, problems)
+}
+
+/// The pipeline builds the stream id from a source's category and name;
+/// checking the result here (its length) means the agent cannot fail on it
+/// at start.
+fn with_valid_stream_id(
+    source: SourceConfig,
+    raw: &RawSource,
+    problems: &mut Vec<Problem>,
+) -> Option<SourceConfig> {
     if let Err(e) = crate::run::stream_id(&source) {
         problems.push(Problem {
             key: raw.key("name"),

@@ -414,3 +414,20 @@ impl Drop for IdleTls {
         let _ = self.child.wait();
     }
 }
+
+/// An agent of `env` shipping `logs/app.log*` to the collector of `setup`
+/// with the enrollment material in `enroll`.
+pub fn agent_to(
+    env: &crate::TestEnv,
+    setup: &CollectorSetup,
+    enroll: &Path,
+) -> crate::AgentOptions {
+    let mut opts =
+        crate::AgentOptions::new(env).source("app", &format!("{}/app.log*", env.logs.display()));
+    opts.store = setup.url().into();
+    opts.extra_args = vec![
+        "--enrollment-dir".into(),
+        enroll.to_string_lossy().into_owned(),
+    ];
+    opts
+}

@@ -17,21 +17,9 @@ use custody_evidence::segment::{
 use custody_evidence::sign::HostKey;
 use custody_evidence::timefmt::now_utc_micros;
 use custody_evidence::{Category, HostId, InstanceId, SegmentSeq, Sha256, StreamId};
-use custody_tests::collector::http_get;
+use custody_tests::collector::{agent_to, http_get};
 use custody_tests::moto::Moto;
 use custody_tests::*;
-
-/// An agent shipping `logs/app.log*` of `env` to the collector.
-fn agent_to(env: &TestEnv, setup: &CollectorSetup, enroll: &Path) -> AgentOptions {
-    let mut opts =
-        AgentOptions::new(env).source("app", &format!("{}/app.log*", env.logs.display()));
-    opts.store = setup.url().into();
-    opts.extra_args = vec![
-        "--enrollment-dir".into(),
-        enroll.to_string_lossy().into_owned(),
-    ];
-    opts
-}
 
 /// Waits until every id is stored for `host` in the collector's store.
 fn wait_for_host_ids(

@@ -13,6 +13,7 @@ use custody_evidence::bundle::custody_log::{Action, EventLine};
 use custody_evidence::bundle::facts::BundleFacts;
 use custody_evidence::timefmt::parse_utc;
 use custody_tests::bundle::verify_bundle;
+use custody_tests::collector::agent_to;
 use custody_tests::moto::Moto;
 use custody_tests::*;
 use serde_json::Value;
@@ -34,18 +35,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// An agent shipping `logs/app.log*` of `env` to the collector.
-fn agent_to(env: &TestEnv, setup: &CollectorSetup, enroll: &Path) -> AgentOptions {
-    let mut opts =
-        AgentOptions::new(env).source("app", &format!("{}/app.log*", env.logs.display()));
-    opts.store = setup.url().into();
-    opts.extra_args = vec![
-        "--enrollment-dir".into(),
-        enroll.to_string_lossy().into_owned(),
-    ];
-    opts
 }
 
 /// `incident status ID --json`.
