@@ -1,7 +1,7 @@
 """Synthetic but realistic log corpus for the custody benchmark.
 
 Why synthetic: the benchmark needs a gigabyte of logs, and the real samples in
-/work/shared/testdata/linux are 2,000 lines each. Repeating them would make
+../shared/testdata/linux (beside the checkout) are 2,000 lines each. Repeating them would make
 zstd look far better than it is on real logs (long-range matches everywhere),
 so the generator *replays* random windows of the real samples and replaces
 the variable parts (pids, IPs, ports, users, ids, timestamps) with fresh
@@ -36,7 +36,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-TEMPLATES = Path("/work/shared/testdata/linux")
+# The project's shared/ folder sits beside the checkout (README, "Two
+# commands"); CUSTODY_TESTDATA points elsewhere.
+TEMPLATES = Path(
+    os.environ.get(
+        "CUSTODY_TESTDATA",
+        Path(__file__).resolve().parent.parent.parent / "shared" / "testdata",
+    )
+) / "linux"
 GENERATOR_VERSION = 5
 
 # Share of the corpus per file. Web and app logs dominate real volumes.

@@ -188,7 +188,7 @@ pub struct ConfigArgs {
     /// Close a segment at this many raw bytes [default: 4194304].
     #[arg(long, value_name = "N")]
     pub segment_max_bytes: Option<u64>,
-    /// Close a segment when its first byte is this old [default: 1000].
+    /// Close a segment when its first byte is this old, in milliseconds [default: 750].
     #[arg(long, value_name = "N")]
     pub segment_max_age_ms: Option<u64>,
     /// Sign a digest this often [default: 60000].

@@ -23,7 +23,7 @@ struct Moto {
 impl Moto {
     fn start() -> Moto {
         set_test_credentials();
-        let probe = Command::new("python3")
+        let probe = Command::new(python3())
             .args(["-c", "import moto.server, boto3, flask"])
             .output();
         match probe {
@@ -38,7 +38,7 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new("python3")
+        let child = Command::new(python3())
             .args([
                 "-m",
                 "moto.server",
@@ -113,7 +113,7 @@ fn script() -> PathBuf {
 
 /// Runs tests/s3/s3check.py and parses its JSON output.
 fn s3check(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("python3")
+    let out = Command::new(python3())
         .arg(script())
         .args(args)
         .output()
@@ -414,4 +414,19 @@ fn an_unreachable_server_is_a_transient_error() {
         assert!(err.is_transient(), "{err}");
         assert!(err.to_string().contains("custody-nowhere"), "{err}");
     });
+}
+
+/// The test tools' interpreter: `CUSTODY_TEST_PYTHON`, else the virtual
+/// environment `.ci/run` makes in the checkout (`.venv/`), else `python3`
+/// (the same rule as `custody_tests::python`, which this crate cannot use).
+fn python3() -> PathBuf {
+    if let Some(p) = std::env::var_os("CUSTODY_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python3");
+    if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
 }

@@ -4,7 +4,9 @@
 //! calls, so that flag parsing, signal handling and exit codes are covered.
 //! `cargo test -p custody-tests` does not build other crates' binaries, so
 //! the first caller runs `cargo build` for them (serialized by cargo's own
-//! lock against concurrent builds) and everyone shares the result.
+//! lock against concurrent builds) and everyone shares the result; with
+//! `CUSTODY_BIN_DIR` set (as `.ci/run` does, after building them once) the
+//! binaries are taken from there and no test runs cargo at all.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +49,9 @@ fn target_dir() -> PathBuf {
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
+        if let Some(dir) = std::env::var_os(PREBUILT_ENV) {
+            return located(PathBuf::from(dir));
+        }
         let mut build = Command::new(env!("CARGO"));
         // Cargo gives the test process its package's CARGO_PKG_*, CARGO_MANIFEST_*
         // (…) variables. Build scripts such as ring's declare
@@ -83,19 +88,27 @@ pub fn bins() -> &'static Bins {
             status.success(),
             "cargo build of custody-agent, custody-verify and custody-collector failed: {status}"
         );
-        let dir = target_dir().join("debug");
-        let bins = Bins {
-            agent: dir.join("custody-agent"),
-            verify: dir.join("custody-verify"),
-            collector: dir.join("custody-collector"),
-        };
-        for path in [&bins.agent, &bins.verify, &bins.collector] {
-            assert!(
-                path.is_file(),
-                "binary {} missing after a successful build",
-                path.display()
-            );
-        }
-        bins
+        located(target_dir().join("debug"))
     })
+}
+
+/// `CUSTODY_BIN_DIR`: a directory holding binaries already built (by
+/// `.ci/run`, before `cargo test`), so that no test process runs cargo.
+const PREBUILT_ENV: &str = "CUSTODY_BIN_DIR";
+
+/// The binaries in `dir`, each checked to exist.
+fn located(dir: PathBuf) -> Bins {
+    let bins = Bins {
+        agent: dir.join("custody-agent"),
+        verify: dir.join("custody-verify"),
+        collector: dir.join("custody-collector"),
+    };
+    for path in [&bins.agent, &bins.verify, &bins.collector] {
+        assert!(
+            path.is_file(),
+            "binary {} missing (built by cargo, or in {PREBUILT_ENV})",
+            path.display()
+        );
+    }
+    bins
 }

@@ -136,7 +136,7 @@ with tarfile.open(path, "a", format=tarfile.GNU_FORMAT) as t:
         ti.size = len(data)
         t.addfile(ti, io.BytesIO(data))
 "#;
-    let out = Command::new("python3")
+    let out = Command::new(crate::python::python3())
         .args(["-c", script])
         .arg(bundle)
         .args([name, kind, target])

@@ -12,6 +12,9 @@
 //!   [`CollectorProcess`] for the real `custody-collector`, and [`Curl`], a
 //!   stock HTTPS client for the refusal tests.
 //! - [`moto`]: a moto S3 server per test and the boto3 checker script.
+//! - [`python`]: the interpreter of the test tools' virtual environment.
+//! - [`browser`]: a page in headless Chromium, as a person would see it,
+//!   and the check that nothing from a log ran.
 //! - [`wait`]: [`wait_for`], polling an observable condition until a
 //!   deadline, failing with what was expected and what was last seen.
 //! - [`store`]: [`StoreContents`], reading a store the way an auditor would:
@@ -43,11 +46,13 @@
 
 pub mod agent;
 pub mod bins;
+pub mod browser;
 pub mod bundle;
 pub mod collector;
 pub mod env;
 pub mod lines;
 pub mod moto;
+pub mod python;
 pub mod rng;
 mod signal;
 pub mod status;

@@ -24,7 +24,7 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         set_test_credentials();
-        let probe = Command::new("python3")
+        let probe = Command::new(crate::python::python3())
             .args(["-c", "import moto.server, boto3, flask"])
             .output();
         match probe {
@@ -49,7 +49,7 @@ impl Moto {
     }
 
     pub fn spawn(&mut self) {
-        let child = Command::new("python3")
+        let child = Command::new(crate::python::python3())
             .args([
                 "-m",
                 "moto.server",
@@ -131,7 +131,7 @@ pub fn set_test_credentials() {
 
 pub fn s3check(args: &[&str]) -> Value {
     let script = crate::bins::workspace_root().join("tests/s3/s3check.py");
-    let out = Command::new("python3")
+    let out = Command::new(crate::python::python3())
         .arg(&script)
         .args(args)
         .output()

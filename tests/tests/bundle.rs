@@ -136,8 +136,9 @@ fn snapshot_passes_custody_verify_and_the_auditors_tools() {
 
     // The auditors' tools on the extracted bag.
     let bag = extract(&bundle, &env.subdir("x"));
+    let bagit = custody_tests::python::venv_script("bagit.py");
     run_ok(
-        "bagit.py",
+        &bagit.to_string_lossy(),
         &["--quiet", "--validate", &bag.to_string_lossy()],
         &env.root,
     );

@@ -11,37 +11,18 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use custody_evidence::octets::split_frames;
 use custody_evidence::segment::{Framing, SyslogTransport};
-use custody_tests::bins::workspace_root;
 use custody_tests::collector::{http_get, metric_value};
 use custody_tests::{run_verify, wait_for, StoreContents, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Builds `custody-collector` once per test process (the tests crate does
-/// not depend on it, so cargo would not build it for us).
+/// The collector binary, from the harness's one build of the binaries.
 fn collector_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "custody-collector", "--bins"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cannot run cargo build");
-        assert!(status.success(), "cargo build -p custody-collector failed");
-        let dir = match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-            Some(d) => workspace_root().join(d),
-            None => workspace_root().join("target"),
-        };
-        let bin = dir.join("debug").join("custody-collector");
-        assert!(bin.is_file(), "{} missing after build", bin.display());
-        bin
-    })
+    &custody_tests::bins().collector
 }
 
 fn free_tcp_port() -> u16 {
