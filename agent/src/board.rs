@@ -10,7 +10,18 @@ use custody_evidence::timefmt::format_utc;
 use custody_evidence::StreamId;
 use time::OffsetDateTime;
 
-use crate::status::{AgentStatus, FileStatus, SourceStatus, STATUS_FILE};
+use crate::status::{
+    AgentStatus, FileStatus, SkippedPath, SourceStatus, UnreadableFile, STATUS_FILE,
+};
+
+/// A file source's problems as it sees them after a scan, beside its
+/// followed files (see [`Board::set_source_files`]).
+#[derive(Debug, Clone, Default)]
+pub struct FileView {
+    pub errors: Vec<String>,
+    pub unreadable: Vec<UnreadableFile>,
+    pub skipped: Vec<SkippedPath>,
+}
 
 pub struct Board {
     inner: Mutex<AgentStatus>,
@@ -79,12 +90,12 @@ impl Board {
 
     /// A source's followed files; their offsets are replaced by the
     /// committed ones (bytes read but not yet durable count as behind).
-    pub fn set_source_files(
-        &self,
-        stream: &StreamId,
-        mut files: Vec<FileStatus>,
-        errors: Vec<String>,
-    ) {
+    pub fn set_source_files(&self, stream: &StreamId, mut files: Vec<FileStatus>, view: FileView) {
+        let FileView {
+            errors,
+            unreadable,
+            skipped,
+        } = view;
         {
             let c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
             for f in &mut files {
@@ -104,11 +115,17 @@ impl Board {
             else {
                 return false;
             };
-            if src.files == files && src.errors == errors {
+            if src.files == files
+                && src.errors == errors
+                && src.unreadable == unreadable
+                && src.skipped == skipped
+            {
                 return false;
             }
             src.files = files;
             src.errors = errors;
+            src.unreadable = unreadable;
+            src.skipped = skipped;
             true
         });
     }

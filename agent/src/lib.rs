@@ -22,6 +22,7 @@ pub mod snapshot;
 pub mod source;
 pub mod spool;
 pub mod status;
+pub mod unreadable;
 pub mod wake;
 #[cfg(windows)]
 pub mod winservice;

@@ -39,6 +39,37 @@ pub use imp::{
     create_private_dir, describe_access, open_log, read_at, stat_file, stat_path, sync_dir,
 };
 
+/// What a path that is not a regular file is (a FIFO, a directory, a
+/// device, a socket), in words for the log and `status`: a glob that
+/// matches one skips it, and says so rather than skipping it silently.
+/// Follows symbolic links, like [`stat_path`].
+pub fn kind_of(path: &Path) -> &'static str {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return "not a regular file";
+    };
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a regular file"
+}
+
 /// Reads up to `buf.len()` bytes at `offset` (fewer only at the end of the
 /// file), without moving any shared file position the caller relies on.
 pub fn read_at_most(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {

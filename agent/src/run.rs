@@ -387,6 +387,7 @@ pub async fn run(
             start_at: config.start_at,
             first_start: !cp.streams.contains_key(stream)
                 || (st.next_seq == 0 && st.files.is_empty()),
+            foreign_globs: foreign_globs(&config.sources, &src.name),
         };
         let sealer = Sealer::new(config.zstd_level).context("creating a zstd context")?;
         let body: Box<dyn FnOnce() + Send> = if let Some(channel) = &src.eventlog {
@@ -618,4 +619,16 @@ pub async fn run(
         Ok(Err(e)) => Err(e),
         Err(_) => anyhow::bail!("the committer thread panicked"),
     }
+}
+
+/// The globs of every file source except `own` (journal and Event Log
+/// sources have none): a file one of them matches is that source's, and
+/// `own` never adopts it under another name (see `SourceSettings`).
+fn foreign_globs(sources: &[crate::config::SourceConfig], own: &str) -> Vec<glob::Pattern> {
+    sources
+        .iter()
+        .filter(|s| s.name != own && s.journal.is_none() && s.eventlog.is_none())
+        .flat_map(|s| &s.paths)
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect()
 }

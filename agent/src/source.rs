@@ -7,7 +7,7 @@
 //! checkpoint, so a crash anywhere here re-reads from the last durable
 //! segment, never skips.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use custody_evidence::segment::{ByteRange, Framing, Source as SegmentSource, Sou
 use custody_evidence::{Category, Sha256, StreamId};
 use time::OffsetDateTime;
 
-use crate::board::Board;
+use crate::board::{Board, FileView};
 use crate::checkpoint::{FileState, StateAfter};
 use crate::config::{SourceConfig, SourceFraming, StartAt};
 use crate::fingerprint::{
@@ -28,6 +28,8 @@ use crate::fingerprint::{
 };
 use crate::platform::{self, Stat};
 use crate::seal::Sealer;
+use crate::status::SkippedPath;
+use crate::unreadable::{Noted, Unreadable};
 use crate::wake::Wake;
 
 /// A segment cut and sealed by a source, on its way to the committer.
@@ -70,6 +72,12 @@ pub struct SourceSettings {
     pub start_at: StartAt,
     /// True when this stream has no checkpoint yet (first start).
     pub first_start: bool,
+    /// The globs of the agent's other file sources. A file found under a
+    /// name our globs do not match is adopted (finished from a saved
+    /// offset) only if none of these match it either: a file another
+    /// source's glob matches is that source's file, even when it got the
+    /// inode of one of ours (see `may_adopt`).
+    pub foreign_globs: Vec<glob::Pattern>,
 }
 
 struct Tracked {
@@ -160,6 +168,11 @@ pub struct Source {
     /// before (see [`TRUNCATED_MEMORY`]).
     truncated: Vec<(FileState, Instant)>,
     ignored: HashSet<FileKey>,
+    /// Files that exist but cannot be opened, with their saved positions.
+    unreadable: Unreadable,
+    /// Paths the globs match that are not regular files, and what they
+    /// are: logged when first seen, shown in `status` while they match.
+    skipped: BTreeMap<PathBuf, &'static str>,
     open: Option<OpenSegment>,
     sealer: Sealer,
     out: SyncSender<SourceEvent>,
@@ -195,6 +208,7 @@ impl Source {
         stop: Arc<AtomicBool>,
         paused: Arc<AtomicBool>,
     ) -> Self {
+        let unreadable = Unreadable::new(settings.poll_interval);
         Source {
             cfg,
             stream,
@@ -207,6 +221,8 @@ impl Source {
             deferred: HashMap::new(),
             truncated: Vec::new(),
             ignored: HashSet::new(),
+            unreadable,
+            skipped: BTreeMap::new(),
             open: None,
             sealer,
             out,
@@ -302,8 +318,20 @@ impl Source {
                 behind: t.size.saturating_sub(t.state.offset),
             })
             .collect();
-        self.board
-            .set_source_files(&self.stream, files, self.errors.clone());
+        let skipped = self
+            .skipped
+            .iter()
+            .map(|(path, kind)| SkippedPath {
+                path: path.to_string_lossy().into_owned(),
+                kind: kind.to_string(),
+            })
+            .collect();
+        let view = FileView {
+            errors: self.errors.clone(),
+            unreadable: self.unreadable.status(),
+            skipped,
+        };
+        self.board.set_source_files(&self.stream, files, view);
     }
 
     // ---- discovery -------------------------------------------------------
@@ -348,6 +376,8 @@ impl Source {
             t.matched = false;
         }
         let mut candidates: Vec<(PathBuf, Stat)> = Vec::new();
+        let mut seen: HashSet<FileKey> = HashSet::new();
+        let mut skipped = BTreeMap::new();
         for path in paths {
             let meta = match platform::stat_path(&path) {
                 Ok(m) => m,
@@ -359,9 +389,17 @@ impl Source {
                 }
             };
             if !meta.is_file {
+                // A FIFO, a directory, a device: never read (a FIFO would
+                // block, a device never ends). Said once, shown in status.
+                let kind = platform::kind_of(&path);
+                if !self.skipped.contains_key(&path) {
+                    tracing::warn!(stream = %self.stream, path = %path.display(), "{} is {kind}, not a regular file: not reading it; narrow the glob if it should not match", path.display());
+                }
+                skipped.insert(path, kind);
                 continue;
             }
             let key = meta.key;
+            seen.insert(key);
             if self.ignored.contains(&key) {
                 continue;
             }
@@ -372,10 +410,11 @@ impl Source {
                     tracing::info!(stream = %self.stream, from = %t.state.path, to = %p, "followed a rename");
                     t.state.path = p;
                 }
-            } else {
+            } else if self.unreadable.due(&meta) {
                 candidates.push((path, meta));
             }
         }
+        self.skipped = skipped;
         // New files first, judged against the followed files as they were
         // before this scan (a copytruncate copy must see the original's
         // offset before the truncation resets it).
@@ -387,37 +426,157 @@ impl Source {
         for (path, meta) in candidates {
             self.consider_candidate(&path, &meta, true);
         }
+        self.retry_unreadable_elsewhere(&seen);
         self.find_persisted_elsewhere();
         self.check_followed();
         // Files matched by nothing that are done: forget them.
         self.drop_finished();
+        let still: Vec<String> = self.unreadable.errors().map(str::to_string).collect();
+        self.errors.extend(still);
     }
 
-    fn open_file(&mut self, path: &Path) -> Option<(File, Stat)> {
-        match platform::open_log(path).and_then(|f| platform::stat_file(&f).map(|m| (f, m))) {
-            Ok(fm) => Some(fm),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let mode = platform::describe_access(path);
-                let msg = format!(
-                    "cannot read {} ({mode}): permission denied; grant the agent's user read access (for example membership of the file's group, such as adm); the other sources keep going",
-                    path.display()
-                );
-                tracing::warn!(stream = %self.stream, "{msg}");
-                self.errors.push(msg);
-                None
-            }
-            Err(e) => {
-                self.errors
-                    .push(format!("cannot open {}: {e}", path.display()));
-                None
+    /// Unreadable files the glob did not match in this scan: renamed away
+    /// (a rotation) or deleted. Found at their path or beside it by
+    /// device/inode, they are retried there when due (and only finished,
+    /// as any file found under another name); gone, their loss is said.
+    fn retry_unreadable_elsewhere(&mut self, seen: &HashSet<FileKey>) {
+        if self.unreadable.is_empty() {
+            return;
+        }
+        for e in self.unreadable.unseen(seen) {
+            let here = platform::stat_path(&e.path)
+                .ok()
+                .filter(|m| m.is_file && m.key == e.key)
+                .map(|m| (e.path.clone(), m));
+            match here.or_else(|| find_beside(&e.path, e.key)) {
+                Some((path, meta)) => {
+                    if self.unreadable.due(&meta) {
+                        self.consider_candidate(&path, &meta, false);
+                    }
+                }
+                None => {
+                    self.unreadable.take(e.key);
+                    match e.saved {
+                        Some(saved) => self.record_lost(
+                            &saved,
+                            "it was deleted or renamed away while it could not be opened",
+                        ),
+                        None => {
+                            tracing::warn!(stream = %self.stream, path = %e.path.display(), "a file that could not be opened is gone before it could be read; none of its content was read")
+                        }
+                    }
+                }
             }
         }
     }
 
+    /// A followed file is gone for good and what was written to it after
+    /// its saved offset could not be read: say so, and drop it from the
+    /// checkpoint.
+    fn record_lost(&self, p: &FileState, why: &str) {
+        tracing::warn!(stream = %self.stream, path = %p.path, offset = p.offset, "a followed file disappeared while the agent was stopped ({why}); anything written to it after offset {} could not be read", p.offset);
+        let _ = self
+            .out
+            .send(SourceEvent::Forget(self.stream.clone(), p.key));
+    }
+
+    /// Opens a file the glob (or a saved path) named. A file that exists
+    /// but cannot be opened is recorded as unreadable with its saved
+    /// position (see [`crate::unreadable`]), never dropped or taken as new.
+    fn open_file(&mut self, path: &Path, found: &Stat, matched: bool) -> Option<(File, Stat)> {
+        let e = match platform::open_log(path).and_then(|f| platform::stat_file(&f).map(|m| (f, m)))
+        {
+            Ok(fm) => return Some(fm),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => e,
+        };
+        let msg = if e.kind() == io::ErrorKind::PermissionDenied {
+            let mode = platform::describe_access(path);
+            format!(
+                "cannot read {} ({mode}): permission denied; grant the agent's user read access (for example membership of the file's group, such as adm); retried with back-off and at once when its mode or owner changes; the other sources keep going",
+                path.display()
+            )
+        } else {
+            format!("cannot open {}: {e}; retried with back-off", path.display())
+        };
+        let saved = self
+            .persisted
+            .iter()
+            .position(|p| p.key == found.key)
+            .map(|i| self.persisted.remove(i));
+        let kept = saved.as_ref().map(|s| s.offset);
+        match self
+            .unreadable
+            .failed(path, found, saved, matched, msg.clone())
+        {
+            Noted::New => {
+                tracing::warn!(stream = %self.stream, saved_offset = ?kept, "{msg}")
+            }
+            Noted::Again => tracing::debug!(stream = %self.stream, "{msg}"),
+        }
+        None
+    }
+
+    /// The checkpoint's position for `key`, if any: from the checkpoint as
+    /// loaded, or kept while the file could not be opened.
+    fn take_saved(&mut self, key: FileKey) -> Option<FileState> {
+        let kept = self.unreadable.take(key).and_then(|e| {
+            tracing::info!(stream = %self.stream, path = %e.path.display(), saved_offset = ?e.saved.as_ref().map(|s| s.offset), "can open a file that could not be opened before");
+            e.saved
+        });
+        let loaded = self
+            .persisted
+            .iter()
+            .position(|p| p.key == key)
+            .map(|i| self.persisted.remove(i));
+        loaded.or(kept)
+    }
+
+    /// Whether a file found under a name our globs do not match, with the
+    /// device/inode of `saved`, is that file renamed (finish it from the
+    /// saved offset) rather than another file that got its inode. It must
+    /// be the same content: as long as the saved offset, the same first
+    /// bytes and the same bytes before the offset. And it must not be
+    /// another source's file (matched by another source's glob). `Err`
+    /// says why not.
+    fn may_adopt(
+        &self,
+        path: &Path,
+        file: &File,
+        size: u64,
+        saved: &FileState,
+    ) -> Result<(), String> {
+        if let Some(g) = self
+            .settings
+            .foreign_globs
+            .iter()
+            .find(|g| g.matches_path(path))
+        {
+            return Err(format!(
+                "its inode now belongs to {}, which another source's glob ({g}) matches",
+                path.display()
+            ));
+        }
+        let same = size >= saved.offset
+            && saved.fingerprint.matches(file).unwrap_or(false)
+            && saved
+                .tail
+                .is_none_or(|t| t.holds(file, saved.offset).unwrap_or(false));
+        if !same {
+            return Err(format!(
+                "its inode now belongs to {}, which holds other content",
+                path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts following a file the glob matched (`matched`), or one found
+    /// beside a saved path under another name (`!matched`: only finished
+    /// from the saved offset, see `may_adopt`).
     fn consider_candidate(&mut self, path: &Path, meta: &Stat, matched: bool) {
         let key = meta.key;
-        let Some((file, meta)) = self.open_file(path) else {
+        let Some((file, meta)) = self.open_file(path, meta, matched) else {
             return;
         };
         if meta.key != key {
@@ -441,7 +600,15 @@ impl Source {
                 return;
             }
         };
-        let Some(start) = self.decide_start(&file, key, size, path) else {
+        let saved = self.take_saved(key);
+        if let (false, Some(p)) = (matched, &saved) {
+            if let Err(why) = self.may_adopt(path, &file, size, p) {
+                self.record_lost(p, &why);
+                return;
+            }
+            tracing::info!(stream = %self.stream, from = %p.path, to = %path.display(), "found a file renamed while the agent was stopped; finishing it");
+        }
+        let Some(start) = self.decide_start(&file, key, size, path, saved) else {
             return;
         };
         let state = FileState {
@@ -475,10 +642,16 @@ impl Source {
     /// Where to start reading a file not followed yet: a saved offset
     /// (validated), the unread tail of a copy of a followed file, or the
     /// beginning. `None` defers the decision to a later scan.
-    fn decide_start(&mut self, file: &File, key: FileKey, size: u64, path: &Path) -> Option<Start> {
+    fn decide_start(
+        &mut self,
+        file: &File,
+        key: FileKey,
+        size: u64,
+        path: &Path,
+        saved: Option<FileState>,
+    ) -> Option<Start> {
         // 1. The checkpoint knows this device/inode.
-        if let Some(i) = self.persisted.iter().position(|p| p.key == key) {
-            let p = self.persisted.remove(i);
+        if let Some(p) = saved {
             let long_enough = size >= p.offset;
             let head_same = p.fingerprint.matches(file).unwrap_or(false);
             let tail_same = p
@@ -671,14 +844,23 @@ impl Source {
     }
 
     /// After a restart: files from the checkpoint that the glob no longer
-    /// finds were renamed away while the agent was down; look for them by
-    /// device/inode beside their old path and finish them.
+    /// finds were renamed away while the agent was down, or deleted; look
+    /// for them by device/inode beside their old path and finish them if
+    /// what is found there is still the same file (`may_adopt`); else they
+    /// are gone, and so is what was written to them after the saved offset.
     fn find_persisted_elsewhere(&mut self) {
         // Originals truncated while the agent was stopped whose copy the glob
         // did not match: look for the copy beside them.
         for old in std::mem::take(&mut self.superseded) {
-            if !self.copied_from.contains(&old.key) {
-                self.follow_copy_beside(&old);
+            let copied = self.copied_from.contains(&old.key) || self.follow_copy_beside(&old);
+            // Its inode now holds other content under another name, and its
+            // own name is gone or another file: the inode was reused (the
+            // saved entry is already forgotten; this only says so).
+            let moved = platform::stat_path(Path::new(&old.path))
+                .map(|m| m.key != old.key)
+                .unwrap_or(true);
+            if !copied && moved && old.offset > 0 {
+                tracing::warn!(stream = %self.stream, path = %old.path, offset = old.offset, "a followed file disappeared while the agent was stopped (its inode now holds a new file, read from its start); anything written to it after offset {} could not be read", old.offset);
             }
         }
         self.copied_from.clear();
@@ -689,35 +871,25 @@ impl Source {
         let lost = std::mem::take(&mut self.persisted);
         let mut still_lost = Vec::new();
         for p in lost {
-            let dir = Path::new(&p.path)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("/"));
-            let found = fs::read_dir(&dir).ok().and_then(|rd| {
-                rd.filter_map(Result::ok).map(|e| e.path()).find(|path| {
-                    platform::stat_path(path)
-                        .map(|m| m.is_file && m.key == p.key)
-                        .unwrap_or(false)
-                })
-            });
-            match found {
-                Some(path) => {
-                    let meta = match platform::stat_path(&path) {
-                        Ok(m) => m,
-                        Err(_) => continue,
-                    };
-                    tracing::info!(stream = %self.stream, from = %p.path, to = %path.display(), "found a file renamed while the agent was stopped; finishing it");
+            match find_beside(Path::new(&p.path), p.key) {
+                Some((path, meta)) => {
+                    // Adopted only if it is still the same file (checked
+                    // once it is open: `consider_candidate`, `may_adopt`);
+                    // unreadable, it waits with its saved offset.
+                    let key = p.key;
                     self.persisted.push(p);
                     self.consider_candidate(&path, &meta, false);
+                    if let Some(i) = self.persisted.iter().position(|q| q.key == key) {
+                        // Neither followed, refused nor unreadable: it went
+                        // away between the listing and the open.
+                        still_lost.push(self.persisted.remove(i));
+                    }
                 }
                 None => still_lost.push(p),
             }
         }
         for p in still_lost {
-            tracing::warn!(stream = %self.stream, path = %p.path, offset = p.offset, "a followed file disappeared while the agent was stopped; anything written to it after offset {} could not be read", p.offset);
-            let _ = self
-                .out
-                .send(SourceEvent::Forget(self.stream.clone(), p.key));
+            self.record_lost(&p, "not found beside its old name");
         }
         self.persisted.clear();
         self.settings.first_start = false;
@@ -1166,6 +1338,27 @@ impl Source {
     }
 }
 
+/// The regular file with device/inode `key` in the directory of `path`
+/// (where a rotation renames files to), if there is one.
+fn find_beside(path: &Path, key: FileKey) -> Option<(PathBuf, Stat)> {
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|p| {
+        platform::stat_path(&p)
+            .ok()
+            .filter(|m| m.is_file && m.key == key)
+            .map(|m| (p, m))
+    })
+}
+
 /// The committer has gone away (fatal error or shutdown).
 #[derive(Debug)]
 pub struct Closed;
@@ -1204,6 +1397,7 @@ mod tests {
             partial_line_wait: Duration::from_secs(5),
             start_at: StartAt::Beginning,
             first_start: true,
+            foreign_globs: Vec::new(),
         };
         let source = Source::new(
             cfg,

@@ -56,6 +56,18 @@ pub struct SourceStatus {
     pub last_segment_at: Option<String>,
     /// Current problems: unreadable file, glob matching nothing, …
     pub errors: Vec<String>,
+    /// Files that exist but cannot be opened now (permission denied, an
+    /// ACL, a rotation that created the file before setting its mode). Each
+    /// keeps its saved position and is retried with back-off; it is also
+    /// one of `errors`. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<UnreadableFile>,
+    /// Paths the globs match that are not regular files (a FIFO, a
+    /// directory, a device, a socket): never read. Not an error (a wide
+    /// glob such as `/var/log/*` matches directories), but shown so that
+    /// nothing is skipped without a word. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedPath>,
     /// Journal sources only (FORMAT.md §16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalStatus>,
@@ -111,6 +123,33 @@ pub struct FileStatus {
     pub size: u64,
     /// `size - offset`: bytes not yet in a segment.
     pub behind: u64,
+}
+
+/// A file that exists but cannot be opened (see [`SourceStatus::unreadable`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableFile {
+    pub path: String,
+    pub device: u64,
+    pub inode: u64,
+    /// Why it cannot be opened, and what to do.
+    pub error: String,
+    /// When it was first found unreadable (RFC 3339 UTC).
+    pub since: String,
+    /// The position the checkpoint holds for it, kept until it can be
+    /// read again (absent: a file never read, read from its start once
+    /// it can be opened).
+    pub saved_offset: Option<u64>,
+    /// Failed attempts to open it so far.
+    pub attempts: u64,
+}
+
+/// A path matched by a glob that is not a regular file (see
+/// [`SourceStatus::skipped`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPath {
+    pub path: String,
+    /// What it is: `a FIFO (named pipe)`, `a directory`, `a character device`, …
+    pub kind: String,
 }
 
 /// A status file as read: the parsed value, and the text exactly as the
@@ -398,6 +437,24 @@ pub fn render(status: &AgentStatus, liveness: &Liveness) -> String {
                 f.path, f.offset, f.size, f.behind
             );
         }
+        for u in &source.unreadable {
+            let saved = u.saved_offset.map_or_else(
+                || "never read".to_string(),
+                |o| format!("saved offset {o} kept"),
+            );
+            let _ = writeln!(
+                out,
+                "    unreadable: {}  since {}  {saved}  {} attempt(s), retried with back-off",
+                u.path, u.since, u.attempts
+            );
+        }
+        for k in &source.skipped {
+            let _ = writeln!(
+                out,
+                "    skipped: {} is {}, not a regular file; not read",
+                k.path, k.kind
+            );
+        }
     }
     out
 }
@@ -467,6 +524,8 @@ mod tests {
                 last_segment_seq: Some(3),
                 last_segment_at: None,
                 errors: vec![],
+                unreadable: vec![],
+                skipped: vec![],
                 journal: None,
                 eventlog: None,
             }],

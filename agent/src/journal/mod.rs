@@ -772,6 +772,7 @@ mod tests {
             partial_line_wait: Duration::from_secs(5),
             start_at: StartAt::Beginning,
             first_start: committed.is_none(),
+            foreign_globs: Vec::new(),
         };
         let mut r = JournalReader::new(
             cfg,
