@@ -11,7 +11,7 @@
 //! shipped twice (a file re-read from byte 0) and a line changed or cut are
 //! each counted and named, per stream, in a [`CampaignReport`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -409,7 +409,20 @@ pub fn account(
             }
         }
     }
+    // Ids seen in a stream not their own: a line missing from its own
+    // stream may have gone there instead.
+    let mut elsewhere: HashSet<&str> = HashSet::new();
+    for &(stream, bytes) in pieces {
+        for id in extract_ids(bytes) {
+            if let Some((key, &si)) = owner.get_key_value(id.as_str()) {
+                if stream_of[si].is_none_or(|i| streams[i] != stream) {
+                    elsewhere.insert(key);
+                }
+            }
+        }
+    }
     let (mut missing, mut duplicated) = (Named::default(), Named::default());
+    let mut missing_elsewhere = 0usize;
     let mut source_counts = Vec::with_capacity(sources.len());
     for (si, s) in sources.iter().enumerate() {
         let mut sc = SourceCount {
@@ -422,7 +435,19 @@ pub fn account(
             match copies.get(id.as_str()).copied().unwrap_or(0) {
                 0 => {
                     sc.missing += 1;
-                    missing.push(|| format!("{id} (source {})", s.name));
+                    let there = elsewhere.contains(id.as_str());
+                    missing_elsewhere += usize::from(there);
+                    missing.push(|| {
+                        format!(
+                            "{id} (source {}{})",
+                            s.name,
+                            if there {
+                                ", found in another stream"
+                            } else {
+                                ""
+                            }
+                        )
+                    });
                 }
                 1 => {
                     if let Some(i) = stream_of[si] {
@@ -445,7 +470,12 @@ pub fn account(
         }
         source_counts.push(sc);
     }
-    missing.report("lines missing from their own stream", &mut findings);
+    missing.report(
+        &format!(
+            "lines missing from their own stream ({missing_elsewhere} of them only in another source's stream)"
+        ),
+        &mut findings,
+    );
     duplicated.report(
         "lines present more than once in their own stream",
         &mut findings,

@@ -12,7 +12,7 @@
 //! (D3) must show first: the rotation matrix (`rotation.rs`) tails one
 //! source per directory, where neither can happen.
 //!
-//! Knobs (all optional): `CUSTODY_CAMPAIGN_CYCLES` (default 36; the long
+//! Knobs (all optional): `CUSTODY_CAMPAIGN_CYCLES` (default 60; the long
 //! mode is `bench/fault_campaign.sh`, 300), `CUSTODY_CAMPAIGN_SOURCES`
 //! (1–4), `CUSTODY_CAMPAIGN_KILL=0` (clean SIGTERM restarts instead of
 //! `kill -9`), `CUSTODY_CAMPAIGN_UNREADABLE=0` (no mode-000 phase),
@@ -35,8 +35,8 @@ use custody_tests::*;
 
 /// Generous: a loaded 2-core machine must not fail a correct agent.
 const DEADLINE: Duration = Duration::from_secs(90);
-/// Default kill cycles: about 2 minutes on a loaded 2-core machine.
-const DEFAULT_CYCLES: usize = 36;
+/// Default kill cycles: well under 3 minutes on a loaded 2-core machine.
+const DEFAULT_CYCLES: usize = 60;
 /// Category and live file name of each source; the glob is `<dir>/<base>*`
 /// (so `base.1`, `base.2.gz` stay in it). No glob matches another's files.
 const SOURCES: [(&str, &str); 4] = [
@@ -387,18 +387,29 @@ impl Campaign {
                 self.logs[si].append(self.rng.range(1, 80) as usize);
             }
         }
-        let hidden = (self.cfg.unreadable && self.rng.chance(0.3)).then(|| self.pick_source());
-        match hidden {
-            Some(si) => self.unreadable_restart(si),
-            None => self.ensure_started(),
+        self.ensure_started();
+        if self.cfg.unreadable && self.rng.chance(0.3) {
+            let si = self.pick_source();
+            self.unreadable_restart(si);
         }
     }
 
-    /// The live file of `si` is mode 000 when the agent starts (perhaps
-    /// twice, with a `kill -9` in between), gets lines meanwhile, and is
-    /// readable again later: its lines must arrive once, not from byte 0.
+    /// The live file of `si`, read up to its end (so the checkpoint holds
+    /// a position in it), is mode 000 when the agent starts again (perhaps
+    /// twice, with a `kill -9` in between), sometimes gets lines meanwhile,
+    /// and is readable again later: its lines must arrive once, not again
+    /// from byte 0.
     fn unreadable_restart(&mut self, si: usize) {
         let live = self.logs[si].live_path();
+        let ids = self.logs[si]
+            .gens
+            .last()
+            .expect("live")
+            .writer
+            .ids()
+            .to_vec();
+        self.wait_ids(&ids);
+        self.stop();
         chmod(&live, 0o000);
         let restarts = if self.cfg.kill && self.rng.chance(0.5) {
             2
@@ -413,9 +424,12 @@ impl Campaign {
             self.ensure_started();
             self.stats.unreadable_starts += 1;
             self.wait_unreadable_seen(&live);
-            self.logs[si].append(self.rng.range(1, 50) as usize);
+            if self.rng.chance(0.5) {
+                self.logs[si].append(self.rng.range(1, 50) as usize);
+            }
         }
         chmod(&live, 0o644);
+        self.logs[si].append(self.rng.range(1, 50) as usize);
     }
 
     /// Waits (up to 20 s, then goes on) until the agent's status names the
@@ -427,7 +441,18 @@ impl Campaign {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if let Ok(st) = read_status(&self.env.state) {
-                if st.to_string().contains(&name) && st.to_string().contains("ermission") {
+                let named = st["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| {
+                        s.to_string()
+                            .split('"')
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .any(|e| e.contains(&name) && e.contains("permission denied"));
+                if named {
                     return;
                 }
             }
