@@ -28,6 +28,13 @@
 //! - [`status`]: reads the agent's `status.json`.
 //! - [`rng`]: a small seeded RNG and the `CUSTODY_TEST_SEED` /
 //!   `CUSTODY_TEST_CYCLES` knobs.
+//! - [`rotate`]: [`RotatingLog`], a log rotated in every logrotate style
+//!   (rename-and-create, copytruncate, delaycompress, delete-and-recreate)
+//!   with a model of which ids are in which file.
+//! - [`campaign`]: the fault campaign's pieces: a small loop-mounted ext4
+//!   (freed inodes reused at once), the workspace opened to `nobody`, and
+//!   the per-stream line accounting (each line once, in its own stream,
+//!   byte-exact).
 //!
 //! ```no_run
 //! use custody_tests::*;
@@ -48,12 +55,14 @@ pub mod agent;
 pub mod bins;
 pub mod browser;
 pub mod bundle;
+pub mod campaign;
 pub mod collector;
 pub mod env;
 pub mod lines;
 pub mod moto;
 pub mod python;
 pub mod rng;
+pub mod rotate;
 mod signal;
 pub mod status;
 pub mod store;
@@ -64,9 +73,12 @@ pub use agent::{agent_output, AgentOptions, AgentProcess};
 pub use bins::{bins, Bins};
 pub use collector::{CollectorProcess, CollectorSetup, Curl, CurlReply, IdleTls};
 pub use env::TestEnv;
-pub use lines::{assert_exactly_once, extract_ids, testdata_lines, LineWriter, ID_MARKER};
+pub use lines::{
+    assert_exactly_once, extract_ids, parse_id, render_line, testdata_lines, LineWriter, ID_MARKER,
+};
 pub use rng::{cycles_from_env, TestRng};
+pub use rotate::{parse_rotated, Gen, RotatingLog};
 pub use status::read_status;
 pub use store::{FileKey, ReassembledFile, StoreContents, StoredSegment};
-pub use verify::{run_verify, VerifyOutcome};
+pub use verify::{allowed_signers, run_verify, VerifyOutcome};
 pub use wait::{wait_for, wait_for_ids, wait_for_lines};

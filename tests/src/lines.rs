@@ -62,7 +62,6 @@ pub struct LineWriter {
     path: PathBuf,
     tag: String,
     next: u64,
-    cursor: usize,
     ids: Vec<String>,
 }
 
@@ -73,7 +72,6 @@ impl LineWriter {
             path: path.into(),
             tag: tag.to_string(),
             next: 0,
-            cursor: 0,
             ids: Vec::new(),
         }
     }
@@ -93,14 +91,9 @@ impl LineWriter {
         assert!(!pool.is_empty(), "empty line pool");
         let mut buf = Vec::new();
         for _ in 0..n {
-            let id = format!("{}:{:09}", self.tag, self.next);
+            let (line, id) = render_line(pool, &self.tag, self.next);
             self.next += 1;
-            let content = &pool[self.cursor % pool.len()];
-            self.cursor += 1;
-            buf.extend_from_slice(content.as_bytes());
-            buf.extend_from_slice(ID_MARKER.as_bytes());
-            buf.extend_from_slice(id.as_bytes());
-            buf.extend_from_slice(b"#\n");
+            buf.extend_from_slice(&line);
             self.ids.push(id);
         }
         buf
@@ -138,6 +131,31 @@ impl LineWriter {
     pub fn take_ids(&mut self) -> Vec<String> {
         std::mem::take(&mut self.ids)
     }
+}
+
+/// Line number `n` of the writer tagged `tag`, with its line end, and its
+/// id (`<tag>:<n, 9 digits>`): the content is `pool[n % pool.len()]`, so the
+/// exact bytes of any written line can be rebuilt from its id alone (the
+/// fault campaign's byte-exact check, see [`parse_id`]).
+pub fn render_line(pool: &[String], tag: &str, n: u64) -> (Vec<u8>, String) {
+    assert!(!pool.is_empty(), "empty line pool");
+    let id = format!("{tag}:{n:09}");
+    let content = &pool[(n % pool.len() as u64) as usize];
+    let mut line = Vec::with_capacity(content.len() + ID_MARKER.len() + id.len() + 2);
+    line.extend_from_slice(content.as_bytes());
+    line.extend_from_slice(ID_MARKER.as_bytes());
+    line.extend_from_slice(id.as_bytes());
+    line.extend_from_slice(b"#\n");
+    (line, id)
+}
+
+/// `<tag>:<n>` back into its tag and number; `None` for anything else.
+pub fn parse_id(id: &str) -> Option<(&str, u64)> {
+    let (tag, n) = id.rsplit_once(':')?;
+    if tag.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((tag, n.parse().ok()?))
 }
 
 /// The ids of every tagged line in `bytes` whose id is complete (followed
@@ -244,5 +262,10 @@ mod tests {
             b"x #cust=w:000000000#\ny #cust=w:000000001#\nx #cust=w:000000002#\n"
         );
         assert_eq!(extract_ids(&buf), w.ids());
+        let (line, id) = render_line(&pool, "w", 2);
+        assert_eq!((line.as_slice(), id.as_str()), (&buf[42..], "w:000000002"));
+        assert_eq!(parse_id("w:000000002"), Some(("w", 2)));
+        assert_eq!(parse_id("w:"), None);
+        assert_eq!(parse_id("nocolon"), None);
     }
 }

@@ -59,3 +59,30 @@ pub fn run_verify(store: &Path, extra: &[&str]) -> VerifyOutcome {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Writes the host's allowed_signers line (from `custody-agent key show`)
+/// to `<env.root>/allowed_signers` for `custody-verify --allowed-signers`,
+/// so the digests' signatures are checked against the host's own key.
+pub fn allowed_signers(env: &crate::env::TestEnv) -> std::path::PathBuf {
+    let out = crate::agent::agent_output([
+        "key".as_ref(),
+        "show".as_ref(),
+        "--state-dir".as_ref(),
+        env.state.as_os_str(),
+        "--host-id".as_ref(),
+        std::ffi::OsStr::new(&env.host_id),
+    ]);
+    assert!(
+        out.status.success(),
+        "custody-agent key show failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        line.starts_with(&env.host_id),
+        "key show printed {line:?}, expected a line starting with the host id"
+    );
+    let path = env.root.join("allowed_signers");
+    std::fs::write(&path, line).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
