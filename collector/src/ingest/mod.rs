@@ -5,14 +5,24 @@
 //!
 //! Like mini-redis's `server::run`, [`serve`] takes its listener and a
 //! shutdown signal, caps concurrent connections with a semaphore (at the
-//! cap an idle connection is closed to make room, [`conns`]; when none is
-//! idle further clients wait), and on shutdown stops accepting, lets each
+//! cap a refused, stalled or idle connection is closed to make room,
+//! [`conns`]; when every connection is an agent's request in progress,
+//! further clients wait), and on shutdown stops accepting, lets each
 //! connection finish its request, and returns.
+//!
+//! A client that will only ever be refused (no certificate, a revoked one,
+//! one naming no host: [`refused`]) never displaces an enrolled agent: its
+//! connection is known as refused right after the handshake, is closed
+//! first under pressure even in the middle of a request, is one of at most
+//! `max_connections / 8` such connections, and gets its 401 or 403 with
+//! `Connection: close` after reading at most [`REFUSED_DRAIN_CAP`] of its
+//! body for at most [`REFUSED_DRAIN_TIMEOUT`].
 
 pub mod conns;
 pub mod incidents;
 pub mod list;
 pub mod objects;
+pub mod refused;
 pub mod reply;
 
 use std::convert::Infallible;
@@ -34,7 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::App;
 use crate::pki::host_of_certificate;
 use crate::revocation::serial_of_certificate;
-use conns::Connections;
+use conns::{Connections, Standing};
 use reply::Reply;
 
 /// How long a client may take to finish the TLS handshake.
@@ -42,6 +52,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds on reading a body only to discard it before a refusal.
 const DRAIN_CAP: u64 = 1 << 30;
 const DRAIN_TIMEOUT_BODY: Duration = Duration::from_secs(60);
+/// Bounds on reading the body of a request from a refused client before
+/// its 401 or 403: enough for a misconfigured agent's small upload to be
+/// read, so that it sees the reason instead of a reset connection, and
+/// small and short enough that holding the connection costs nothing.
+pub const REFUSED_DRAIN_CAP: u64 = 1 << 20;
+pub const REFUSED_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a newcomer waiting for a slot looks again for an idle
 /// connection to close.
 const ROOM_RETRY: Duration = Duration::from_millis(500);
@@ -78,7 +94,8 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let limit = Arc::new(Semaphore::new(app.limits.max_connections));
-    let conns = Connections::new();
+    let conns = Connections::new(Connections::refused_quota(app.limits.max_connections));
+    let refusals = Arc::new(refused::RefusalLog::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -106,10 +123,16 @@ pub async fn serve(
         };
         let registered = conns.register();
         let (acceptor, app, stop_rx) = (acceptor.clone(), app.clone(), stop_rx.clone());
+        let (conns, refusals) = (conns.clone(), refusals.clone());
         tokio::spawn(async move {
             let _permit = permit;
             app.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            connection(tcp, addr, acceptor, &app, registered, stop_rx).await;
+            let ctx = ConnCtx {
+                conns,
+                refusals,
+                registered,
+            };
+            connection(tcp, addr, acceptor, &app, ctx, stop_rx).await;
             app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -125,10 +148,11 @@ pub async fn serve(
     }
 }
 
-/// At the connection limit with a newcomer accepted: closes the connection
-/// idle the longest and waits for its slot. When none is idle, waits for
-/// any slot, looking again for an idle connection every [`ROOM_RETRY`].
-/// `None` on shutdown.
+/// At the connection limit with a newcomer accepted: closes a refused,
+/// stalled or idle connection ([`Connections::close_for_room`]) and waits
+/// for its slot. When every connection is an agent's request in progress,
+/// waits for any slot, looking again every [`ROOM_RETRY`]. `None` on
+/// shutdown.
 async fn make_room(
     limit: &Arc<Semaphore>,
     conns: &Connections,
@@ -137,10 +161,15 @@ async fn make_room(
 ) -> Option<OwnedSemaphorePermit> {
     let mut logged = false;
     loop {
-        if conns.close_longest_idle() {
+        if let Some(standing) = conns.close_for_room() {
             app.metrics
                 .connections_closed_for_room
                 .fetch_add(1, Ordering::Relaxed);
+            if standing == Standing::Refused {
+                app.metrics
+                    .refused_connections_closed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         } else if !logged {
             tracing::warn!(
                 max_connections = app.limits.max_connections,
@@ -156,16 +185,24 @@ async fn make_room(
     }
 }
 
+/// What a connection task shares with the listener: the registry (its
+/// own entry removed when the task ends) and the refusal log.
+struct ConnCtx {
+    conns: Arc<Connections>,
+    refusals: Arc<refused::RefusalLog>,
+    registered: conns::Registered,
+}
+
 /// One connection from TLS handshake to close.
 async fn connection(
     tcp: tokio::net::TcpStream,
     addr: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     app: &Arc<App>,
-    registered: conns::Registered,
+    ctx: ConnCtx,
     mut stop_rx: watch::Receiver<bool>,
 ) {
-    let state = registered.state.clone();
+    let state = ctx.registered.state.clone();
     let handshake = tokio::select! {
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
         _ = state.close_requested() => {
@@ -194,15 +231,46 @@ async fn connection(
             (_, Err(e)) => Peer::Unidentified(format!("{e:#}")),
         },
     };
+    let refuse = |why: refused::Why| {
+        app.metrics.refused_connection(why.label());
+        if ctx.conns.mark_refused(&state) {
+            app.metrics
+                .refused_connections_closed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ctx.refusals.log(addr, &why);
+    };
+    match refused::check(app, &peer) {
+        Err(why) => refuse(why),
+        Ok(_) => state.set_standing(Standing::Authenticated),
+    }
     let service = {
         let app = app.clone();
         let peer = peer.clone();
         let state = state.clone();
+        let conns = ctx.conns.clone();
+        let refusals = ctx.refusals.clone();
         service_fn(move |req| {
-            let (app, peer) = (app.clone(), peer.clone());
+            let (app, peer, state) = (app.clone(), peer.clone(), state.clone());
+            let (conns, refusals) = (conns.clone(), refusals.clone());
             let busy = state.busy();
             async move {
-                let reply = handle(&app, &peer, addr, req).await;
+                let reply = match refused::check(&app, &peer) {
+                    Ok(host) => handle(&app, host, addr, req).await,
+                    Err(why) => {
+                        if state.standing() != Standing::Refused {
+                            // Revoked while this connection was open.
+                            app.metrics.refused_connection(why.label());
+                            if conns.mark_refused(&state) {
+                                app.metrics
+                                    .refused_connections_closed
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            refusals.log(addr, &why);
+                        }
+                        refused::reply(&app, why, req).await
+                    }
+                };
                 drop(busy);
                 Ok::<_, Infallible>(reply)
             }
@@ -229,6 +297,11 @@ async fn connection(
             let _ = conn.await;
         }
         _ = state.close_requested() => {
+            if state.standing() == Standing::Refused {
+                // Only ever refused: dropped at once, even mid-request.
+                tracing::debug!(%addr, "closing a refused client's connection to make room");
+                return;
+            }
             // Idle, so this closes at once; a request that slipped in
             // meanwhile is finished first.
             tracing::debug!(%addr, "closing an idle connection to make room for another client");
@@ -238,54 +311,23 @@ async fn connection(
     }
 }
 
-/// One request: authentication, then the request kind.
+/// One request of an authenticated, unrevoked host (refused peers are
+/// answered by [`refused::reply`]): the request kind, then the refusal, if
+/// any, logged and counted.
 async fn handle(
     app: &Arc<App>,
-    peer: &Peer,
+    host: &HostId,
     addr: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Reply {
-    app.metrics
-        .inflight_requests
-        .fetch_add(1, Ordering::Relaxed);
+    let _inflight = Inflight::new(app);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let reply = match peer {
-        Peer::Anonymous => {
-            drain(req.into_body()).await;
-            reply::text(
-                StatusCode::UNAUTHORIZED,
-                "client certificate required: enroll this host with `custody-collector enroll --host-id ID` \
-                 and give the agent its collector_cert and collector_key",
-            )
-        }
-        Peer::Unidentified(why) => {
-            drain(req.into_body()).await;
-            reply::text(StatusCode::FORBIDDEN, format!("refused: {why}"))
-        }
-        Peer::Host(host, serial) => match app.revocations.check(serial) {
-            None => route(app, host, req).await,
-            Some(revoked) => {
-                drain(req.into_body()).await;
-                app.metrics.revoked_refusals.fetch_add(1, Ordering::Relaxed);
-                reply::text(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "client certificate serial {serial} of host {host} was revoked at {}: enroll the host                          again (custody-collector enroll --host-id {host}) and give the agent the new files",
-                        revoked.revoked
-                    ),
-                )
-            }
-        },
-    };
+    let reply = route(app, host, req).await;
     let status = reply.status();
     if status.is_client_error() || status.is_server_error() {
         app.metrics.refused(status.as_u16());
-        let who = match peer {
-            Peer::Host(h, _) => h.to_string(),
-            Peer::Anonymous => "(no client certificate)".into(),
-            Peer::Unidentified(_) => "(unidentified certificate)".into(),
-        };
+        let who = host.to_string();
         let reason = reply_reason(&reply);
         if status == StatusCode::CONFLICT
             || status == StatusCode::FORBIDDEN
@@ -296,10 +338,29 @@ async fn handle(
             tracing::warn!(%addr, host = %who, %method, %path, status = status.as_u16(), "refused: {reason}");
         }
     }
-    app.metrics
-        .inflight_requests
-        .fetch_sub(1, Ordering::Relaxed);
     reply
+}
+
+/// Counts a request in `custody_collector_inflight_requests` until dropped,
+/// also when the request is cut off (its connection closed for room).
+pub(crate) struct Inflight<'a>(&'a App);
+
+impl<'a> Inflight<'a> {
+    pub(crate) fn new(app: &'a App) -> Inflight<'a> {
+        app.metrics
+            .inflight_requests
+            .fetch_add(1, Ordering::Relaxed);
+        Inflight(app)
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .inflight_requests
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn reply_reason(reply: &Reply) -> String {
