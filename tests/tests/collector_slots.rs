@@ -25,7 +25,7 @@ const SQUATTERS: usize = 12;
 /// The acceptance bound of the issue for an enrolled client's request.
 const SERVED_WITHIN: Duration = Duration::from_secs(2);
 /// How many enrolled requests are timed while the slots are squatted.
-const PROBES: usize = 6;
+const PROBES: usize = 10;
 
 /// The head of a `PUT` whose body never (or only slowly) comes.
 const PUT_HEAD: &[u8] = b"PUT /v1/objects/v1/squatter/app/0000000000000000.zst HTTP/1.1\r\n\
@@ -195,6 +195,20 @@ fn assert_served_while_squatted(
     enroll: &Path,
     host: &str,
 ) -> Squatters {
+    // An enrolled client's idle keep-alive connection, open before them:
+    // refused clients must never close it.
+    let mut keepalive = IdleTls::open(setup, enroll, b"");
+    wait_for(
+        "the enrolled keep-alive connection to hold a slot",
+        Duration::from_secs(30),
+        || match setup.metric("custody_collector_connections") {
+            n if n >= 1.0 && keepalive.is_open() => Ok(()),
+            n => Err(format!(
+                "{n} connections; s_client open: {}",
+                keepalive.is_open()
+            )),
+        },
+    );
     let squatters = Squatters::start(setup, identity, body);
     wait_for(
         "the squatters to take every slot (or be closed for trying)",
@@ -224,8 +238,17 @@ fn assert_served_while_squatted(
             setup.metrics().unwrap_or_default()
         );
         took.push(t);
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(300));
     }
+    let evicted = setup.metric("custody_collector_refused_connections_closed_total");
+    assert!(
+        evicted >= 1.0,
+        "{body:?} squatters never filled the door (no refused connection closed for room)"
+    );
+    assert!(
+        keepalive.is_open(),
+        "{body:?} squatters closed an enrolled client's idle connection"
+    );
     assert!(
         squatters.opened() > opened_before,
         "the squatters stopped reconnecting during the probes; the test proved nothing"
@@ -365,5 +388,69 @@ fn clients_with_a_revoked_certificate_never_lock_out_an_enrolled_client() {
         "{:?}",
         setup.metrics()
     );
+    assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
+}
+
+/// An enrolled client whose `PUT` body stops coming holds a slot and its
+/// share of `max_inflight_bytes`; with no body byte for `idle_timeout_s`
+/// it gets 408 and its connection is closed, nothing stored.
+#[test]
+fn an_enrolled_client_whose_body_stalls_is_cut_off_after_idle_timeout() {
+    let env = TestEnv::new("slots-stall");
+    let mut setup = collector_with_slots(&env);
+    setup
+        .extra
+        .extend(["--idle-timeout-s".to_string(), "2".to_string()]);
+    let host = "enrolled-d";
+    let enroll = setup.enroll(host);
+    let mut collector = CollectorProcess::start(&setup);
+    let key = custody_evidence::layout::public_key_key(
+        &host.parse().expect("host id"),
+        "ssh-ed25519 AAAA stalled",
+    );
+    let head = format!(
+        "PUT /v1/objects/{key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         custody-retain-until: 2027-01-01T00:00:00Z\r\nContent-Length: 1000\r\n\r\nssh-ed25519 "
+    );
+    let mut stalled = s_client(
+        setup.port,
+        &setup.ca_dir.join("ca.pem"),
+        Some(&(enroll.join("client.pem"), enroll.join("client.key"))),
+    );
+    let mut stdin = stalled.stdin.take().expect("s_client stdin");
+    stdin.write_all(head.as_bytes()).expect("write the head");
+    stdin.flush().expect("flush");
+    let started = Instant::now();
+    wait_for(
+        "the stalled upload's connection closed by the collector",
+        Duration::from_secs(30),
+        || {
+            collector.check_running()?;
+            match stalled.try_wait() {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("s_client still connected ({other:?})")),
+            }
+        },
+    );
+    eprintln!(
+        "a stalled body was cut off {:?} after its head",
+        started.elapsed()
+    );
+    assert_eq!(
+        setup.metric("custody_collector_refused_total{status=\"408\"}"),
+        1.0,
+        "{:?}",
+        setup.metrics()
+    );
+    assert!(
+        collector.log().contains("no body bytes"),
+        "{}",
+        collector.log()
+    );
+    assert!(
+        !setup.store.join(&key).exists(),
+        "a partial body was stored"
+    );
+    drop(stdin);
     assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
 }

@@ -1,30 +1,39 @@
 //! Which ingest connections are open, who is on the other end of each
-//! ([`Standing`]) and which are idle (no request being handled), so that at
-//! `max_connections` a slot is taken from the connection that matters least
-//! instead of the newcomer waiting.
+//! ([`Standing`]), which hold one of the `max_connections` agent slots and
+//! which are idle (no request being handled), so that a newcomer gets a
+//! slot from the connection that matters least instead of waiting.
 //!
-//! Why idle connections: every agent keeps a keep-alive connection (its
-//! HTTP client's idle pool). A fleet larger than `max_connections` would
-//! otherwise fill every slot with idle connections, and new agents would
-//! time out in the listen backlog until an idle one happened to expire
-//! (found by `examples/ingest_bench.rs` with more than 512 hosts). Closing
-//! an idle keep-alive connection costs its client one reconnect; refusing
-//! a new one costs an agent its upload.
+//! Two pools (issue 12, D1):
 //!
-//! Why standing (issue 12, D1): a client with no certificate, or with a
-//! revoked or unidentified one, is only ever refused. Eight of them sending
-//! the head of a large `PUT` and then nothing used to keep eight busy slots
-//! and lock every enrolled agent out. Now such *refused* connections are
-//! closed first under pressure, even in the middle of a request, and at most
-//! [`Connections::refused_quota`] of them are open at once. The order in
-//! which a slot is taken ([`Connections::close_for_room`]):
+//! - **Agent slots** (`max_connections`) are held only by connections
+//!   whose handshake presented a certificate of this CA naming a host that
+//!   is not revoked. Only such a connection can make room in this pool
+//!   ([`Connections::close_for_agent`]): a refused connection that still
+//!   holds a slot (revoked while it was open) goes first, then the idle
+//!   agent connection idle the longest. A connection handling an agent's
+//!   request is never closed.
+//! - **The door** ([`Connections::door_size`] places) is held by every
+//!   connection from accept until its handshake says who it is, and from
+//!   then on by connections that are only ever refused (no certificate, a
+//!   revoked one, one naming no host). At the door a newcomer makes room
+//!   ([`Connections::close_at_door`]) by closing a refused connection, the
+//!   oldest first (even in the middle of a request: it can only ever be
+//!   refused), or else a handshake unfinished after [`HANDSHAKE_GRACE`]. A
+//!   handshake in its grace time is never closed: then newcomers wait.
 //!
-//! 1. a refused connection, the oldest first;
-//! 2. a TLS handshake still unfinished after [`HANDSHAKE_GRACE`];
-//! 3. an authenticated connection that is idle, idle the longest first;
-//! 4. any other unfinished handshake.
+//! So clients without a usable certificate compete only with each other
+//! and with handshakes for the door; they can never take or close an agent
+//! slot. Eight of them sending the head of a large `PUT` and then nothing
+//! used to hold all eight slots of `--max-connections 8` and lock every
+//! agent out.
 //!
-//! An authenticated connection handling a request is never closed.
+//! Why idle agent connections are closed at all: every agent keeps a
+//! keep-alive connection (its HTTP client's idle pool). A fleet larger than
+//! `max_connections` would otherwise fill every slot with idle connections,
+//! and new agents would wait until an idle one happened to expire (found by
+//! `examples/ingest_bench.rs` with more than 512 hosts). Closing an idle
+//! keep-alive connection costs its client one reconnect; refusing a new one
+//! costs an agent its upload.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -33,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-/// A handshake older than this is presumed stalled: it gives up its slot
-/// before an idle agent does. A real client's handshake on loopback or a
+/// A handshake older than this is presumed stalled and gives up its place
+/// at the door to a newcomer. A real client's handshake on loopback or a
 /// LAN takes milliseconds.
 pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 
@@ -73,11 +82,15 @@ pub struct Connections {
     open: Mutex<HashMap<u64, Arc<ConnState>>>,
     next_id: AtomicU64,
     epoch: Instant,
-    refused_quota: usize,
+    /// Woken when a connection at the door finishes its handshake as a
+    /// refused client, so a newcomer waiting for the door can close it
+    /// at once instead of at its next look.
+    refused_at_door: Notify,
 }
 
-/// One connection: its standing, how many requests it is handling, since
-/// when it has been idle, and the signal that asks it to close.
+/// One connection: its standing, whether it holds an agent slot, how many
+/// requests it is handling, since when it has been idle, and the signal
+/// that asks it to close.
 pub struct ConnState {
     /// The registry's id: accept order, which breaks ties between
     /// connections accepted in the same millisecond.
@@ -88,6 +101,8 @@ pub struct ConnState {
     /// Milliseconds since [`Connections::epoch`] when it last became idle.
     idle_since_ms: AtomicU64,
     standing: AtomicU8,
+    /// Holds one of the `max_connections` agent slots.
+    in_slot: AtomicBool,
     close_requested: AtomicBool,
     close: Notify,
     epoch: Instant,
@@ -106,24 +121,34 @@ pub struct Registered {
 pub struct Busy(Arc<ConnState>);
 
 impl Connections {
-    /// A registry allowing at most `refused_quota` (at least 1) refused
-    /// connections at once.
-    pub fn new(refused_quota: usize) -> Arc<Connections> {
+    pub fn new() -> Arc<Connections> {
         Arc::new(Connections {
             open: Mutex::default(),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
-            refused_quota: refused_quota.max(1),
+            refused_at_door: Notify::new(),
         })
     }
 
-    /// How many refused connections may be open at once for a listener of
-    /// `max_connections`: an eighth, at least one. Small, so that clients
-    /// that will only ever be refused hold few slots even before pressure
-    /// closes them; more than one, so that a misconfigured agent still
-    /// reads why it is refused while others are.
-    pub fn refused_quota(max_connections: usize) -> usize {
-        (max_connections / 8).max(1)
+    /// Places at the door (handshakes in progress and refused clients)
+    /// beside `max_connections` agent slots: an eighth as many, at least 8,
+    /// so that handshakes proceed in parallel while refused clients hold
+    /// little.
+    pub fn door_size(max_connections: usize) -> usize {
+        (max_connections / 8).max(8)
+    }
+
+    /// Records that `state`'s client is refused (it stays at the door) and
+    /// wakes newcomers waiting for a place there.
+    pub fn mark_refused(&self, state: &ConnState) {
+        state.set_standing(Standing::Refused);
+        self.refused_at_door.notify_waiters();
+    }
+
+    /// Completes at the next [`Connections::mark_refused`] after the
+    /// returned future is enabled or first polled.
+    pub fn refused_at_door(&self) -> tokio::sync::futures::Notified<'_> {
+        self.refused_at_door.notified()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
@@ -134,7 +159,7 @@ impl Connections {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// A new connection, in its handshake and idle from now.
+    /// A new connection, at the door in its handshake, idle from now.
     pub fn register(self: &Arc<Self>) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let now = self.now_ms();
@@ -144,6 +169,7 @@ impl Connections {
             opened_ms: now,
             idle_since_ms: AtomicU64::new(now),
             standing: AtomicU8::new(Standing::Handshake.code()),
+            in_slot: AtomicBool::new(false),
             close_requested: AtomicBool::new(false),
             close: Notify::new(),
             epoch: self.epoch,
@@ -156,72 +182,60 @@ impl Connections {
         }
     }
 
-    /// Asks one connection to close so that a newcomer gets its slot, in
-    /// the order of the module documentation. Returns the standing of the
-    /// connection asked, or `None` when every connection is an
-    /// authenticated one handling a request (or already closing).
-    pub fn close_for_room(&self) -> Option<Standing> {
+    /// For a newcomer at a full door: asks the oldest refused connection
+    /// at the door, or else the oldest handshake past [`HANDSHAKE_GRACE`],
+    /// to close. Returns its standing; `None` when there is neither (the
+    /// newcomer waits).
+    pub fn close_at_door(&self) -> Option<Standing> {
         let open = self.lock();
         let now = self.now_ms();
         let grace = HANDSHAKE_GRACE.as_millis() as u64;
-        let candidates = || {
-            open.values()
-                .filter(|c| !c.close_requested.load(Ordering::Acquire))
+        let at_door = || {
+            open.values().filter(|c| {
+                !c.in_slot.load(Ordering::Acquire) && !c.close_requested.load(Ordering::Acquire)
+            })
         };
-        let refused = candidates()
+        let victim = at_door()
             .filter(|c| c.standing() == Standing::Refused)
-            .min_by_key(|c| (c.opened_ms, c.id));
-        let stalled = || {
-            candidates()
-                .filter(|c| {
-                    c.standing() == Standing::Handshake && now.saturating_sub(c.opened_ms) >= grace
-                })
-                .min_by_key(|c| (c.opened_ms, c.id))
-        };
-        let idle = || {
-            candidates()
-                .filter(|c| {
-                    c.standing() == Standing::Authenticated && c.busy.load(Ordering::Acquire) == 0
-                })
-                .min_by_key(|c| (c.idle_since_ms.load(Ordering::Relaxed), c.id))
-        };
-        let handshake = || {
-            candidates()
-                .filter(|c| c.standing() == Standing::Handshake)
-                .min_by_key(|c| (c.opened_ms, c.id))
-        };
-        let victim = refused.or_else(stalled).or_else(idle).or_else(handshake)?;
+            .min_by_key(|c| (c.opened_ms, c.id))
+            .or_else(|| {
+                at_door()
+                    .filter(|c| {
+                        c.standing() == Standing::Handshake
+                            && now.saturating_sub(c.opened_ms) >= grace
+                    })
+                    .min_by_key(|c| (c.opened_ms, c.id))
+            })?;
         let standing = victim.standing();
         victim.ask_to_close();
         Some(standing)
     }
 
-    /// Records that `state`'s client is refused (see [`Standing`]); when
-    /// that makes more refused connections than the quota, asks the oldest
-    /// other one to close and returns true.
-    pub fn mark_refused(&self, state: &ConnState) -> bool {
-        state.set_standing(Standing::Refused);
+    /// For an authenticated connection waiting for an agent slot: asks a
+    /// refused connection holding a slot (revoked since), or else the idle
+    /// agent connection idle the longest, to close. Returns its standing;
+    /// `None` when every slot is an agent's request in progress.
+    pub fn close_for_agent(&self) -> Option<Standing> {
         let open = self.lock();
-        let refused: Vec<&Arc<ConnState>> = open
-            .values()
-            .filter(|c| {
-                c.standing() == Standing::Refused && !c.close_requested.load(Ordering::Acquire)
+        let in_slot = || {
+            open.values().filter(|c| {
+                c.in_slot.load(Ordering::Acquire) && !c.close_requested.load(Ordering::Acquire)
             })
-            .collect();
-        if refused.len() <= self.refused_quota {
-            return false;
-        }
-        let oldest = refused
-            .into_iter()
-            .filter(|c| c.id != state.id)
-            .min_by_key(|c| (c.opened_ms, c.id));
-        match oldest {
-            Some(c) => {
-                c.ask_to_close();
-                true
-            }
-            None => false,
-        }
+        };
+        let victim = in_slot()
+            .filter(|c| c.standing() == Standing::Refused)
+            .min_by_key(|c| (c.opened_ms, c.id))
+            .or_else(|| {
+                in_slot()
+                    .filter(|c| {
+                        c.standing() == Standing::Authenticated
+                            && c.busy.load(Ordering::Acquire) == 0
+                    })
+                    .min_by_key(|c| (c.idle_since_ms.load(Ordering::Relaxed), c.id))
+            })?;
+        let standing = victim.standing();
+        victim.ask_to_close();
+        Some(standing)
     }
 
     /// Connections open now.
@@ -249,6 +263,12 @@ impl ConnState {
     /// Records what the handshake (or a later revocation) said.
     pub fn set_standing(&self, standing: Standing) {
         self.standing.store(standing.code(), Ordering::Release);
+    }
+
+    /// Records that the connection now holds an agent slot (and has left
+    /// the door).
+    pub fn set_in_slot(&self) {
+        self.in_slot.store(true, Ordering::Release);
     }
 
     fn ask_to_close(&self) {
@@ -280,12 +300,18 @@ impl Drop for Registered {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use std::time::Duration;
 
-    fn authenticated(conns: &Arc<Connections>) -> Registered {
+    fn agent(conns: &Arc<Connections>) -> Registered {
         let r = conns.register();
         r.state.set_standing(Standing::Authenticated);
+        r.state.set_in_slot();
+        r
+    }
+
+    fn refused(conns: &Arc<Connections>) -> Registered {
+        let r = conns.register();
+        r.state.set_standing(Standing::Refused);
         r
     }
 
@@ -296,73 +322,68 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_longest_idle_connection_is_closed_and_busy_ones_never() {
-        let conns = Connections::new(1);
-        let old = authenticated(&conns);
+    async fn the_longest_idle_agent_is_closed_for_an_agent_and_busy_ones_never() {
+        let conns = Connections::new();
+        let old = agent(&conns);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let busy = authenticated(&conns);
+        let busy = agent(&conns);
         let _req = busy.state.busy();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let young = authenticated(&conns);
+        let young = agent(&conns);
         assert_eq!(conns.len(), 3);
 
         // `old` is asked first; its wake-up is kept until it waits.
-        assert_eq!(conns.close_for_room(), Some(Standing::Authenticated));
+        assert_eq!(conns.close_for_agent(), Some(Standing::Authenticated));
         asked(&old, "the oldest idle connection").await;
-        assert_eq!(conns.close_for_room(), Some(Standing::Authenticated));
+        assert_eq!(conns.close_for_agent(), Some(Standing::Authenticated));
         asked(&young, "then the young idle one").await;
-        assert_eq!(conns.close_for_room(), None, "the busy one is never chosen");
+        assert_eq!(
+            conns.close_for_agent(),
+            None,
+            "the busy one is never chosen"
+        );
         drop(old);
         assert_eq!(conns.len(), 2);
     }
 
     #[tokio::test]
-    async fn refused_connections_go_first_even_when_busy_and_stay_within_their_quota() {
-        let conns = Connections::new(2);
-        let agent = authenticated(&conns);
-        let first = conns.register();
+    async fn the_door_never_closes_an_agent_slot_and_refused_clients_go_first_even_busy() {
+        let conns = Connections::new();
+        let idle_agent = agent(&conns);
+        let first = refused(&conns);
         let _req = first.state.busy();
-        assert!(!conns.mark_refused(&first.state));
-        let second = conns.register();
-        assert!(!conns.mark_refused(&second.state));
-        let third = conns.register();
-        let _req3 = third.state.busy();
-        assert!(
-            conns.mark_refused(&third.state),
-            "a third refused one is over the quota of 2"
-        );
-        asked(&first, "the oldest refused connection, busy as it is").await;
-
-        // Under pressure: refused before the idle agent, busy or not.
-        assert_eq!(conns.close_for_room(), Some(Standing::Refused));
-        asked(&second, "the next refused connection").await;
-        assert_eq!(conns.close_for_room(), Some(Standing::Refused));
-        asked(&third, "the busy refused connection").await;
-        // A handshake in its grace time goes after the idle agent.
+        let second = refused(&conns);
         let handshaking = conns.register();
-        assert_eq!(conns.close_for_room(), Some(Standing::Authenticated));
-        asked(&agent, "the idle agent").await;
-        assert_eq!(conns.close_for_room(), Some(Standing::Handshake));
-        asked(&handshaking, "the handshake").await;
-        assert_eq!(conns.close_for_room(), None);
+
+        assert_eq!(conns.close_at_door(), Some(Standing::Refused));
+        asked(&first, "the oldest refused connection, busy as it is").await;
+        assert_eq!(conns.close_at_door(), Some(Standing::Refused));
+        asked(&second, "the next refused connection").await;
+        assert_eq!(
+            conns.close_at_door(),
+            None,
+            "neither the idle agent nor a handshake in its grace time"
+        );
+        // A revoked connection holding a slot goes before the idle agent.
+        let revoked = agent(&conns);
+        revoked.state.set_standing(Standing::Refused);
+        let _req = revoked.state.busy();
+        assert_eq!(conns.close_for_agent(), Some(Standing::Refused));
+        asked(&revoked, "the revoked connection in a slot").await;
+        assert_eq!(conns.close_for_agent(), Some(Standing::Authenticated));
+        asked(&idle_agent, "the idle agent, for an agent").await;
+        drop(handshaking);
     }
 
     #[tokio::test]
-    async fn a_stalled_handshake_goes_before_an_idle_agent_but_a_busy_agent_never() {
-        let conns = Connections::new(1);
+    async fn a_stalled_handshake_gives_up_its_place_at_the_door() {
+        let conns = Connections::new();
         let stalled = conns.register();
         tokio::time::sleep(HANDSHAKE_GRACE + Duration::from_millis(50)).await;
-        let working = authenticated(&conns);
-        let _req = working.state.busy();
-        let idle = authenticated(&conns);
-        assert_eq!(conns.close_for_room(), Some(Standing::Handshake));
+        let fresh = conns.register();
+        assert_eq!(conns.close_at_door(), Some(Standing::Handshake));
         asked(&stalled, "the stalled handshake").await;
-        assert_eq!(conns.close_for_room(), Some(Standing::Authenticated));
-        asked(&idle, "the idle agent").await;
-        assert_eq!(
-            conns.close_for_room(),
-            None,
-            "the busy agent is never chosen"
-        );
+        assert_eq!(conns.close_at_door(), None, "the fresh handshake is kept");
+        drop(fresh);
     }
 }

@@ -4,20 +4,22 @@
 //! protocol".
 //!
 //! Like mini-redis's `server::run`, [`serve`] takes its listener and a
-//! shutdown signal, caps concurrent connections with a semaphore (at the
-//! cap a refused, stalled or idle connection is closed to make room,
-//! [`conns`]; when every connection is an agent's request in progress,
-//! further clients wait), and on shutdown stops accepting, lets each
-//! connection finish its request, and returns.
+//! shutdown signal, caps concurrent connections with semaphores (agent
+//! slots and the door, [`conns`]; at a cap a connection that matters less
+//! is closed to make room, and when every slot is an agent's request in
+//! progress further agents wait), and on shutdown stops accepting, lets
+//! each connection finish its request, and returns.
 //!
 //! A client that will only ever be refused (no certificate, a revoked one,
-//! one naming no host: [`refused`]) never displaces an enrolled agent: its
-//! connection is known as refused right after the handshake, is closed
-//! first under pressure even in the middle of a request, is one of at most
-//! `max_connections / 8` such connections, and gets its 401 or 403 with
-//! `Connection: close` after reading at most [`REFUSED_DRAIN_CAP`] of its
-//! body for at most [`REFUSED_DRAIN_TIMEOUT`].
+//! one naming no host: [`refused`]) never displaces an enrolled agent
+//! (issue 12, D1): it never leaves the door for an agent slot, is closed
+//! first at the door even in the middle of a request, and gets its 401 or
+//! 403 with `Connection: close` after reading at most
+//! [`REFUSED_DRAIN_CAP`] of its body for at most [`REFUSED_DRAIN_TIMEOUT`].
+//! An agent's body that stops coming for `idle_timeout` is given up
+//! ([`body`]).
 
+pub mod body;
 pub mod conns;
 pub mod incidents;
 pub mod list;
@@ -78,10 +80,13 @@ pub enum Peer {
 
 /// Serves ingest on `listener` until `shutdown` completes.
 ///
-/// Connections are bounded by `max_connections`. At the limit, the
-/// connection idle the longest is asked to close to make room for the
-/// newcomer ([`conns`]); only when every connection is handling a request
-/// does the newcomer wait (TCP back-pressure). A connection with no
+/// Every accepted connection first takes a place at the door
+/// ([`Connections::door_size`]); an authenticated one then takes one of the
+/// `max_connections` agent slots, closing the agent connection idle the
+/// longest when none is free ([`conns`]); only when every slot is handling
+/// a request does it wait. A full door closes a refused connection or a
+/// stalled handshake; when there is neither, newcomers wait in the
+/// kernel's accept queue (TCP back-pressure). A connection with no
 /// request for `idle_timeout` is closed by hyper's header-read timeout,
 /// which starts whenever the connection waits for a request head: it
 /// bounds both idle keep-alive connections and slowly sent headers
@@ -93,8 +98,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let limit = Arc::new(Semaphore::new(app.limits.max_connections));
-    let conns = Connections::new(Connections::refused_quota(app.limits.max_connections));
+    let slots = Arc::new(Semaphore::new(app.limits.max_connections));
+    let door_size = Connections::door_size(app.limits.max_connections);
+    let door = Arc::new(Semaphore::new(door_size));
+    let conns = Connections::new();
     let refusals = Arc::new(refused::RefusalLog::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -111,11 +118,11 @@ pub async fn serve(
                 }
             },
         };
-        let permit = match limit.clone().try_acquire_owned() {
+        let place = match door.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(TryAcquireError::Closed) => break,
             Err(TryAcquireError::NoPermits) => {
-                match make_room(&limit, &conns, &app, &mut shutdown).await {
+                match room_at_door(&door, &conns, &app, &mut shutdown).await {
                     Some(p) => p,
                     None => break,
                 }
@@ -123,53 +130,87 @@ pub async fn serve(
         };
         let registered = conns.register();
         let (acceptor, app, stop_rx) = (acceptor.clone(), app.clone(), stop_rx.clone());
-        let (conns, refusals) = (conns.clone(), refusals.clone());
+        let ctx = ConnCtx {
+            conns: conns.clone(),
+            refusals: refusals.clone(),
+            slots: slots.clone(),
+            registered,
+        };
         tokio::spawn(async move {
-            let _permit = permit;
             app.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            let ctx = ConnCtx {
-                conns,
-                refusals,
-                registered,
-            };
-            connection(tcp, addr, acceptor, &app, ctx, stop_rx).await;
+            connection(tcp, addr, acceptor, &app, ctx, place, stop_rx).await;
             app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
     let _ = stop_tx.send(true);
     drop(listener);
     // Every permit back means every connection task has ended.
-    let all = app.limits.max_connections as u32;
-    if tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(all))
-        .await
-        .is_err()
-    {
+    let all = async {
+        let _s = slots.acquire_many(app.limits.max_connections as u32).await;
+        let _d = door.acquire_many(door_size as u32).await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("shutdown: connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
 }
 
-/// At the connection limit with a newcomer accepted: closes a refused,
-/// stalled or idle connection ([`Connections::close_for_room`]) and waits
-/// for its slot. When every connection is an agent's request in progress,
-/// waits for any slot, looking again every [`ROOM_RETRY`]. `None` on
-/// shutdown.
-async fn make_room(
-    limit: &Arc<Semaphore>,
+/// Counts a connection asked to close to make room.
+fn closed_for_room(app: &App, standing: Standing) {
+    app.metrics
+        .connections_closed_for_room
+        .fetch_add(1, Ordering::Relaxed);
+    if standing == Standing::Refused {
+        app.metrics
+            .refused_connections_closed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The door is full with a newcomer accepted: closes a refused connection
+/// or a stalled handshake ([`Connections::close_at_door`]) and waits for
+/// its place, looking again as soon as a handshake at the door turns out
+/// refused, and every [`ROOM_RETRY`] (handshakes in their grace time
+/// finish or stall meanwhile). Never closes an agent's
+/// connection. `None` on shutdown.
+async fn room_at_door(
+    door: &Arc<Semaphore>,
     conns: &Connections,
     app: &App,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Option<OwnedSemaphorePermit> {
+    loop {
+        let refused = conns.refused_at_door();
+        tokio::pin!(refused);
+        refused.as_mut().enable();
+        if let Some(standing) = conns.close_at_door() {
+            closed_for_room(app, standing);
+        }
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            p = door.clone().acquire_owned() => return p.ok(),
+            _ = refused => {}
+            _ = tokio::time::sleep(ROOM_RETRY) => {}
+        }
+    }
+}
+
+/// An authenticated connection's agent slot: at once when one is free,
+/// else by closing a refused connection holding one or the idle agent
+/// connection idle the longest ([`Connections::close_for_agent`]); when
+/// every slot is an agent's request in progress, waits, looking again
+/// every [`ROOM_RETRY`]. `None` on shutdown.
+async fn agent_slot(
+    ctx: &ConnCtx,
+    app: &App,
+    stop_rx: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = ctx.slots.clone().try_acquire_owned() {
+        return Some(p);
+    }
     let mut logged = false;
     loop {
-        if let Some(standing) = conns.close_for_room() {
-            app.metrics
-                .connections_closed_for_room
-                .fetch_add(1, Ordering::Relaxed);
-            if standing == Standing::Refused {
-                app.metrics
-                    .refused_connections_closed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(standing) = ctx.conns.close_for_agent() {
+            closed_for_room(app, standing);
         } else if !logged {
             tracing::warn!(
                 max_connections = app.limits.max_connections,
@@ -178,28 +219,42 @@ async fn make_room(
             logged = true;
         }
         tokio::select! {
-            _ = shutdown.as_mut() => return None,
-            p = limit.clone().acquire_owned() => return p.ok(),
+            _ = stop_rx.wait_for(|s| *s) => return None,
+            p = ctx.slots.clone().acquire_owned() => return p.ok(),
             _ = tokio::time::sleep(ROOM_RETRY) => {}
         }
     }
 }
 
 /// What a connection task shares with the listener: the registry (its
-/// own entry removed when the task ends) and the refusal log.
+/// own entry removed when the task ends), the refusal log and the agent
+/// slots.
 struct ConnCtx {
     conns: Arc<Connections>,
     refusals: Arc<refused::RefusalLog>,
+    slots: Arc<Semaphore>,
     registered: conns::Registered,
 }
 
-/// One connection from TLS handshake to close.
+impl ConnCtx {
+    /// Records and logs that this connection's client is refused.
+    fn refuse(&self, app: &App, addr: std::net::SocketAddr, why: &refused::Why) {
+        self.conns.mark_refused(&self.registered.state);
+        app.metrics.refused_connection(why.label());
+        self.refusals.log(addr, why);
+    }
+}
+
+/// One connection from TLS handshake to close. It holds `place` at the
+/// door until the handshake shows an authenticated host, then an agent
+/// slot instead; a refused client keeps its place at the door.
 async fn connection(
     tcp: tokio::net::TcpStream,
     addr: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     app: &Arc<App>,
     ctx: ConnCtx,
+    place: OwnedSemaphorePermit,
     mut stop_rx: watch::Receiver<bool>,
 ) {
     let state = ctx.registered.state.clone();
@@ -231,42 +286,41 @@ async fn connection(
             (_, Err(e)) => Peer::Unidentified(format!("{e:#}")),
         },
     };
-    let refuse = |why: refused::Why| {
-        app.metrics.refused_connection(why.label());
-        if ctx.conns.mark_refused(&state) {
-            app.metrics
-                .refused_connections_closed
-                .fetch_add(1, Ordering::Relaxed);
+    // Held until the connection ends: its place at the door, or its slot.
+    let _held = match refused::check(app, &peer) {
+        Err(why) => {
+            ctx.refuse(app, addr, &why);
+            place
         }
-        ctx.refusals.log(addr, &why);
+        Ok(_) => {
+            state.set_standing(Standing::Authenticated);
+            let slot = tokio::select! {
+                s = agent_slot(&ctx, app, &mut stop_rx) => s,
+                _ = state.close_requested() => None,
+            };
+            let Some(slot) = slot else {
+                return;
+            };
+            state.set_in_slot();
+            drop(place);
+            slot
+        }
     };
-    match refused::check(app, &peer) {
-        Err(why) => refuse(why),
-        Ok(_) => state.set_standing(Standing::Authenticated),
-    }
+    let ctx = Arc::new(ctx);
     let service = {
         let app = app.clone();
         let peer = peer.clone();
-        let state = state.clone();
-        let conns = ctx.conns.clone();
-        let refusals = ctx.refusals.clone();
+        let ctx = ctx.clone();
         service_fn(move |req| {
-            let (app, peer, state) = (app.clone(), peer.clone(), state.clone());
-            let (conns, refusals) = (conns.clone(), refusals.clone());
-            let busy = state.busy();
+            let (app, peer, ctx) = (app.clone(), peer.clone(), ctx.clone());
+            let busy = ctx.registered.state.busy();
             async move {
                 let reply = match refused::check(&app, &peer) {
                     Ok(host) => handle(&app, host, addr, req).await,
                     Err(why) => {
-                        if state.standing() != Standing::Refused {
+                        if ctx.registered.state.standing() != Standing::Refused {
                             // Revoked while this connection was open.
-                            app.metrics.refused_connection(why.label());
-                            if conns.mark_refused(&state) {
-                                app.metrics
-                                    .refused_connections_closed
-                                    .fetch_add(1, Ordering::Relaxed);
-                            }
-                            refusals.log(addr, &why);
+                            ctx.refuse(&app, addr, &why);
                         }
                         refused::reply(&app, why, req).await
                     }

@@ -120,12 +120,7 @@ pub async fn reply(app: &App, why: Why, req: Request<Incoming>) -> Reply {
     if matches!(why, Why::Revoked { .. }) {
         app.metrics.revoked_refusals.fetch_add(1, Ordering::Relaxed);
     }
-    let mut r = reply::text(status, why.message());
-    r.headers_mut().insert(
-        hyper::header::CONNECTION,
-        hyper::header::HeaderValue::from_static("close"),
-    );
-    r
+    reply::closing(status, why.message())
 }
 
 /// Reads and discards at most [`REFUSED_DRAIN_CAP`] bytes of `body` for at
