@@ -15,7 +15,8 @@
 //! (issue 12, D1): it never leaves the door for an agent slot, is closed
 //! first at the door even in the middle of a request, and gets its 401 or
 //! 403 with `Connection: close` after reading at most
-//! [`REFUSED_DRAIN_CAP`] of its body for at most [`REFUSED_DRAIN_TIMEOUT`].
+//! [`refused::REFUSED_DRAIN_CAP`] of its body for at most
+//! [`refused::REFUSED_DRAIN_TIMEOUT`].
 //! An agent's body that stops coming for `idle_timeout` is given up
 //! ([`body`]).
 
@@ -54,12 +55,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds on reading a body only to discard it before a refusal.
 const DRAIN_CAP: u64 = 1 << 30;
 const DRAIN_TIMEOUT_BODY: Duration = Duration::from_secs(60);
-/// Bounds on reading the body of a request from a refused client before
-/// its 401 or 403: enough for a misconfigured agent's small upload to be
-/// read, so that it sees the reason instead of a reset connection, and
-/// small and short enough that holding the connection costs nothing.
-pub const REFUSED_DRAIN_CAP: u64 = 1 << 20;
-pub const REFUSED_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a newcomer waiting for a slot looks again for an idle
 /// connection to close.
 const ROOM_RETRY: Duration = Duration::from_millis(500);

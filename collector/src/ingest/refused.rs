@@ -22,8 +22,15 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
 use super::reply::{self, Reply};
-use super::{Peer, REFUSED_DRAIN_CAP, REFUSED_DRAIN_TIMEOUT};
+use super::Peer;
 use crate::app::App;
+
+/// Bounds on reading the body of a request from a refused client before
+/// its 401 or 403: enough for a misconfigured agent's small upload to be
+/// read, so that it sees the reason instead of a reset connection, and
+/// small and short enough that holding the connection costs nothing.
+pub const REFUSED_DRAIN_CAP: u64 = 1 << 20;
+pub const REFUSED_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One address is logged at most this often; the refusals in between are
 /// counted and reported with the next line.
