@@ -348,6 +348,17 @@ fn clients_trickling_a_body_without_a_certificate_never_lock_out_an_enrolled_cli
         assert_served_while_squatted(&setup, &mut collector, None, Body::Trickle, &enroll, host);
     assert_log_not_flooded(&collector, &squatters, "client certificate required");
     drop(squatters);
+
+    // A misconfigured agent without a certificate, uploading more than
+    // the refusal reads (curl sends `Expect: 100-continue` for it), still
+    // reads why it is refused.
+    let scratch = env.subdir("scratch");
+    let big = vec![b'x'; 3 << 20];
+    let r = Curl::new(&setup, None).put("v1/enrolled-b/keys/big.pub", &big, &scratch);
+    assert!(
+        r.status == 401 && r.body.contains("client certificate required"),
+        "{r:?}"
+    );
     assert_eq!(collector.sigterm(Duration::from_secs(30)).code(), Some(0));
 }
 
