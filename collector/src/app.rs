@@ -20,12 +20,14 @@ use crate::revocation::Revocations;
 pub struct Limits {
     /// Largest accepted request body (413 above it).
     pub max_body_bytes: u64,
-    /// Connections served at once. At the limit the connection idle the
-    /// longest is closed to make room; when none is idle further clients
-    /// wait in the kernel's accept queue (TCP back-pressure).
+    /// Agent connections served at once. At the limit the agent
+    /// connection idle the longest is closed to make room; when none is
+    /// idle further agents wait. Handshakes and refused clients have
+    /// places of their own (`ingest::conns`, the door).
     pub max_connections: usize,
     /// A connection with no request for this long is closed (also the
-    /// bound on sending one request's headers).
+    /// bound on sending one request's headers, and on a body sending
+    /// nothing: 408).
     pub idle_timeout: std::time::Duration,
     /// Request body bytes held in memory at once; an upload that does not
     /// fit gets 503 + Retry-After.

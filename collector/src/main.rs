@@ -196,13 +196,13 @@ struct ServeArgs {
     /// Largest accepted object [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<u64>,
-    /// Connections served at once; at the limit the longest idle one is closed to make room [default: 512].
+    /// Agent connections served at once; at the limit the longest idle one is closed to make room (handshakes and clients without a usable certificate have max/8, at least 8, places of their own) [default: 512].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Upload bytes held in memory at once; beyond it 503 + Retry-After [default: 536870912].
     #[arg(long, value_name = "N")]
     max_inflight_bytes: Option<u64>,
-    /// Seconds a connection may go without a request (or take to send one's headers) before it is closed [default: 30].
+    /// Seconds a connection may go without a request (or take to send one's headers), or an upload without a body byte (408), before it is closed [default: 30].
     #[arg(long, value_name = "N")]
     idle_timeout_s: Option<u64>,
     /// Seconds between prunes of a filesystem store; 0 turns it off [default: 3600].

@@ -35,6 +35,9 @@ pub struct Metrics {
     hosts: Mutex<BTreeMap<String, PerHost>>,
     findings: Mutex<BTreeMap<String, u64>>,
     refusals: Mutex<BTreeMap<u16, u64>>,
+    /// Connections of clients that are only ever refused, by reason
+    /// (`ingest::refused::Why::label`).
+    refused_connections: Mutex<BTreeMap<&'static str, u64>>,
     store_errors: Mutex<BTreeMap<&'static str, u64>>,
     put_latency: Mutex<Histogram>,
     pub inflight_requests: AtomicI64,
@@ -46,6 +49,9 @@ pub struct Metrics {
     pub connections_closed_idle: AtomicU64,
     /// Idle connections closed at `max_connections` to make room.
     pub connections_closed_for_room: AtomicU64,
+    /// Connections of refused clients closed early: to make room, or
+    /// because more than the quota of them were open.
+    pub refused_connections_closed: AtomicU64,
     pub inflight_bytes: AtomicI64,
     pub prune_deleted: AtomicU64,
     pub prune_runs: AtomicU64,
@@ -89,6 +95,12 @@ impl Metrics {
 
     pub fn refused(&self, status: u16) {
         *lock(&self.refusals).entry(status).or_default() += 1;
+    }
+
+    /// A connection whose client is refused (no certificate, revoked,
+    /// unidentified), once per connection.
+    pub fn refused_connection(&self, reason: &'static str) {
+        *lock(&self.refused_connections).entry(reason).or_default() += 1;
     }
 
     pub fn store_error(&self, op: &'static str) {
@@ -178,6 +190,18 @@ impl Metrics {
         }
         family(
             &mut o,
+            "custody_collector_refused_connections_total",
+            "counter",
+            "Connections of clients that are only ever refused (no_certificate, revoked, unidentified).",
+        );
+        for (k, v) in lock(&self.refused_connections).iter() {
+            let _ = writeln!(
+                o,
+                "custody_collector_refused_connections_total{{reason=\"{k}\"}} {v}"
+            );
+        }
+        family(
+            &mut o,
             "custody_collector_store_errors_total",
             "counter",
             "Backing store operations that failed, by operation.",
@@ -229,7 +253,7 @@ impl Metrics {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");
         }
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "custody_collector_revoked_certificate_refusals_total",
                 "Requests refused because their client certificate is revoked (revoked.jsonl).",
@@ -244,6 +268,11 @@ impl Metrics {
                 "custody_collector_connections_closed_for_room_total",
                 "Idle connections closed at max_connections to make room for a new client.",
                 self.connections_closed_for_room.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_refused_connections_closed_total",
+                "Connections of refused clients closed early: to make room at max_connections, or over their quota.",
+                self.refused_connections_closed.load(Ordering::Relaxed),
             ),
             (
                 "custody_collector_tls_handshake_failures_total",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use custody_evidence::HostId;
 use custody_store::https::{IncidentNotices, IncidentReport, INCIDENTS_PATH};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
@@ -67,18 +67,19 @@ pub async fn report(app: &Arc<App>, host: &HostId, path: &str, req: Request<Inco
         super::drain(req.into_body()).await;
         return no_office();
     };
-    let body = match Limited::new(req.into_body(), MAX_REPORT_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return reply::text(
-                StatusCode::BAD_REQUEST,
-                format!("reading the report (at most {MAX_REPORT_BYTES} bytes): {e}"),
-            )
-        }
-    };
+    let body =
+        match super::body::read(req.into_body(), MAX_REPORT_BYTES, app.limits.idle_timeout).await {
+            Ok(b) => b,
+            Err(e @ super::body::BodyError::Stalled { .. }) => {
+                return reply::closing(StatusCode::REQUEST_TIMEOUT, e.to_string())
+            }
+            Err(e) => {
+                return reply::text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the report (at most {MAX_REPORT_BYTES} bytes): {e}"),
+                )
+            }
+        };
     let report: IncidentReport = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

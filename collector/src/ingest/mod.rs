@@ -4,15 +4,28 @@
 //! protocol".
 //!
 //! Like mini-redis's `server::run`, [`serve`] takes its listener and a
-//! shutdown signal, caps concurrent connections with a semaphore (at the
-//! cap an idle connection is closed to make room, [`conns`]; when none is
-//! idle further clients wait), and on shutdown stops accepting, lets each
-//! connection finish its request, and returns.
+//! shutdown signal, caps concurrent connections with semaphores (agent
+//! slots and the door, [`conns`]; at a cap a connection that matters less
+//! is closed to make room, and when every slot is an agent's request in
+//! progress further agents wait), and on shutdown stops accepting, lets
+//! each connection finish its request, and returns.
+//!
+//! A client that will only ever be refused (no certificate, a revoked one,
+//! one naming no host: [`refused`]) never displaces an enrolled agent
+//! (issue 12, D1): it never leaves the door for an agent slot, is closed
+//! first at the door even in the middle of a request, and gets its 401 or
+//! 403 with `Connection: close` after reading at most
+//! [`refused::REFUSED_DRAIN_CAP`] of its body for at most
+//! [`refused::REFUSED_DRAIN_TIMEOUT`].
+//! An agent's body that stops coming for `idle_timeout` is given up
+//! ([`body`]).
 
+pub mod body;
 pub mod conns;
 pub mod incidents;
 pub mod list;
 pub mod objects;
+pub mod refused;
 pub mod reply;
 
 use std::convert::Infallible;
@@ -34,7 +47,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::App;
 use crate::pki::host_of_certificate;
 use crate::revocation::serial_of_certificate;
-use conns::Connections;
+use conns::{Connections, Standing};
 use reply::Reply;
 
 /// How long a client may take to finish the TLS handshake.
@@ -62,10 +75,13 @@ pub enum Peer {
 
 /// Serves ingest on `listener` until `shutdown` completes.
 ///
-/// Connections are bounded by `max_connections`. At the limit, the
-/// connection idle the longest is asked to close to make room for the
-/// newcomer ([`conns`]); only when every connection is handling a request
-/// does the newcomer wait (TCP back-pressure). A connection with no
+/// Every accepted connection first takes a place at the door
+/// ([`Connections::door_size`]); an authenticated one then takes one of the
+/// `max_connections` agent slots, closing the agent connection idle the
+/// longest when none is free ([`conns`]); only when every slot is handling
+/// a request does it wait. A full door closes a refused connection or a
+/// stalled handshake; when there is neither, newcomers wait in the
+/// kernel's accept queue (TCP back-pressure). A connection with no
 /// request for `idle_timeout` is closed by hyper's header-read timeout,
 /// which starts whenever the connection waits for a request head: it
 /// bounds both idle keep-alive connections and slowly sent headers
@@ -77,8 +93,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let limit = Arc::new(Semaphore::new(app.limits.max_connections));
+    let slots = Arc::new(Semaphore::new(app.limits.max_connections));
+    let door_size = Connections::door_size(app.limits.max_connections);
+    let door = Arc::new(Semaphore::new(door_size));
     let conns = Connections::new();
+    let refusals = Arc::new(refused::RefusalLog::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -94,11 +113,11 @@ pub async fn serve(
                 }
             },
         };
-        let permit = match limit.clone().try_acquire_owned() {
+        let place = match door.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(TryAcquireError::Closed) => break,
             Err(TryAcquireError::NoPermits) => {
-                match make_room(&limit, &conns, &app, &mut shutdown).await {
+                match room_at_door(&door, &conns, &app, &mut shutdown).await {
                     Some(p) => p,
                     None => break,
                 }
@@ -106,41 +125,87 @@ pub async fn serve(
         };
         let registered = conns.register();
         let (acceptor, app, stop_rx) = (acceptor.clone(), app.clone(), stop_rx.clone());
+        let ctx = ConnCtx {
+            conns: conns.clone(),
+            refusals: refusals.clone(),
+            slots: slots.clone(),
+            registered,
+        };
         tokio::spawn(async move {
-            let _permit = permit;
             app.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            connection(tcp, addr, acceptor, &app, registered, stop_rx).await;
+            connection(tcp, addr, acceptor, &app, ctx, place, stop_rx).await;
             app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
     let _ = stop_tx.send(true);
     drop(listener);
     // Every permit back means every connection task has ended.
-    let all = app.limits.max_connections as u32;
-    if tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(all))
-        .await
-        .is_err()
-    {
+    let all = async {
+        let _s = slots.acquire_many(app.limits.max_connections as u32).await;
+        let _d = door.acquire_many(door_size as u32).await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("shutdown: connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
 }
 
-/// At the connection limit with a newcomer accepted: closes the connection
-/// idle the longest and waits for its slot. When none is idle, waits for
-/// any slot, looking again for an idle connection every [`ROOM_RETRY`].
-/// `None` on shutdown.
-async fn make_room(
-    limit: &Arc<Semaphore>,
+/// Counts a connection asked to close to make room.
+fn closed_for_room(app: &App, standing: Standing) {
+    app.metrics
+        .connections_closed_for_room
+        .fetch_add(1, Ordering::Relaxed);
+    if standing == Standing::Refused {
+        app.metrics
+            .refused_connections_closed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The door is full with a newcomer accepted: closes a refused connection
+/// or a stalled handshake ([`Connections::close_at_door`]) and waits for
+/// its place, looking again as soon as a handshake at the door turns out
+/// refused, and every [`ROOM_RETRY`] (handshakes in their grace time
+/// finish or stall meanwhile). Never closes an agent's
+/// connection. `None` on shutdown.
+async fn room_at_door(
+    door: &Arc<Semaphore>,
     conns: &Connections,
     app: &App,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Option<OwnedSemaphorePermit> {
+    loop {
+        let refused = conns.refused_at_door();
+        tokio::pin!(refused);
+        refused.as_mut().enable();
+        if let Some(standing) = conns.close_at_door() {
+            closed_for_room(app, standing);
+        }
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            p = door.clone().acquire_owned() => return p.ok(),
+            _ = refused => {}
+            _ = tokio::time::sleep(ROOM_RETRY) => {}
+        }
+    }
+}
+
+/// An authenticated connection's agent slot: at once when one is free,
+/// else by closing a refused connection holding one or the idle agent
+/// connection idle the longest ([`Connections::close_for_agent`]); when
+/// every slot is an agent's request in progress, waits, looking again
+/// every [`ROOM_RETRY`]. `None` on shutdown.
+async fn agent_slot(
+    ctx: &ConnCtx,
+    app: &App,
+    stop_rx: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = ctx.slots.clone().try_acquire_owned() {
+        return Some(p);
+    }
     let mut logged = false;
     loop {
-        if conns.close_longest_idle() {
-            app.metrics
-                .connections_closed_for_room
-                .fetch_add(1, Ordering::Relaxed);
+        if let Some(standing) = ctx.conns.close_for_agent() {
+            closed_for_room(app, standing);
         } else if !logged {
             tracing::warn!(
                 max_connections = app.limits.max_connections,
@@ -149,23 +214,45 @@ async fn make_room(
             logged = true;
         }
         tokio::select! {
-            _ = shutdown.as_mut() => return None,
-            p = limit.clone().acquire_owned() => return p.ok(),
+            _ = stop_rx.wait_for(|s| *s) => return None,
+            p = ctx.slots.clone().acquire_owned() => return p.ok(),
             _ = tokio::time::sleep(ROOM_RETRY) => {}
         }
     }
 }
 
-/// One connection from TLS handshake to close.
+/// What a connection task shares with the listener: the registry (its
+/// own entry removed when the task ends), the refusal log and the agent
+/// slots.
+struct ConnCtx {
+    conns: Arc<Connections>,
+    refusals: Arc<refused::RefusalLog>,
+    slots: Arc<Semaphore>,
+    registered: conns::Registered,
+}
+
+impl ConnCtx {
+    /// Records and logs that this connection's client is refused.
+    fn refuse(&self, app: &App, addr: std::net::SocketAddr, why: &refused::Why) {
+        self.conns.mark_refused(&self.registered.state);
+        app.metrics.refused_connection(why.label());
+        self.refusals.log(addr, why);
+    }
+}
+
+/// One connection from TLS handshake to close. It holds `place` at the
+/// door until the handshake shows an authenticated host, then an agent
+/// slot instead; a refused client keeps its place at the door.
 async fn connection(
     tcp: tokio::net::TcpStream,
     addr: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     app: &Arc<App>,
-    registered: conns::Registered,
+    ctx: ConnCtx,
+    place: OwnedSemaphorePermit,
     mut stop_rx: watch::Receiver<bool>,
 ) {
-    let state = registered.state.clone();
+    let state = ctx.registered.state.clone();
     let handshake = tokio::select! {
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
         _ = state.close_requested() => {
@@ -194,15 +281,45 @@ async fn connection(
             (_, Err(e)) => Peer::Unidentified(format!("{e:#}")),
         },
     };
+    // Held until the connection ends: its place at the door, or its slot.
+    let _held = match refused::check(app, &peer) {
+        Err(why) => {
+            ctx.refuse(app, addr, &why);
+            place
+        }
+        Ok(_) => {
+            state.set_standing(Standing::Authenticated);
+            let slot = tokio::select! {
+                s = agent_slot(&ctx, app, &mut stop_rx) => s,
+                _ = state.close_requested() => None,
+            };
+            let Some(slot) = slot else {
+                return;
+            };
+            state.set_in_slot();
+            drop(place);
+            slot
+        }
+    };
+    let ctx = Arc::new(ctx);
     let service = {
         let app = app.clone();
         let peer = peer.clone();
-        let state = state.clone();
+        let ctx = ctx.clone();
         service_fn(move |req| {
-            let (app, peer) = (app.clone(), peer.clone());
-            let busy = state.busy();
+            let (app, peer, ctx) = (app.clone(), peer.clone(), ctx.clone());
+            let busy = ctx.registered.state.busy();
             async move {
-                let reply = handle(&app, &peer, addr, req).await;
+                let reply = match refused::check(&app, &peer) {
+                    Ok(host) => handle(&app, host, addr, req).await,
+                    Err(why) => {
+                        if ctx.registered.state.standing() != Standing::Refused {
+                            // Revoked while this connection was open.
+                            ctx.refuse(&app, addr, &why);
+                        }
+                        refused::reply(&app, why, req).await
+                    }
+                };
                 drop(busy);
                 Ok::<_, Infallible>(reply)
             }
@@ -229,6 +346,11 @@ async fn connection(
             let _ = conn.await;
         }
         _ = state.close_requested() => {
+            if state.standing() == Standing::Refused {
+                // Only ever refused: dropped at once, even mid-request.
+                tracing::debug!(%addr, "closing a refused client's connection to make room");
+                return;
+            }
             // Idle, so this closes at once; a request that slipped in
             // meanwhile is finished first.
             tracing::debug!(%addr, "closing an idle connection to make room for another client");
@@ -238,54 +360,23 @@ async fn connection(
     }
 }
 
-/// One request: authentication, then the request kind.
+/// One request of an authenticated, unrevoked host (refused peers are
+/// answered by [`refused::reply`]): the request kind, then the refusal, if
+/// any, logged and counted.
 async fn handle(
     app: &Arc<App>,
-    peer: &Peer,
+    host: &HostId,
     addr: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Reply {
-    app.metrics
-        .inflight_requests
-        .fetch_add(1, Ordering::Relaxed);
+    let _inflight = Inflight::new(app);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let reply = match peer {
-        Peer::Anonymous => {
-            drain(req.into_body()).await;
-            reply::text(
-                StatusCode::UNAUTHORIZED,
-                "client certificate required: enroll this host with `custody-collector enroll --host-id ID` \
-                 and give the agent its collector_cert and collector_key",
-            )
-        }
-        Peer::Unidentified(why) => {
-            drain(req.into_body()).await;
-            reply::text(StatusCode::FORBIDDEN, format!("refused: {why}"))
-        }
-        Peer::Host(host, serial) => match app.revocations.check(serial) {
-            None => route(app, host, req).await,
-            Some(revoked) => {
-                drain(req.into_body()).await;
-                app.metrics.revoked_refusals.fetch_add(1, Ordering::Relaxed);
-                reply::text(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "client certificate serial {serial} of host {host} was revoked at {}: enroll the host                          again (custody-collector enroll --host-id {host}) and give the agent the new files",
-                        revoked.revoked
-                    ),
-                )
-            }
-        },
-    };
+    let reply = route(app, host, req).await;
     let status = reply.status();
     if status.is_client_error() || status.is_server_error() {
         app.metrics.refused(status.as_u16());
-        let who = match peer {
-            Peer::Host(h, _) => h.to_string(),
-            Peer::Anonymous => "(no client certificate)".into(),
-            Peer::Unidentified(_) => "(unidentified certificate)".into(),
-        };
+        let who = host.to_string();
         let reason = reply_reason(&reply);
         if status == StatusCode::CONFLICT
             || status == StatusCode::FORBIDDEN
@@ -296,10 +387,29 @@ async fn handle(
             tracing::warn!(%addr, host = %who, %method, %path, status = status.as_u16(), "refused: {reason}");
         }
     }
-    app.metrics
-        .inflight_requests
-        .fetch_sub(1, Ordering::Relaxed);
     reply
+}
+
+/// Counts a request in `custody_collector_inflight_requests` until dropped,
+/// also when the request is cut off (its connection closed for room).
+pub(crate) struct Inflight<'a>(&'a App);
+
+impl<'a> Inflight<'a> {
+    pub(crate) fn new(app: &'a App) -> Inflight<'a> {
+        app.metrics
+            .inflight_requests
+            .fetch_add(1, Ordering::Relaxed);
+        Inflight(app)
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .inflight_requests
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn reply_reason(reply: &Reply) -> String {

@@ -10,11 +10,12 @@ use custody_evidence::timefmt::{format_utc, parse_utc};
 use custody_evidence::HostId;
 use custody_store::https::{LEGAL_HOLD_HEADER, RETAIN_UNTIL_HEADER};
 use custody_store::{check_key, PutOptions, PutOutcome, StoreError};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
+use super::body::BodyError;
 use super::reply::{self, Reply};
 use crate::app::App;
 use crate::receipt::Refusal;
@@ -86,17 +87,18 @@ pub async fn put(app: &Arc<App>, host: &HostId, key: &str, req: Request<Incoming
             1,
         );
     };
-    let body: Bytes = match Limited::new(body, max as usize).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return reply::text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body exceeds this collector's max_body_bytes ({max})"),
-                );
-            }
-            return reply::text(StatusCode::BAD_REQUEST, format!("reading the body: {e}"));
+    let body: Bytes = match super::body::read(body, max as usize, app.limits.idle_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge { .. }) => {
+            return reply::text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body exceeds this collector's max_body_bytes ({max})"),
+            );
         }
+        Err(e @ BodyError::Stalled { .. }) => {
+            return reply::closing(StatusCode::REQUEST_TIMEOUT, e.to_string())
+        }
+        Err(e) => return reply::text(StatusCode::BAD_REQUEST, e.to_string()),
     };
     app.metrics
         .inflight_bytes

@@ -26,6 +26,18 @@ pub fn text(status: StatusCode, msg: impl Into<String>) -> Reply {
     r
 }
 
+/// A reply after which the connection is closed (`Connection: close`):
+/// for a client that is refused whatever it sends next, or whose request
+/// was cut off (the rest of its body would be read as the next request).
+pub fn closing(status: StatusCode, msg: impl Into<String>) -> Reply {
+    let mut r = text(status, msg);
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 /// 503 with Retry-After: the agent keeps the data in its spool and retries.
 pub fn busy(msg: impl Into<String>, retry_after_s: u32) -> Reply {
     let mut r = text(StatusCode::SERVICE_UNAVAILABLE, msg);
