@@ -122,9 +122,7 @@ fn is_within(inner: &Path, outer: &Path) -> bool {
     let Some(outer_id) = dir_identity(outer) else {
         return false;
     };
-    inner
-        .ancestors()
-        .any(|a| dir_identity(a) == Some(outer_id))
+    inner.ancestors().any(|a| dir_identity(a) == Some(outer_id))
 }
 
 /// How `state_dir` and `store_dir` overlap, if they do. Errors only when a
@@ -263,13 +261,21 @@ mod tests {
             (root.join("store"), Some(Overlap::Same)),
             (root.join("alias"), Some(Overlap::Same)),
             (root.join("store/state"), Some(Overlap::StateInsideStore)),
-            (root.join("alias/x/../state"), Some(Overlap::StateInsideStore)),
+            (
+                root.join("alias/x/../state"),
+                Some(Overlap::StateInsideStore),
+            ),
             (root.clone(), Some(Overlap::StoreInsideState)),
             (root.join("state"), None),
             (root.join("store-2"), None),
         ];
         for (state, want) in cases {
-            assert_eq!(overlap(&state, &store).unwrap(), want, "{}", state.display());
+            assert_eq!(
+                overlap(&state, &store).unwrap(),
+                want,
+                "{}",
+                state.display()
+            );
         }
     }
 
@@ -283,7 +289,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains(&store.display().to_string()), "{err}");
-        assert!(err.contains(&store.join("state").display().to_string()), "{err}");
+        assert!(
+            err.contains(&store.join("state").display().to_string()),
+            "{err}"
+        );
         assert!(err.contains("host_key"), "{err}");
         assert!(err.contains("readable by the store's readers"), "{err}");
         assert!(check_state_outside_store(

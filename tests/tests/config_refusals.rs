@@ -76,7 +76,10 @@ fn expect_refusal(what: &str, out: Result<Output, String>, words: &[String]) -> 
         Err(e) => return Some(format!("{what}: {e}")),
     };
     let text = all_text(&out);
-    let missing: Vec<&String> = words.iter().filter(|w| !text.contains(w.as_str())).collect();
+    let missing: Vec<&String> = words
+        .iter()
+        .filter(|w| !text.contains(w.as_str()))
+        .collect();
     if out.status.code() != Some(1) || !missing.is_empty() {
         return Some(format!(
             "{what}: expected exit 1 naming {words:?} (missing {missing:?}); got {}:\n{text}",
