@@ -19,6 +19,7 @@ use custody_store::{CollectorStore, FsStore, ObjectStore, S3Store};
 use time::OffsetDateTime;
 
 use crate::config::{Config, RawConfig, RawSource, SourceFraming, StartAt, StoreTarget};
+use crate::placement;
 use crate::status::{self, Liveness};
 
 /// Exit code: the command did what was asked and found nothing wrong.
@@ -556,9 +557,12 @@ pub fn check_environment(config: &Config) -> EnvironmentReport {
             .problems
             .push(format!("state_dir {}: {e}", config.state_dir.display()));
     }
+    if let Err(e) = placement::check_state_outside_store(&config.state_dir, &config.store) {
+        report.problems.push(e);
+    }
     match &config.store {
         StoreTarget::Filesystem(dir) => {
-            if let Err(e) = check_writable_dir(dir).and_then(|()| check_store_dir(dir)) {
+            if let Err(e) = check_writable_dir(dir).and_then(|()| placement::check_store_dir(dir)) {
                 report
                     .problems
                     .push(format!("store {}: {e}", dir.display()));
@@ -616,23 +620,6 @@ fn check_s3_bucket(settings: &custody_store::S3Settings, report: &mut Environmen
             )),
         },
     }
-}
-
-/// The filesystem store refuses a non-empty directory without its marker
-/// (so a typo cannot scatter evidence into an unrelated directory); say so
-/// now rather than at the agent's start.
-fn check_store_dir(dir: &Path) -> Result<(), String> {
-    let Ok(mut entries) = std::fs::read_dir(dir) else {
-        return Ok(()); // absent: it will be created
-    };
-    if entries.next().is_some() && !dir.join(custody_store::fs::MARKER_NAME).exists() {
-        return Err(format!(
-            "the directory is not empty and has no {} marker, so it is not a custody store; use a new or empty \
-             directory, or the store's own root",
-            custody_store::fs::MARKER_NAME
-        ));
-    }
-    Ok(())
 }
 
 /// Whether `dir` is (or could be created as) a writable directory: probes
@@ -798,6 +785,19 @@ pub fn status(args: &StatusArgs, pid_alive: &dyn Fn(u32) -> bool) -> anyhow::Res
 // ---------------------------------------------------------------------------
 // key show
 
+/// For the commands that create or read the host key with only part of a
+/// configuration (`key show`, `custody-event`): when the configuration file
+/// names a filesystem store, the state directory must not overlap it
+/// ([`placement`]). Without a store nothing can be compared.
+fn refuse_state_in_store(raw: &RawConfig, state_dir: &Path) -> anyhow::Result<()> {
+    if let Ok(store) = raw.checked_store() {
+        if let Err(why) = placement::check_state_outside_store(state_dir, &store) {
+            bail!("refusing to use the host key: {why}");
+        }
+    }
+    Ok(())
+}
+
 /// `key show`: the `allowed_signers` line for this host's key.
 pub fn key_show(args: &KeyShowArgs) -> anyhow::Result<()> {
     let raw = partial_raw(
@@ -808,6 +808,7 @@ pub fn key_show(args: &KeyShowArgs) -> anyhow::Result<()> {
     )?;
     let state_dir = raw.checked_state_dir()?;
     let host_id = raw.checked_host_id()?;
+    refuse_state_in_store(&raw, &state_dir)?;
     let key = crate::key::load_or_create_for_host(&state_dir, &host_id)?;
     outln!("{}", crate::key::allowed_signers_entry(&key, &host_id))?;
     Ok(())
@@ -1005,6 +1006,7 @@ pub fn custody_event(args: &CustodyEventArgs) -> anyhow::Result<u8> {
     )?;
     let state_dir = raw.checked_state_dir()?;
     let host_id = raw.checked_host_id()?;
+    refuse_state_in_store(&raw, &state_dir)?;
     let key = crate::key::load_or_create_for_host(&state_dir, &host_id)?;
     for (flag, v) in [
         ("--operator", Some(&args.operator)),
@@ -1049,6 +1051,11 @@ pub fn custody_event(args: &CustodyEventArgs) -> anyhow::Result<u8> {
 /// `snapshot`: takes the bundle and prints where it went.
 pub async fn snapshot(args: &SnapshotArgs) -> anyhow::Result<u8> {
     let config = args.config.checked()?;
+    // The snapshot signs with the host key in state_dir (creating it if
+    // needed): never where the store's readers could take it.
+    if let Err(why) = placement::check_state_outside_store(&config.state_dir, &config.store) {
+        bail!("refusing to snapshot: {why}");
+    }
     let cwd = current_dir()?;
     let req = crate::snapshot::Request {
         incident: args.incident.clone(),

@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod incident;
 pub mod journal;
 pub mod key;
+pub mod placement;
 pub mod platform;
 pub mod run;
 pub mod seal;

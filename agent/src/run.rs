@@ -225,6 +225,27 @@ fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// Refuses, before anything is created or written, what `check-config`
+/// reports as unusable and no retry can fix: a state directory that
+/// overlaps a filesystem store (the host key would be readable by the
+/// store's readers), and a store directory that is not a custody store.
+/// An unreachable store, by contrast, is retried (the agent spools).
+fn refuse_misplaced(config: &Config) -> anyhow::Result<()> {
+    if let Err(why) = crate::placement::check_state_outside_store(&config.state_dir, &config.store)
+    {
+        anyhow::bail!("refusing to start: {why}");
+    }
+    if let StoreTarget::Filesystem(dir) = &config.store {
+        if let Err(why) = crate::placement::check_store_dir(dir) {
+            anyhow::bail!(
+                "refusing to start: store {}: {why} (custody-agent check-config reports the same)",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the agent until `shutdown` resolves, then flushes open segments,
 /// ships what it can within `config.shutdown_grace` and persists checkpoints.
 pub async fn run(
@@ -233,6 +254,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let notifier = Arc::new(Notifier::from_env());
     notifier.status("starting: opening the state directory, spool and store");
+    refuse_misplaced(&config)?;
     let state_dir = config.state_dir.clone();
     // On Windows a new state directory gets an ACL for SYSTEM and
     // Administrators only (ProgramData lets every user read otherwise).

@@ -34,6 +34,9 @@ use crate::layout::{self, ParsedKey};
 use crate::segment::{decompress_payload, DecodeError, SegmentMeta};
 use crate::sign::{self, SignError};
 
+mod cross_stream;
+use cross_stream::{Agreement, Claim, FileIdentity};
+
 /// Where the verifier reads objects from: a filesystem store directory, an
 /// in-memory map in tests, a remote store.
 pub trait ObjectSource {
@@ -134,6 +137,13 @@ pub enum FindingKind {
     /// A journal stream's agent could not find the cursor it was to resume
     /// from and read again from the oldest entry (FORMAT.md §16.4).
     JournalCursorLost,
+    /// Two streams of a host claim the same bytes of one file (same device,
+    /// inode and fingerprint, overlapping ranges) and hold different bytes
+    /// there: one segment's bytes did not come from the file it names.
+    CrossStreamConflict,
+    /// Two streams of a host hold the same bytes of one file: two sources
+    /// read it (overlapping globs) or a segment was copied between streams.
+    CrossStreamDuplicate,
     /// A digest body that does not decode or is not canonical.
     DigestCorrupt,
     /// A digest whose name disagrees with its content (seq, hash, host).
@@ -450,6 +460,33 @@ struct DigestSlot {
 
 type StreamSlots = BTreeMap<u64, Vec<SegSlot>>;
 
+/// The last few decompressed payloads, so comparing one segment with the
+/// several segments of another stream it overlaps decompresses it once.
+#[derive(Default)]
+struct RawCache {
+    entries: Vec<(String, std::rc::Rc<Vec<u8>>)>,
+}
+
+impl RawCache {
+    const CAPACITY: usize = 8;
+
+    fn get(&self, key: &str) -> Option<std::rc::Rc<Vec<u8>>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&mut self, key: String, raw: Vec<u8>) -> std::rc::Rc<Vec<u8>> {
+        let raw = std::rc::Rc::new(raw);
+        if self.entries.len() == Self::CAPACITY {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, raw.clone()));
+        raw
+    }
+}
+
 struct HostCheck<'a> {
     src: &'a dyn ObjectSource,
     opts: &'a VerifyOptions,
@@ -473,6 +510,7 @@ impl HostCheck<'_> {
         for (stream, slots) in &streams {
             self.check_chain(stream, slots);
         }
+        self.check_cross_stream(&streams, &objects)?;
         let digests = self.check_digest_objects(&objects)?;
         let has_segments = streams.values().any(|s| !s.is_empty());
         if digests.is_empty() {
@@ -503,6 +541,135 @@ impl HostCheck<'_> {
         }
         self.check_coverage(&streams, &signed);
         Ok(())
+    }
+
+    // ----- the same file in two streams -----
+
+    /// FORMAT.md §10 item 6: segments of different streams that claim the
+    /// same bytes of one file. Different bytes there are an error per pair;
+    /// the same bytes a warning per stream pair and file (two sources whose
+    /// globs match one file do this legitimately, segment after segment).
+    fn check_cross_stream(
+        &mut self,
+        streams: &BTreeMap<StreamId, StreamSlots>,
+        objects: &HostObjects,
+    ) -> Result<(), SourceError> {
+        let claims: Vec<Claim> = streams
+            .values()
+            .flat_map(|slots| slots.values().flatten())
+            .filter_map(|slot| {
+                let meta = slot.meta.as_ref()?;
+                let payload_key = layout::segment_payload_key(
+                    self.host,
+                    &meta.stream_id,
+                    meta.seq,
+                    &meta.object_sha256,
+                );
+                // A missing payload is reported already; nothing to compare.
+                objects
+                    .payloads
+                    .contains_key(&payload_key)
+                    .then(|| Claim::of(meta, &slot.key, payload_key))
+                    .flatten()
+            })
+            .collect();
+        let pairs = cross_stream::overlapping_pairs(&claims);
+        let mut cache = RawCache::default();
+        // (stream a, stream b, file) → pairs, bytes in both, first pair.
+        let mut duplicates: BTreeMap<(&StreamId, &StreamId, &FileIdentity), (u64, u64, &Claim)> =
+            BTreeMap::new();
+        for (a, b) in pairs {
+            let agreement = if cross_stream::same_by_records(a, b) {
+                Agreement::Same
+            } else {
+                let (Some(raw_a), Some(raw_b)) =
+                    (self.raw_of(&mut cache, a)?, self.raw_of(&mut cache, b)?)
+                else {
+                    continue; // a payload that does not check out is reported already
+                };
+                cross_stream::compare(a, &raw_a, b, &raw_b)
+            };
+            let (from, to) = a.overlap(b);
+            match agreement {
+                Agreement::Same => {
+                    let e = duplicates
+                        .entry((&a.stream, &b.stream, &a.identity))
+                        .or_insert((0, 0, b));
+                    e.0 += 1;
+                    e.1 += to - from;
+                }
+                Agreement::Differs {
+                    first_offset,
+                    a_sha256,
+                    b_sha256,
+                } => {
+                    let f = self
+                        .finding(
+                            Severity::Error,
+                            FindingKind::CrossStreamConflict,
+                            format!(
+                                "segments of two streams claim the same bytes of one file (same device, inode and \
+                                 fingerprint) but hold different bytes there: one of them did not come from the file \
+                                 it names (copied or forged from another stream's file); compare with {} (stream {} seq {})",
+                                a.record_key, a.stream, a.seq
+                            ),
+                        )
+                        .stream(&b.stream)
+                        .seq(b.seq)
+                        .object(&b.record_key)
+                        .expected(format!(
+                            "bytes {from}..{to} of {} (device {}, inode {}) as stream {} seq {} holds them: sha256 {a_sha256}",
+                            a.path, a.identity.device, a.identity.inode, a.stream, a.seq
+                        ))
+                        .found(format!(
+                            "sha256 {b_sha256}, first different byte at file offset {first_offset}"
+                        ));
+                    self.report.push(f);
+                }
+            }
+        }
+        for ((a_stream, b_stream, identity), (count, bytes, first)) in duplicates {
+            let f = self
+                .finding(
+                    Severity::Warning,
+                    FindingKind::CrossStreamDuplicate,
+                    format!(
+                        "{count} segment pair(s) of streams {a_stream} and {b_stream} hold the same {bytes} bytes of \
+                         {} (device {}, inode {}, same fingerprint): two sources read the same file (their globs \
+                         overlap, or a rotated name matches another source's glob), or segments were copied between \
+                         streams. The bytes agree, so nothing is altered; give each file one source",
+                        first.path, identity.device, identity.inode
+                    ),
+                )
+                .stream(b_stream)
+                .seq(first.seq)
+                .object(&first.record_key);
+            self.report.push(f);
+        }
+        Ok(())
+    }
+
+    /// The raw bytes of a claim's payload if they check out against the
+    /// record (what does not is reported by the segment checks).
+    fn raw_of(
+        &self,
+        cache: &mut RawCache,
+        claim: &Claim,
+    ) -> Result<Option<std::rc::Rc<Vec<u8>>>, SourceError> {
+        if let Some(raw) = cache.get(&claim.payload_key) {
+            return Ok(Some(raw));
+        }
+        if claim.raw_len > MAX_VERIFIED_RAW_LEN {
+            return Ok(None);
+        }
+        let object = self.src.read(&claim.payload_key)?;
+        let Ok(raw) = decompress_payload(&object, claim.raw_len as usize) else {
+            return Ok(None);
+        };
+        if raw.len() as u64 != claim.raw_len || Sha256::digest(&raw) != claim.raw_sha256 {
+            return Ok(None);
+        }
+        Ok(Some(cache.put(claim.payload_key.clone(), raw)))
     }
 
     // ----- segments -----

@@ -43,6 +43,9 @@ struct Base {
     /// Stream id → segments in seq order.
     streams: Vec<(String, Vec<Seg>)>,
     digests: Vec<Dig>,
+    /// The agent's state directory, whose `host_key` a forger with the key
+    /// uses to re-sign.
+    state: PathBuf,
 }
 
 /// What a tamper vector must produce: a finding of `kind`, and where given,
@@ -196,6 +199,7 @@ fn produce(env: &TestEnv) -> Base {
         host: env.host_id.clone(),
         streams,
         digests: digests_of(env),
+        state: env.state.clone(),
     }
 }
 
@@ -393,6 +397,91 @@ fn removed_digest(base: &Base, store: &Path, _scratch: &Path) -> Vec<Expect> {
     }]
 }
 
+/// A segment appended to stream 1 whose record claims the file and byte
+/// range of stream 0's first segment but holds stream 1's own bytes: chained
+/// to stream 1's last record and listed in a new digest signed with the
+/// host's own key (an intruder who took it), so the chain, digest and
+/// signature checks all hold. Only the cross-stream check (FORMAT.md §10
+/// item 6) sees that two streams claim different bytes for one file range.
+fn segment_claiming_another_streams_file(
+    base: &Base,
+    store: &Path,
+    _scratch: &Path,
+) -> Vec<Expect> {
+    use custody_evidence::digest::{DigestBody, DigestEntry, DIGEST_NAMESPACE};
+    use custody_evidence::layout;
+    use custody_evidence::segment::SegmentMeta;
+    use custody_evidence::sign::HostKey;
+    use custody_evidence::{SegmentSeq, Sha256};
+
+    let (_, segs0) = stream(base, 0);
+    let (_, segs1) = stream(base, 1);
+    let claimed =
+        SegmentMeta::decode(&read(&store.join(&segs0[0].record))).expect("record decodes");
+    let last_bytes = read(&store.join(&segs1[segs1.len() - 1].record));
+    let last = SegmentMeta::decode(&last_bytes).expect("record decodes");
+    let donor = SegmentMeta::decode(&read(&store.join(&segs1[0].record))).expect("record decodes");
+    let payload = read(&store.join(&segs1[0].payload));
+
+    let mut meta = claimed.clone();
+    meta.stream_id = last.stream_id.clone();
+    meta.category = last.category;
+    meta.seq = SegmentSeq(last.seq.0 + 1);
+    meta.agent_instance = last.agent_instance.clone();
+    meta.prev_segment = Some(SegmentMeta::chain_hash(&last_bytes));
+    meta.range.end = meta.range.start + donor.raw_len;
+    meta.raw_len = donor.raw_len;
+    meta.raw_sha256 = donor.raw_sha256;
+    meta.object_len = donor.object_len;
+    meta.object_sha256 = donor.object_sha256;
+    meta.first_read = last.last_read;
+    meta.last_read = last.last_read;
+    let record = meta.encode();
+    let host = meta.host_id.clone();
+    let record_key =
+        layout::segment_meta_key(&host, &meta.stream_id, meta.seq, &meta.object_sha256);
+    let payload_key =
+        layout::segment_payload_key(&host, &meta.stream_id, meta.seq, &meta.object_sha256);
+    fs::write(store.join(&payload_key), &payload).expect("write forged payload");
+    fs::write(store.join(&record_key), &record).expect("write forged record");
+
+    let last_dig = base.digests.last().expect("digests");
+    let prev_body = read(&store.join(&last_dig.body));
+    let prev = DigestBody::decode(&prev_body).expect("digest decodes");
+    let mut body = prev.clone();
+    body.seq = prev.seq + 1;
+    body.prev_digest = Some(Sha256::digest(&prev_body));
+    body.window_start = prev.window_end;
+    body.segments = vec![DigestEntry {
+        stream_id: meta.stream_id.clone(),
+        seq: meta.seq,
+        meta_sha256: SegmentMeta::chain_hash(&record),
+        object_sha256: meta.object_sha256,
+        raw_sha256: meta.raw_sha256,
+    }];
+    let bytes = body.encode();
+    let sha = Sha256::digest(&bytes);
+    let key_text = fs::read_to_string(base.state.join("host_key")).expect("read host_key");
+    let key = HostKey::from_openssh(&key_text).expect("host key parses");
+    let sig = key.sign(DIGEST_NAMESPACE, &bytes).expect("sign");
+    fs::write(
+        store.join(layout::digest_key(&host, body.seq, &sha)),
+        &bytes,
+    )
+    .expect("write digest");
+    fs::write(
+        store.join(layout::digest_sig_key(&host, body.seq, &sha)),
+        sig,
+    )
+    .expect("write sig");
+    vec![Expect {
+        kind: "cross_stream_conflict",
+        stream: None,
+        seq: None,
+        object: None,
+    }]
+}
+
 const VECTORS: &[(&str, Tamper)] = &[
     ("payload_flipped_byte", flipped_payload_byte),
     ("segment_deleted", deleted_segment),
@@ -400,6 +489,10 @@ const VECTORS: &[(&str, Tamper)] = &[
     ("records_swapped", swapped_record_positions),
     ("digest_signed_by_another_key", digest_signed_by_another_key),
     ("digest_removed", removed_digest),
+    (
+        "segment_claiming_another_streams_file",
+        segment_claiming_another_streams_file,
+    ),
 ];
 
 #[test]

@@ -123,7 +123,9 @@ pub fn make_seg(
         source: Source::File(SourceFile {
             path: format!("/var/log/{stream}.log"),
             device: 2049,
-            inode: 131_072,
+            // Each stream reads its own file: another inode per stream, so
+            // the cross-stream check (FORMAT.md §10 item 6) sees no overlap.
+            inode: 131_072 + stream.as_str().bytes().map(u64::from).sum::<u64>(),
             fingerprint: Sha256::digest(b"first line"),
             fingerprint_len: 10,
         }),
