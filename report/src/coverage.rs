@@ -583,7 +583,10 @@ fn stream_coverage(
         sources.insert(&s.source_label);
         bytes += s.raw_len;
         if let Some(rule) = &rule {
-            if s.retain_until < rule.retain_until(s.last_read) {
+            // The agent and the collector derive retain_until from the
+            // segment's first_read (agent/src/committer.rs), the earliest
+            // time the bytes can be said to be written.
+            if s.retain_until < rule.retain_until(s.first_read) {
                 retain_short += 1;
             }
         }
@@ -869,7 +872,7 @@ fn flags_for(
     if short > 0 {
         out.push(flag(
             "retain_until_short",
-            format!("{short} segment(s) carry a retain_until earlier than six calendar months after they were read (FORMAT.md §7)"),
+            format!("{short} segment(s) carry a retain_until earlier than six calendar months after their first_read (FORMAT.md §7)"),
         ));
     }
     if !c.verified {

@@ -169,7 +169,7 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
                 object_len: payload.len() as u64,
                 object_sha256,
                 prev_segment: prev,
-                retain_until: policy.retain_until(last_read),
+                retain_until: policy.retain_until(first_read),
             };
             let bytes = meta.encode();
             let chain = SegmentMeta::chain_hash(&bytes);
