@@ -14,7 +14,10 @@ use time::Duration;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();
     if a.len() != 7 {
-        return Err("usage: synth_store DIR HOSTS DAYS SEGMENT_EVERY_MIN DIGEST_EVERY_MIN NOW_RFC3339".into());
+        return Err(
+            "usage: synth_store DIR HOSTS DAYS SEGMENT_EVERY_MIN DIGEST_EVERY_MIN NOW_RFC3339"
+                .into(),
+        );
     }
     let root = PathBuf::from(&a[1]);
     let hosts: usize = a[2].parse()?;

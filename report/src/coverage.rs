@@ -410,7 +410,9 @@ pub fn compute(input: &Input, opts: &CoverageOptions, trusted_keys_given: bool) 
     let mut stream_problems: BTreeMap<(&str, &str), BTreeSet<String>> = BTreeMap::new();
     let mut stream_findings: BTreeMap<(&str, &str), Vec<&Finding>> = BTreeMap::new();
     for f in &report.findings {
-        let Some(host) = f.host.as_deref() else { continue };
+        let Some(host) = f.host.as_deref() else {
+            continue;
+        };
         let counts = f.severity == Severity::Error || f.kind == FindingKind::NoDigests;
         match f.stream.as_deref() {
             Some(stream) => {
@@ -457,7 +459,10 @@ pub fn compute(input: &Input, opts: &CoverageOptions, trusted_keys_given: bool) 
         digests.dedup_by_key(|d| d.seq);
         let host_gaps = digest_gaps(&digests, opts.gap_threshold);
         let mut streams = Vec::new();
-        for ((_, stream), segs) in by_stream.range((host, "")..).take_while(|((h, _), _)| *h == host) {
+        for ((_, stream), segs) in by_stream
+            .range((host, "")..)
+            .take_while(|((h, _), _)| *h == host)
+        {
             let key = (host, *stream);
             let problems: Vec<String> = stream_problems
                 .get(&key)
@@ -604,7 +609,10 @@ fn stream_coverage(
                 to: Some(f.first_read),
                 seconds: None,
                 seq: Some(0),
-                detail: format!("segments 0..={} missing before the first one stored", f.seq - 1),
+                detail: format!(
+                    "segments 0..={} missing before the first one stored",
+                    f.seq - 1
+                ),
             });
         }
     }
@@ -650,7 +658,10 @@ fn stream_coverage(
     let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
     for f in findings {
         let kind = f.kind.name();
-        if matches!(f.kind, FindingKind::ChainGap | FindingKind::JournalCursorLost) {
+        if matches!(
+            f.kind,
+            FindingKind::ChainGap | FindingKind::JournalCursorLost
+        ) {
             continue; // from the records above, with their time spans
         }
         let Some(seq) = f.seq else { continue };
@@ -659,7 +670,9 @@ fn stream_coverage(
         }
         let (from, to) = match at_seq.get(&seq) {
             Some(&i) => (
-                i.checked_sub(1).map(|p| segs[p].last_read).or(Some(segs[i].first_read)),
+                i.checked_sub(1)
+                    .map(|p| segs[p].last_read)
+                    .or(Some(segs[i].first_read)),
                 Some(segs[i].last_read),
             ),
             None => (None, None),
@@ -707,7 +720,11 @@ fn stream_coverage(
         category,
         record_category: first.map(|s| s.category.clone()).unwrap_or_default(),
         source_kind: first.map_or(SourceKind::File, |s| s.source_kind),
-        sources: sources.iter().take(MAX_SOURCES_LISTED).map(|s| s.to_string()).collect(),
+        sources: sources
+            .iter()
+            .take(MAX_SOURCES_LISTED)
+            .map(|s| s.to_string())
+            .collect(),
         sources_total: sources.len() as u64,
         verified,
         problems,
@@ -860,7 +877,10 @@ fn flags_for(
                 b.as_str(),
                 opts.level
             ),
-            _ => format!("no verified evidence of this category; level {} must keep six months", opts.level),
+            _ => format!(
+                "no verified evidence of this category; level {} must keep six months",
+                opts.level
+            ),
         };
         out.push(flag("under_six_months", detail));
     }
@@ -883,7 +903,10 @@ fn flags_for(
             .collect();
         out.push(flag(
             "unverified",
-            format!("stream(s) {} did not verify, so their evidence cannot be counted toward the rule", bad.join(", ")),
+            format!(
+                "stream(s) {} did not verify, so their evidence cannot be counted toward the rule",
+                bad.join(", ")
+            ),
         ));
     }
     out
@@ -914,9 +937,21 @@ mod tests {
     fn buckets_follow_calendar_months() {
         let now = datetime!(2026-08-31 12:00 UTC);
         // 28 Feb + 6 months = 28 Aug, before now.
-        assert_eq!(bucket_for(datetime!(2026-02-28 12:00 UTC), now), Bucket::SixMonthsOrMore);
-        assert_eq!(bucket_for(datetime!(2026-03-01 12:00 UTC), now), Bucket::OneToSixMonths);
-        assert_eq!(bucket_for(datetime!(2026-07-31 12:00 UTC), now), Bucket::OneToSixMonths);
-        assert_eq!(bucket_for(datetime!(2026-08-01 12:00 UTC), now), Bucket::UnderOneMonth);
+        assert_eq!(
+            bucket_for(datetime!(2026-02-28 12:00 UTC), now),
+            Bucket::SixMonthsOrMore
+        );
+        assert_eq!(
+            bucket_for(datetime!(2026-03-01 12:00 UTC), now),
+            Bucket::OneToSixMonths
+        );
+        assert_eq!(
+            bucket_for(datetime!(2026-07-31 12:00 UTC), now),
+            Bucket::OneToSixMonths
+        );
+        assert_eq!(
+            bucket_for(datetime!(2026-08-01 12:00 UTC), now),
+            Bucket::UnderOneMonth
+        );
     }
 }

@@ -42,7 +42,10 @@ impl Catalog {
     pub fn load(lang: Lang) -> Result<Catalog, String> {
         let (file, text) = match lang {
             Lang::En => ("i18n/en/report.ftl", include_str!("../i18n/en/report.ftl")),
-            Lang::ZhTw => ("i18n/zh-TW/report.ftl", include_str!("../i18n/zh-TW/report.ftl")),
+            Lang::ZhTw => (
+                "i18n/zh-TW/report.ftl",
+                include_str!("../i18n/zh-TW/report.ftl"),
+            ),
         };
         let resource = FluentResource::try_new(text.to_string())
             .map_err(|(_, errs)| format!("{file}: {errs:?}"))?;

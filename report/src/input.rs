@@ -186,7 +186,9 @@ impl ObjectSource for Tap<'_> {
             .map_err(|e| SourceError::new(format!("{}/{prefix}", self.store), e.to_string()))?;
         let to_read = keys
             .iter()
-            .filter(|k| k.ends_with(".seg.json") || k.ends_with(".digest.json") || k.ends_with(".sig"))
+            .filter(|k| {
+                k.ends_with(".seg.json") || k.ends_with(".digest.json") || k.ends_with(".sig")
+            })
             .count();
         self.progress.set_total(to_read as u64);
         Ok(keys)
@@ -227,7 +229,11 @@ impl ObjectSource for Tap<'_> {
 fn summarise_segment(meta: &SegmentMeta) -> SegmentSummary {
     let (source_kind, source_label, lost_cursor) = match &meta.source {
         Source::File(f) => (SourceKind::File, f.path.clone(), None),
-        Source::Journal(j) => (SourceKind::Journal, j.journal.clone(), j.lost_cursor.clone()),
+        Source::Journal(j) => (
+            SourceKind::Journal,
+            j.journal.clone(),
+            j.lost_cursor.clone(),
+        ),
         Source::Syslog(s) => (
             SourceKind::Syslog,
             format!("{} ({} from {})", s.device, s.transport.as_str(), s.peer),

@@ -44,7 +44,11 @@ impl Zone {
         match self.zoned(t) {
             Some(z) => {
                 let d = z.date();
-                days_from_civil(i64::from(d.year()), i64::from(d.month()), i64::from(d.day()))
+                days_from_civil(
+                    i64::from(d.year()),
+                    i64::from(d.month()),
+                    i64::from(d.day()),
+                )
             }
             None => t.unix_timestamp().div_euclid(86_400),
         }

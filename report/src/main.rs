@@ -23,7 +23,11 @@ use custody_report::localtime::Zone;
 use custody_report::render;
 
 #[derive(Parser, Debug)]
-#[command(name = "custody-report", version, about = "Reports over custody stores for auditors and the incident report form")]
+#[command(
+    name = "custody-report",
+    version,
+    about = "Reports over custody stores for auditors and the incident report form"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -103,12 +107,16 @@ fn main() -> ExitCode {
 
 /// Raw flags → checked options; only this conversion fails on bad flags.
 fn run_coverage(a: CoverageArgs) -> Result<bool> {
-    let level: Level = a.level.parse().map_err(|e| anyhow::anyhow!("--level: {e}"))?;
+    let level: Level = a
+        .level
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--level: {e}"))?;
     let gap_threshold = custody_report::duration::parse_duration(&a.gap_threshold)
         .map_err(|e| anyhow::anyhow!("--gap-threshold {e}"))?;
     let now = match &a.now {
-        Some(t) => custody_evidence::timefmt::parse_utc(t)
-            .map_err(|e| anyhow::anyhow!("--now {t:?}: not an RFC 3339 time ({e}); e.g. 2026-12-01T00:00:00Z"))?,
+        Some(t) => custody_evidence::timefmt::parse_utc(t).map_err(|e| {
+            anyhow::anyhow!("--now {t:?}: not an RFC 3339 time ({e}); e.g. 2026-12-01T00:00:00Z")
+        })?,
         None => custody_evidence::timefmt::now_utc_micros(),
     };
     let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
@@ -123,7 +131,11 @@ fn run_coverage(a: CoverageArgs) -> Result<bool> {
             let signers: Vec<(String, String)> = entries
                 .iter()
                 .filter(|e| e.allows_namespace(ns))
-                .flat_map(|e| e.principals.iter().map(|p| (p.clone(), e.public_key_line.clone())))
+                .flat_map(|e| {
+                    e.principals
+                        .iter()
+                        .map(|p| (p.clone(), e.public_key_line.clone()))
+                })
                 .collect();
             if signers.is_empty() {
                 bail!(
@@ -164,6 +176,9 @@ fn run_coverage(a: CoverageArgs) -> Result<bool> {
             .write_all(text.as_bytes())
             .context("writing the report to standard output")?,
     }
-    let all_verified = cov.hosts.iter().all(|h| h.verified && h.streams.iter().all(|s| s.verified));
+    let all_verified = cov
+        .hosts
+        .iter()
+        .all(|h| h.verified && h.streams.iter().all(|s| s.verified));
     Ok(all_verified)
 }

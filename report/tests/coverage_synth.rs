@@ -69,7 +69,13 @@ fn flags(v: &Value, host: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|f| f["host"] == host)
-        .map(|f| format!("{}:{}", f["category"].as_str().unwrap(), f["reason"].as_str().unwrap()))
+        .map(|f| {
+            format!(
+                "{}:{}",
+                f["category"].as_str().unwrap(),
+                f["reason"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -80,16 +86,32 @@ fn buckets_and_the_six_month_flag_at_levels_a_to_c() {
     init_store(&store).unwrap();
     // Seven, three and half a month of evidence, and a collector with a
     // firewall's syslog stream for seven months.
-    write_host(&store, &host("old01", NOW - Duration::days(214), six_streams())).unwrap();
-    write_host(&store, &host("mid01", NOW - Duration::days(92), six_streams())).unwrap();
-    write_host(&store, &host("new01", NOW - Duration::days(14), six_streams())).unwrap();
+    write_host(
+        &store,
+        &host("old01", NOW - Duration::days(214), six_streams()),
+    )
+    .unwrap();
+    write_host(
+        &store,
+        &host("mid01", NOW - Duration::days(92), six_streams()),
+    )
+    .unwrap();
+    write_host(
+        &store,
+        &host("new01", NOW - Duration::days(14), six_streams()),
+    )
+    .unwrap();
     let fw = StreamSpec {
         id: "fw01".into(),
         category: Category::Os,
         kind: Kind::Syslog("192.0.2.7".into()),
         skip: Vec::new(),
     };
-    write_host(&store, &host("collector01", NOW - Duration::days(214), vec![fw])).unwrap();
+    write_host(
+        &store,
+        &host("collector01", NOW - Duration::days(214), vec![fw]),
+    )
+    .unwrap();
 
     let (code, v) = json(&store, &["--level", "B", "--gap-threshold", "1d"]);
     assert_eq!(code, Some(0), "{v:#}");
@@ -107,16 +129,29 @@ fn buckets_and_the_six_month_flag_at_levels_a_to_c() {
 
     // The device stream is "firewall / protection device", whatever its
     // records' category.
-    let collector = v["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "collector01").unwrap();
+    let collector = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "collector01")
+        .unwrap();
     assert_eq!(collector["streams"][0]["category"], "device");
     assert_eq!(collector["streams"][0]["source_kind"], "syslog");
 
     // Figures from the records: 6-hourly segments of 4 synthetic lines.
-    let old = v["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "old01").unwrap();
+    let old = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "old01")
+        .unwrap();
     let s = &old["streams"][0];
     assert_eq!(s["first_preserved"], "2026-05-01T00:00:00.000000Z");
     assert_eq!(s["lines"], Value::Null);
-    assert_eq!(s["segments"].as_u64().unwrap(), s["last_seq"].as_u64().unwrap() + 1);
+    assert_eq!(
+        s["segments"].as_u64().unwrap(),
+        s["last_seq"].as_u64().unwrap() + 1
+    );
     assert!(s["bytes"].as_u64().unwrap() > 0);
     assert_eq!(s["gaps"].as_array().unwrap().len(), 0, "{s:#}");
 
@@ -129,9 +164,20 @@ fn buckets_and_the_six_month_flag_at_levels_a_to_c() {
             assert!(f.contains(&format!("{c}:under_six_months")), "{h}: {f:?}");
         }
     }
-    let one = v["flags"].as_array().unwrap().iter().find(|f| f["host"] == "mid01").unwrap();
-    assert!(one["rule"].as_str().unwrap().contains("REQUIREMENTS.md §1"), "{one}");
-    assert!(one["rule"].as_str().unwrap().contains("six months"), "{one}");
+    let one = v["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["host"] == "mid01")
+        .unwrap();
+    assert!(
+        one["rule"].as_str().unwrap().contains("REQUIREMENTS.md §1"),
+        "{one}"
+    );
+    assert!(
+        one["rule"].as_str().unwrap().contains("six months"),
+        "{one}"
+    );
 
     // Level D: the table does not bind it; nothing is flagged.
     let (_, v) = json(&store, &["--level", "D"]);
@@ -151,7 +197,12 @@ fn retain_until_shorter_than_the_rule_is_flagged() {
     let f = flags(&v, "short01");
     assert!(f.contains(&"os:retain_until_short".to_string()), "{f:?}");
     assert!(!f.iter().any(|x| x.ends_with("under_six_months")), "{f:?}");
-    assert!(v["hosts"][0]["streams"][0]["retain_short_segments"].as_u64().unwrap() > 0);
+    assert!(
+        v["hosts"][0]["streams"][0]["retain_short_segments"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
@@ -169,8 +220,20 @@ fn a_chain_gap_marks_the_stream_unverified_and_keeps_it_out_of_the_answers() {
     assert_eq!(code, Some(1), "input that does not verify: exit 1");
     let s = &v["hosts"][0]["streams"][0];
     assert_eq!(s["verified"], false);
-    assert!(s["problems"].as_array().unwrap().iter().any(|p| p == "chain_gap"), "{s:#}");
-    let gap = s["gaps"].as_array().unwrap().iter().find(|g| g["kind"] == "chain_gap").unwrap();
+    assert!(
+        s["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "chain_gap"),
+        "{s:#}"
+    );
+    let gap = s["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["kind"] == "chain_gap")
+        .unwrap();
     assert_eq!(gap["seq"], 10);
     // Segment 9 was read at 54 h + 1 s, segment 12 at 72 h.
     assert_eq!(gap["from"], "2026-05-03T06:00:01.000000Z");
@@ -199,22 +262,48 @@ fn html_escapes_what_comes_from_logs_and_has_no_script() {
         let out = dir.path().join(format!("r-{lang}.html"));
         let (code, _, stderr) = report(
             &store,
-            &["--format", "html", "--lang", lang, "--out", out.to_str().unwrap()],
+            &[
+                "--format",
+                "html",
+                "--lang",
+                lang,
+                "--out",
+                out.to_str().unwrap(),
+            ],
         );
         assert_eq!(code, Some(1), "{stderr}");
         let html = std::fs::read_to_string(&out).unwrap();
-        assert!(html.contains("&lt;script&gt;alert(2)&lt;&#x2f;script&gt;") || html.contains("&lt;script&gt;alert(2)&lt;/script&gt;"), "path not shown escaped");
-        assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"), "path not shown escaped");
+        assert!(
+            html.contains("&lt;script&gt;alert(2)&lt;&#x2f;script&gt;")
+                || html.contains("&lt;script&gt;alert(2)&lt;/script&gt;"),
+            "path not shown escaped"
+        );
+        assert!(
+            html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+            "path not shown escaped"
+        );
         assert!(!html.contains("<img"), "a raw <img> tag reached the HTML");
-        assert!(!html.to_lowercase().contains("<script"), "a <script> reached the HTML");
-        assert!(!html.contains("onerror=alert(1)>"), "an unescaped attribute reached the HTML");
+        assert!(
+            !html.to_lowercase().contains("<script"),
+            "a <script> reached the HTML"
+        );
+        assert!(
+            !html.contains("onerror=alert(1)>"),
+            "an unescaped attribute reached the HTML"
+        );
         // Self-contained: no external resource of any kind.
         for bad in ["src=\"http", "href=\"http", "@import", "url(", "<link"] {
-            assert!(!html.contains(bad), "external reference {bad:?} in the HTML");
+            assert!(
+                !html.contains(bad),
+                "external reference {bad:?} in the HTML"
+            );
         }
         assert!(html.contains("<svg"), "no heatmap");
         // minijinja escapes "/" as "&#x2f;" too.
-        assert!(html.contains("(Asia&#x2f;Taipei)"), "local times must name the zone");
+        assert!(
+            html.contains("(Asia&#x2f;Taipei)"),
+            "local times must name the zone"
+        );
     }
     let zh = std::fs::read_to_string(dir.path().join("r-zh-TW.html")).unwrap();
     assert!(zh.contains("lang=\"zh-TW\""));
@@ -230,13 +319,23 @@ fn csv_has_one_row_per_stream() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     init_store(&store).unwrap();
-    write_host(&store, &host("web01", NOW - Duration::days(40), six_streams())).unwrap();
+    write_host(
+        &store,
+        &host("web01", NOW - Duration::days(40), six_streams()),
+    )
+    .unwrap();
     let (code, out, stderr) = report(&store, &["--format", "csv"]);
     assert_eq!(code, Some(0), "{stderr}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 7, "{out}");
     assert!(lines[0].starts_with("\"schema\",\"host\",\"category\""));
-    assert!(lines.iter().skip(1).all(|l| l.contains("\"1_to_6_months\"")), "{out}");
+    assert!(
+        lines
+            .iter()
+            .skip(1)
+            .all(|l| l.contains("\"1_to_6_months\"")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -7,9 +7,26 @@ use crate::coverage::Coverage;
 use custody_evidence::timefmt::format_utc;
 
 const HEADER: [&str; 20] = [
-    "schema", "host", "category", "form_group", "stream", "source_kind", "sources", "verified",
-    "problems", "first_preserved", "last_preserved", "first_seq", "last_seq", "segments",
-    "bytes", "retain_until_earliest", "retain_short_segments", "bucket", "gaps", "flagged",
+    "schema",
+    "host",
+    "category",
+    "form_group",
+    "stream",
+    "source_kind",
+    "sources",
+    "verified",
+    "problems",
+    "first_preserved",
+    "last_preserved",
+    "first_seq",
+    "last_seq",
+    "segments",
+    "bytes",
+    "retain_until_earliest",
+    "retain_short_segments",
+    "bucket",
+    "gaps",
+    "flagged",
 ];
 
 /// The report as CSV text with a header row.
@@ -80,7 +97,10 @@ mod tests {
     #[test]
     fn quoting_and_formula_defusing() {
         let mut out = String::new();
-        super::row(&mut out, ["a\"b".to_string(), super::defuse("=cmd()")].into_iter());
+        super::row(
+            &mut out,
+            ["a\"b".to_string(), super::defuse("=cmd()")].into_iter(),
+        );
         assert_eq!(out, "\"a\"\"b\",\"'=cmd()\"\r\n");
     }
 }

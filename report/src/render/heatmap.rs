@@ -128,7 +128,12 @@ pub fn build(input: &Input, cov: &Coverage, zone: &Zone) -> Heatmap {
         }
         let mut host_row = vec![Cell::None; days];
         for g in &h.gaps {
-            mark(&mut host_row, g.from.and_then(idx), g.to.and_then(idx), Cell::Gap);
+            mark(
+                &mut host_row,
+                g.from.and_then(idx),
+                g.to.and_then(idx),
+                Cell::Gap,
+            );
         }
         for ((_, host), row) in cells.iter_mut() {
             if *host == h.host {
@@ -149,7 +154,10 @@ pub fn build(input: &Input, cov: &Coverage, zone: &Zone) -> Heatmap {
             })
             .collect();
         if !rows.is_empty() {
-            grids.push(Grid { category: cat, rows });
+            grids.push(Grid {
+                category: cat,
+                rows,
+            });
         }
     }
     Heatmap {

@@ -12,12 +12,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use custody_evidence::digest::{ClockState, DigestBody, DigestEntry, DIGEST_FORMAT_V1, DIGEST_NAMESPACE};
+use custody_evidence::digest::{
+    ClockState, DigestBody, DigestEntry, DIGEST_FORMAT_V1, DIGEST_NAMESPACE,
+};
 use custody_evidence::layout;
 use custody_evidence::retention::{Level, RetentionPolicy};
 use custody_evidence::segment::{
-    compress_payload, ByteRange, Framing, JournalKind, JournalSource, SegmentMeta, Source, SourceFile, Split,
-    SyslogKind, SyslogSource, SyslogTransport, SEGMENT_FORMAT_V1,
+    compress_payload, ByteRange, Framing, JournalKind, JournalSource, SegmentMeta, Source,
+    SourceFile, Split, SyslogKind, SyslogSource, SyslogTransport, SEGMENT_FORMAT_V1,
 };
 use custody_evidence::sign::HostKey;
 use custody_evidence::{Category, HostId, InstanceId, SegmentSeq, Sha256, StreamId};
@@ -77,7 +79,10 @@ pub fn six_streams() -> Vec<StreamSpec> {
 /// Creates an empty filesystem store at `root` (the marker only).
 pub fn init_store(root: &Path) -> io::Result<()> {
     fs::create_dir_all(root)?;
-    fs::write(root.join(".custody-store.json"), b"{\"format\":\"custody.fsstore.v1\"}")
+    fs::write(
+        root.join(".custody-store.json"),
+        b"{\"format\":\"custody.fsstore.v1\"}",
+    )
 }
 
 fn write_obj(root: &Path, key: &str, bytes: &[u8]) -> io::Result<()> {
@@ -100,14 +105,23 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
     let instance = InstanceId::new("11111111-1111-4111-8111-111111111111").map_err(err)?;
     let policy = RetentionPolicy::new(Level::D, Some(spec.retain_months)).map_err(err)?;
     let pk = key.public_key_line(host.as_str());
-    write_obj(root, &layout::public_key_key(&host, &pk), format!("{pk}\n").as_bytes())?;
+    write_obj(
+        root,
+        &layout::public_key_key(&host, &pk),
+        format!("{pk}\n").as_bytes(),
+    )?;
 
     // All segments, as (last_read, entry), to list in digests.
     let mut entries: Vec<(OffsetDateTime, DigestEntry)> = Vec::new();
     for s in &spec.streams {
         let stream = StreamId::new(s.id.clone()).map_err(err)?;
         let raw: Vec<u8> = (0..4)
-            .map(|i| format!("Dec  1 00:00:0{i} {} {}[{i}]: synthetic line {i}\n", spec.name, s.id))
+            .map(|i| {
+                format!(
+                    "Dec  1 00:00:0{i} {} {}[{i}]: synthetic line {i}\n",
+                    spec.name, s.id
+                )
+            })
             .collect::<String>()
             .into_bytes();
         let payload = compress_payload(&raw, 3).map_err(err)?;
@@ -175,7 +189,11 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
             let chain = SegmentMeta::chain_hash(&bytes);
             prev = Some(chain);
             if !s.skip.contains(&seq) {
-                write_obj(root, &layout::segment_meta_key(&host, &stream, meta.seq, &object_sha256), &bytes)?;
+                write_obj(
+                    root,
+                    &layout::segment_meta_key(&host, &stream, meta.seq, &object_sha256),
+                    &bytes,
+                )?;
                 let pkey = layout::segment_payload_key(&host, &stream, meta.seq, &object_sha256);
                 let ppath = root.join(&pkey);
                 match &first_payload {
@@ -237,7 +255,11 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
         let sha = Sha256::digest(&bytes);
         let sig = key.sign(DIGEST_NAMESPACE, &bytes).map_err(err)?;
         write_obj(root, &layout::digest_key(&host, dseq, &sha), &bytes)?;
-        write_obj(root, &layout::digest_sig_key(&host, dseq, &sha), sig.as_bytes())?;
+        write_obj(
+            root,
+            &layout::digest_sig_key(&host, dseq, &sha),
+            sig.as_bytes(),
+        )?;
         prev = Some(sha);
         dseq += 1;
         w = end;
