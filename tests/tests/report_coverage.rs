@@ -108,8 +108,14 @@ fn coverage_of_an_agent_store_with_a_stop() {
         assert_eq!(s["lines"], Value::Null);
         let first = time_of(&s["first_preserved"]);
         let last = time_of(&s["last_preserved"]);
-        assert!(t0 <= first && first <= stopped_at, "{category}: first {first}");
-        assert!(restarted_at <= last && last <= t1, "{category}: last {last}");
+        assert!(
+            t0 <= first && first <= stopped_at,
+            "{category}: first {first}"
+        );
+        assert!(
+            restarted_at <= last && last <= t1,
+            "{category}: last {last}"
+        );
         assert_eq!(s["bucket"], "under_1_month");
         assert_eq!(s["normally_active"], true, "{s:#}");
         // The stop shows as one quiet interval spanning it.
@@ -123,7 +129,10 @@ fn coverage_of_an_agent_store_with_a_stop() {
         let g = quiet[0];
         assert!(time_of(&g["from"]) <= stopped_at, "{g}");
         assert!(time_of(&g["to"]) >= restarted_at, "{g}");
-        assert!(g["seconds"].as_i64().unwrap() >= STOPPED.as_secs() as i64, "{g}");
+        assert!(
+            g["seconds"].as_i64().unwrap() >= STOPPED.as_secs() as i64,
+            "{g}"
+        );
     }
     // ...and as the agent down in the host's digests: the restarted
     // agent's first window reaches back to the last one before the stop.
@@ -144,7 +153,10 @@ fn coverage_of_an_agent_store_with_a_stop() {
     assert_eq!(form["web_logs"], "under_1_month");
     assert_eq!(form["host_event_logs"], "under_1_month");
     assert_eq!(form["firewall_logs"], Value::Null);
-    assert!(v["flags"].as_array().unwrap().is_empty(), "level D: no flags");
+    assert!(
+        v["flags"].as_array().unwrap().is_empty(),
+        "level D: no flags"
+    );
     let (_, b) = coverage(&env, &["--level", "B", "--gap-threshold", THRESHOLD]);
     let flags = b["flags"].as_array().unwrap();
     assert_eq!(flags.len(), 2, "{flags:#?}");
