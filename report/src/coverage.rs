@@ -415,15 +415,14 @@ pub fn compute(input: &Input, opts: &CoverageOptions, trusted_keys_given: bool) 
         };
         let counts = f.severity == Severity::Error || f.kind == FindingKind::NoDigests;
         match f.stream.as_deref() {
-            Some(stream) => {
-                if counts || f.kind == FindingKind::JournalCursorLost {
-                    stream_problems
-                        .entry((host, stream))
-                        .or_default()
-                        .insert(f.kind.name());
-                    stream_findings.entry((host, stream)).or_default().push(f);
-                }
+            Some(stream) if counts || f.kind == FindingKind::JournalCursorLost => {
+                stream_problems
+                    .entry((host, stream))
+                    .or_default()
+                    .insert(f.kind.name());
+                stream_findings.entry((host, stream)).or_default().push(f);
             }
+            Some(_) => {}
             None if counts => {
                 host_problems.entry(host).or_default().insert(f.kind.name());
             }
@@ -713,7 +712,7 @@ fn stream_coverage(
             }
         }
     }
-    gaps.sort_by(|a, b| (a.from, a.seq).cmp(&(b.from, b.seq)));
+    gaps.sort_by_key(|a| (a.from, a.seq));
 
     StreamCoverage {
         stream: stream.to_string(),
@@ -809,7 +808,7 @@ fn digest_gaps(digests: &[&DigestSummary], threshold: Duration) -> Vec<Gap> {
             ));
         }
     }
-    gaps.sort_by(|a, b| (a.from, a.seq).cmp(&(b.from, b.seq)));
+    gaps.sort_by_key(|a| (a.from, a.seq));
     gaps
 }
 

@@ -218,7 +218,7 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
             t += spec.segment_every;
         }
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by_key(|a| a.0);
 
     // Digests: one per interval from start to the last segment's time.
     let mut prev: Option<Sha256> = None;
