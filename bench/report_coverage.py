@@ -94,7 +94,7 @@ def main() -> int:
     one_core = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     results = {}
     for fmt in ["json", "html"]:
-        out = OUT / f"report_coverage.{fmt}"
+        out = OUT / f"report_coverage_out.{fmt}"
         cmd = one_core + [str(report), "coverage", "--store", str(store), "--now", NOW, "--level", "A",
                           "--format", fmt, "--out", str(out)]
         runs = []
