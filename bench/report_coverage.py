@@ -60,7 +60,8 @@ def main() -> int:
     ap.add_argument("--digest-every-min", type=int, default=120)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the generated store in bench/out/report-store")
+    ap.add_argument("--reuse", action="store_true", help="reuse a store kept by --keep (same parameters)")
     a = ap.parse_args()
 
     release = ROOT / "target" / "release"
@@ -75,19 +76,24 @@ def main() -> int:
     synth = release / "examples" / "synth_store"
     OUT.mkdir(exist_ok=True)
     store = OUT / "report-store"
-    if store.exists():
-        shutil.rmtree(store)
-    log(f"generating {a.hosts} hosts x 6 streams x {a.days} days "
-        f"(a segment every {a.segment_every_min} min, a digest every {a.digest_every_min} min)")
-    t0 = time.monotonic()
-    gen = subprocess.run(
-        [str(synth), str(store), str(a.hosts), str(a.days), str(a.segment_every_min),
-         str(a.digest_every_min), NOW],
-        capture_output=True, text=True, check=True,
-    )
-    gen_figures = json.loads(gen.stdout)
-    gen_figures["wall_s"] = round(time.monotonic() - t0, 1)
-    log(f"generated: {gen_figures}")
+    if a.reuse and store.exists():
+        gen_figures = json.loads((OUT / "report_store.json").read_text())
+        log(f"reusing {store}: {gen_figures}")
+    else:
+        if store.exists():
+            shutil.rmtree(store)
+        log(f"generating {a.hosts} hosts x 6 streams x {a.days} days "
+            f"(a segment every {a.segment_every_min} min, a digest every {a.digest_every_min} min)")
+        t0 = time.monotonic()
+        gen = subprocess.run(
+            [str(synth), str(store), str(a.hosts), str(a.days), str(a.segment_every_min),
+             str(a.digest_every_min), NOW],
+            capture_output=True, text=True, check=True,
+        )
+        gen_figures = json.loads(gen.stdout)
+        gen_figures["wall_s"] = round(time.monotonic() - t0, 1)
+        (OUT / "report_store.json").write_text(json.dumps(gen_figures) + "\n")
+        log(f"generated: {gen_figures}")
     du = subprocess.run(["du", "-sk", str(store)], capture_output=True, text=True, check=True)
     store_kib = int(du.stdout.split()[0])
 

@@ -765,7 +765,18 @@ fn span_gap(
 /// restarted agent's first window starts where the last one ended: a
 /// window (or a pause between windows) longer than the threshold is time
 /// the agent was not running; a hole in the digest seqs is a removed digest.
+///
+/// "Longer" also means more than twice the host's median window, so a host
+/// configured with windows longer than the threshold is not reported down
+/// at every digest.
 fn digest_gaps(digests: &[&DigestSummary], threshold: Duration) -> Vec<Gap> {
+    let mut lens: Vec<Duration> = digests
+        .iter()
+        .map(|d| d.window_end - d.window_start)
+        .collect();
+    lens.sort();
+    let usual = lens.get(lens.len() / 2).copied().unwrap_or(Duration::ZERO);
+    let threshold = threshold.max(usual * 2);
     let mut gaps = Vec::new();
     for d in digests {
         let len = d.window_end - d.window_start;

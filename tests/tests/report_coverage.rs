@@ -171,3 +171,66 @@ fn coverage_of_an_agent_store_with_a_stop() {
         assert!(s["gaps"].as_array().unwrap().is_empty(), "{s:#}");
     }
 }
+
+/// The same report over an S3 store (moto), through the same custody-store
+/// code and `--s3-*` flags as `custody-verify bundle --store s3://`.
+#[test]
+fn coverage_of_an_s3_store() {
+    use custody_tests::moto::Moto;
+    let env = TestEnv::new("report_coverage_s3");
+    let moto = Moto::start();
+    let bucket = "report-cov";
+    moto.create_bucket(bucket, true);
+    let app = env.log("app.log");
+    let mut writers = vec![LineWriter::new(&app, "rs")];
+    let mut opts = AgentOptions::new(&env)
+        .source("app", &app.display().to_string())
+        .flag("s3-endpoint", &moto.endpoint)
+        .flag("s3-region", "us-east-1");
+    let url = format!("s3://{bucket}/site-a");
+    opts.store = std::path::PathBuf::from(&url);
+    let mut agent = AgentProcess::start(&opts);
+    write_for(&mut writers, Duration::from_secs(2));
+    let len = std::fs::metadata(&app).unwrap().len();
+    let args = [
+        "coverage",
+        "--store",
+        &url,
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--s3-region",
+        "us-east-1",
+        "--level",
+        "D",
+    ];
+    // Wait until every byte is in the bucket, as the report sees it.
+    let v = wait_for("all bytes in the bucket per custody-report", WAIT, || {
+        agent.check_running()?;
+        let out = Command::new(&bins().report)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)))?;
+        let bytes = v["hosts"][0]["streams"][0]["bytes"].as_u64().unwrap_or(0);
+        if bytes == len && v["verification"]["errors"] == 0 {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{bytes} of {len} bytes; {:#}",
+                v["verification"]["findings"]
+            ))
+        }
+    });
+    agent.stop_clean(WAIT);
+    assert_eq!(v["store"], url.as_str());
+    assert_eq!(v["verification"]["payloads_read"], false);
+    let host = &v["hosts"][0];
+    assert_eq!(host["host"], env.host_id.as_str());
+    assert_eq!(host["verified"], true);
+    let s = &host["streams"][0];
+    assert_eq!(s["category"], "app");
+    assert_eq!(s["sources"][0], app.display().to_string());
+    assert_eq!(s["bucket"], "under_1_month");
+    assert_eq!(v["form"][0]["host_event_logs"], "under_1_month");
+}
