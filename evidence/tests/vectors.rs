@@ -41,6 +41,7 @@ fn valid_store_verifies_clean_against_allowed_signers() {
     let fx = Fixture::valid();
     let opts = VerifyOptions {
         trusted_signers: Some(vec![("web01".into(), fx.key.public_key_line("x"))]),
+        ..VerifyOptions::default()
     };
     let r = fx.verify_with(&opts);
     assert!(r.is_clean(), "{}", show(&r));
@@ -53,6 +54,7 @@ fn untrusted_key_in_allowed_signers() {
     let other = HostKey::generate();
     let opts = VerifyOptions {
         trusted_signers: Some(vec![("web01".into(), other.public_key_line(""))]),
+        ..VerifyOptions::default()
     };
     let r = fx.verify_with(&opts);
     assert_eq!(r.of_kind(K::SignatureWrongKey).count(), 3, "{}", show(&r));
@@ -64,6 +66,7 @@ fn untrusted_key_in_allowed_signers() {
 
     let opts = VerifyOptions {
         trusted_signers: Some(vec![("db01".into(), fx.key.public_key_line(""))]),
+        ..VerifyOptions::default()
     };
     let r = fx.verify_with(&opts);
     assert_eq!(only(&r, K::NoTrustedKey).host.as_deref(), Some("web01"));

@@ -18,6 +18,7 @@ pub struct Bins {
     pub agent: PathBuf,
     pub verify: PathBuf,
     pub collector: PathBuf,
+    pub report: PathBuf,
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -43,7 +44,7 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// Builds `custody-agent`, `custody-verify` and `custody-collector` (debug) on first use and
+/// Builds `custody-agent`, `custody-verify`, `custody-collector` and `custody-report` (debug) on first use and
 /// returns their paths. Panics with cargo's exit status if the build fails:
 /// no test can mean anything without the binaries.
 pub fn bins() -> &'static Bins {
@@ -79,6 +80,8 @@ pub fn bins() -> &'static Bins {
                 "custody-evidence",
                 "-p",
                 "custody-collector",
+                "-p",
+                "custody-report",
                 "--bins",
             ])
             .current_dir(workspace_root())
@@ -86,7 +89,7 @@ pub fn bins() -> &'static Bins {
             .unwrap_or_else(|e| panic!("cannot run {} build: {e}", env!("CARGO")));
         assert!(
             status.success(),
-            "cargo build of custody-agent, custody-verify and custody-collector failed: {status}"
+            "cargo build of custody-agent, custody-verify, custody-collector and custody-report failed: {status}"
         );
         located(target_dir().join("debug"))
     })
@@ -102,8 +105,9 @@ fn located(dir: PathBuf) -> Bins {
         agent: dir.join("custody-agent"),
         verify: dir.join("custody-verify"),
         collector: dir.join("custody-collector"),
+        report: dir.join("custody-report"),
     };
-    for path in [&bins.agent, &bins.verify, &bins.collector] {
+    for path in [&bins.agent, &bins.verify, &bins.collector, &bins.report] {
         assert!(
             path.is_file(),
             "binary {} missing (built by cargo, or in {PREBUILT_ENV})",

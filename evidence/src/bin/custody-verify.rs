@@ -267,6 +267,7 @@ fn run_store(dir: PathBuf, json: bool, allowed_signers: Option<PathBuf>) -> Resu
             .as_deref()
             .map(read_allowed_signers)
             .transpose()?,
+        ..VerifyOptions::default()
     };
     let source = FsSource::open(&dir)?;
     let mut report = verify_store(&source, &opts).with_context(|| {

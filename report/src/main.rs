@@ -1,0 +1,184 @@
+//! custody-report coverage --store DIR|s3://BUCKET/PREFIX [--level A..E]
+//!     [--gap-threshold 1h] [--now RFC3339] [--format json|csv|html]
+//!     [--lang zh-TW|en] [--tz Asia/Taipei] [--out FILE]
+//!     [--allowed-signers FILE] [--include-unverified]
+//!
+//! Exit status: 0 the report was written and everything it used verified;
+//! 1 the report was written but some input did not verify (it is marked
+//! in the report and kept out of the answers unless --include-unverified);
+//! 2 the report could not be made.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use custody_evidence::retention::Level;
+use custody_evidence::sign::parse_allowed_signers;
+use custody_report::coverage::{self, CoverageOptions};
+use custody_report::i18n::Lang;
+use custody_report::input::{read_store_records, S3Options};
+use custody_report::localtime::Zone;
+use custody_report::render;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "custody-report",
+    version,
+    about = "Reports over custody stores for auditors and the incident report form"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Per host × category: earliest and latest preserved time, bytes, gaps, retain-until against
+    /// the level's rule, and the form's bucket (< 1 month, 1–6 months, ≥ 6 months). Reads records
+    /// and digests only (payloads not read) and verifies them.
+    Coverage(CoverageArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CoverageArgs {
+    /// A filesystem store (an agent's or the collector's --store directory) or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    store: String,
+    /// Responsibility level (資通安全責任等級): A, B and C are held to six months.
+    #[arg(long, default_value = "A")]
+    level: String,
+    /// A pause longer than this in a normally active stream, or a digest window this long, is a gap (90s, 15m, 1h, 2d).
+    #[arg(long, default_value = "1h")]
+    gap_threshold: String,
+    /// The time the report is as of (RFC 3339) [default: now].
+    #[arg(long)]
+    now: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Language of the HTML report: zh-TW or en.
+    #[arg(long, default_value = "zh-TW")]
+    lang: String,
+    /// Time zone for the HTML's local times and days (tz database name).
+    #[arg(long, default_value = "Asia/Taipei")]
+    tz: String,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// OpenSSH allowed_signers file with the hosts' keys (principal = host id), recorded independently of the store.
+    #[arg(long)]
+    allowed_signers: Option<PathBuf>,
+    /// Count streams that do not verify in the buckets and form answers (they stay marked).
+    #[arg(long)]
+    include_unverified: bool,
+    /// S3 store: endpoint URL (MinIO, Ceph, a test server).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 store: region.
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// S3 store: path-style addressing [default: true with --s3-endpoint].
+    #[arg(long)]
+    s3_path_style: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Csv,
+    Html,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Coverage(a) => run_coverage(a),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("custody-report: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Raw flags → checked options; only this conversion fails on bad flags.
+fn run_coverage(a: CoverageArgs) -> Result<bool> {
+    let level: Level = a
+        .level
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--level: {e}"))?;
+    let gap_threshold = custody_report::duration::parse_duration(&a.gap_threshold)
+        .map_err(|e| anyhow::anyhow!("--gap-threshold {e}"))?;
+    let now = match &a.now {
+        Some(t) => custody_evidence::timefmt::parse_utc(t).map_err(|e| {
+            anyhow::anyhow!("--now {t:?}: not an RFC 3339 time ({e}); e.g. 2026-12-01T00:00:00Z")
+        })?,
+        None => custody_evidence::timefmt::now_utc_micros(),
+    };
+    let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
+    let zone = Zone::get(&a.tz).map_err(anyhow::Error::msg)?;
+    let trusted = match &a.allowed_signers {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("--allowed-signers {}: cannot read it", p.display()))?;
+            let entries = parse_allowed_signers(&text)
+                .map_err(|e| anyhow::anyhow!("--allowed-signers {}: {e}", p.display()))?;
+            let ns = custody_evidence::digest::DIGEST_NAMESPACE;
+            let signers: Vec<(String, String)> = entries
+                .iter()
+                .filter(|e| e.allows_namespace(ns))
+                .flat_map(|e| {
+                    e.principals
+                        .iter()
+                        .map(|p| (p.clone(), e.public_key_line.clone()))
+                })
+                .collect();
+            if signers.is_empty() {
+                bail!(
+                    "--allowed-signers {}: no entry allows namespace {ns:?}; add lines like `web01 namespaces=\"{ns}\" ssh-ed25519 AAAA…` (principal = host id)",
+                    p.display()
+                );
+            }
+            Some(signers)
+        }
+        None => None,
+    };
+    let s3 = S3Options {
+        endpoint: a.s3_endpoint,
+        region: a.s3_region,
+        path_style: a.s3_path_style,
+    };
+    let input = read_store_records(&a.store, &s3, trusted.clone())?;
+    let opts = CoverageOptions {
+        level,
+        gap_threshold,
+        now,
+        include_unverified: a.include_unverified,
+    };
+    let cov = coverage::compute(&input, &opts, trusted.is_some());
+    let text = match a.format {
+        Format::Json => render::json::render(&cov).context("encoding the JSON report")?,
+        Format::Csv => render::csv::render(&cov),
+        Format::Html => {
+            let heat = render::heatmap::build(&input, &cov, &zone);
+            render::html::render(&cov, &heat, lang, &zone).map_err(anyhow::Error::msg)?
+        }
+    };
+    match &a.out {
+        Some(path) => std::fs::write(path, text.as_bytes())
+            .with_context(|| format!("--out {}: cannot write the report", path.display()))?,
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .context("writing the report to standard output")?,
+    }
+    let all_verified = cov
+        .hosts
+        .iter()
+        .all(|h| h.verified && h.streams.iter().all(|s| s.verified));
+    Ok(all_verified)
+}
