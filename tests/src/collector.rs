@@ -13,12 +13,28 @@ use std::time::{Duration, Instant};
 use crate::bins::bins;
 use crate::signal;
 
-/// A port that was free a moment ago (bound to port 0, then released).
+/// A port that was free a moment ago, for a server the test starts next.
+///
+/// Chosen below Linux's ephemeral range (32768–60999 by default), so that
+/// no outgoing connection of this or any other test can take it in the
+/// moment between this check and the server's bind (port 0 would hand out
+/// an ephemeral port, which a client's connect could then reuse: seen as
+/// "Address already in use" under load). Each test process walks its own
+/// stretch of the range, from its pid.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(997);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + base.wrapping_add(n.wrapping_mul(7)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// One collector's directories, ports and CA.
