@@ -173,7 +173,11 @@ fn load_signers(path: Option<&PathBuf>) -> Result<Option<Vec<(String, String)>>>
     let signers: Vec<(String, String)> = entries
         .iter()
         .filter(|e| e.allows_namespace(ns))
-        .flat_map(|e| e.principals.iter().map(|p| (p.clone(), e.public_key_line.clone())))
+        .flat_map(|e| {
+            e.principals
+                .iter()
+                .map(|p| (p.clone(), e.public_key_line.clone()))
+        })
         .collect();
     if signers.is_empty() {
         bail!(
@@ -195,18 +199,25 @@ fn run_findings(a: FindingsArgs) -> Result<bool> {
     let from = parse_time("--from", &a.from)?;
     let to = parse_time("--to", &a.to)?;
     if to < from {
-        bail!("--from {} is after --to {}: give the window's start first", a.from, a.to);
+        bail!(
+            "--from {} is after --to {}: give the window's start first",
+            a.from,
+            a.to
+        );
     }
     let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
     let extra = match &a.rules {
         Some(p) => Some((
             p.display().to_string(),
-            std::fs::read_to_string(p).with_context(|| format!("--rules {}: cannot read it", p.display()))?,
+            std::fs::read_to_string(p)
+                .with_context(|| format!("--rules {}: cannot read it", p.display()))?,
         )),
         None => None,
     };
-    let rules = custody_report::findings::rules::load(extra.as_ref().map(|(n, t)| (n.as_str(), t.as_str())))
-        .map_err(anyhow::Error::msg)?;
+    let rules = custody_report::findings::rules::load(
+        extra.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+    )
+    .map_err(anyhow::Error::msg)?;
     let opts = custody_report::findings::FindingsOptions {
         store: a.store.clone(),
         s3: S3Options {
@@ -224,13 +235,16 @@ fn run_findings(a: FindingsArgs) -> Result<bool> {
     let report = custody_report::findings::run(&opts).map_err(anyhow::Error::msg)?;
     let text = match (a.format, a.table) {
         (Format::Json, _) => {
-            let mut s = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
+            let mut s =
+                serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
             s.push('\n');
             s
         }
         (Format::Csv, Table::Findings) => render::findings_csv::findings(&report),
         (Format::Csv, Table::Ips) => render::findings_csv::ips(&report),
-        (Format::Html, _) => render::findings_html::render(&report, lang).map_err(anyhow::Error::msg)?,
+        (Format::Html, _) => {
+            render::findings_html::render(&report, lang).map_err(anyhow::Error::msg)?
+        }
     };
     match &a.out {
         Some(path) => std::fs::write(path, text.as_bytes())

@@ -114,23 +114,54 @@ fn plant(seed: u64) -> Planted {
     // attacks from 2015 and would be (true) findings.
     for l in testdata_lines() {
         let b = l.as_bytes();
-        let syslog_like = b.len() > 16 && b[3] == b' ' && b[15] == b' ' && MONTHS.iter().any(|m| l.starts_with(m));
-        if !syslog_like || l.contains("Failed ") || l.contains("Accepted ") || l.contains("Invalid user") {
+        let syslog_like = b.len() > 16
+            && b[3] == b' '
+            && b[15] == b' '
+            && MONTHS.iter().any(|m| l.starts_with(m));
+        if !syslog_like
+            || l.contains("Failed ")
+            || l.contains("Accepted ")
+            || l.contains("Invalid user")
+        {
             continue;
         }
         if !rng.chance(0.5) {
             continue;
         }
-        let t = at(day, rng.range(8, 16) as u8, rng.range(0, 59) as u8, rng.range(0, 59) as u8);
+        let t = at(
+            day,
+            rng.range(8, 16) as u8,
+            rng.range(0, 59) as u8,
+            rng.range(0, 59) as u8,
+        );
         auth.push(t, l[16..].to_string());
     }
     for i in 0..20 {
         let t = at(day, rng.range(9, 16) as u8, rng.range(0, 59) as u8, 1);
-        auth.push(t, format!("web01 sshd[{}]: Accepted publickey for deploy from 10.0.0.8 port {} ssh2", 3000 + i, 40000 + i));
+        auth.push(
+            t,
+            format!(
+                "web01 sshd[{}]: Accepted publickey for deploy from 10.0.0.8 port {} ssh2",
+                3000 + i,
+                40000 + i
+            ),
+        );
     }
-    let pages = ["/", "/index.html", "/css/site.css", "/js/app.js", "/news?id=12", "/img/logo.png"];
+    let pages = [
+        "/",
+        "/index.html",
+        "/css/site.css",
+        "/js/app.js",
+        "/news?id=12",
+        "/img/logo.png",
+    ];
     for i in 0..400 {
-        let t = at(day, rng.range(8, 17) as u8, rng.range(0, 59) as u8, rng.range(0, 59) as u8);
+        let t = at(
+            day,
+            rng.range(8, 17) as u8,
+            rng.range(0, 59) as u8,
+            rng.range(0, 59) as u8,
+        );
         let status = if rng.chance(0.03) { 404 } else { 200 };
         web.push(
             t,
@@ -148,31 +179,62 @@ fn plant(seed: u64) -> Planted {
     let mut want = |rule: &str, key: &str| expected.insert((rule.to_string(), key.to_string()));
     // Brute force: 12 failures for root from 203.0.113.7, then it gets in.
     for i in 0..12u8 {
-        auth.push(at(day, 10, 0, i * 3), format!("web01 sshd[5100]: Failed password for root from 203.0.113.7 port {} ssh2", 50000 + i as u32));
+        auth.push(
+            at(day, 10, 0, i * 3),
+            format!(
+                "web01 sshd[5100]: Failed password for root from 203.0.113.7 port {} ssh2",
+                50000 + i as u32
+            ),
+        );
     }
-    auth.push(at(day, 10, 1, 0), "web01 sshd[5101]: Accepted password for root from 203.0.113.7 port 50100 ssh2".into());
+    auth.push(
+        at(day, 10, 1, 0),
+        "web01 sshd[5101]: Accepted password for root from 203.0.113.7 port 50100 ssh2".into(),
+    );
     want("failed_logon_burst", "203.0.113.7");
     want("external_logon", "203.0.113.7");
     // Spraying: one IP, 8 users (one of them a hostile name).
-    let users = ["admin", "test", "oracle", "postgres", "ubuntu", "guest", HOSTILE, "ftp"];
+    let users = [
+        "admin", "test", "oracle", "postgres", "ubuntu", "guest", HOSTILE, "ftp",
+    ];
     for (i, u) in users.iter().enumerate() {
         let t = at(day, 13, 0, i as u8 * 5);
-        auth.push(t, format!("web01 sshd[{}]: Invalid user {u} from 198.51.100.9 port {}", 5200 + i, 41000 + i));
+        auth.push(
+            t,
+            format!(
+                "web01 sshd[{}]: Invalid user {u} from 198.51.100.9 port {}",
+                5200 + i,
+                41000 + i
+            ),
+        );
         auth.push(t, format!("web01 sshd[{}]: Failed password for invalid user {u} from 198.51.100.9 port {} ssh2", 5200 + i, 41000 + i));
     }
     want("password_spraying", "198.51.100.9");
     // Off hours: 02:13 Taipei, from inside.
-    auth.push(at(day, 2, 13, 5), "web01 sshd[811]: Accepted password for alice from 10.0.0.5 port 51234 ssh2".into());
+    auth.push(
+        at(day, 2, 13, 5),
+        "web01 sshd[811]: Accepted password for alice from 10.0.0.5 port 51234 ssh2".into(),
+    );
     want("off_hours_logon", "10.0.0.5");
     // A new admin account.
     auth.push(at(day, 14, 0, 0), "web01 useradd[4242]: new user: name=backdoor, UID=1001, GID=1001, home=/home/backdoor, shell=/bin/bash, from=/dev/pts/0".into());
-    auth.push(at(day, 14, 0, 1), "web01 usermod[4243]: add 'backdoor' to group 'sudo'".into());
-    auth.push(at(day, 14, 0, 1), "web01 usermod[4243]: add 'backdoor' to shadow group 'sudo'".into());
+    auth.push(
+        at(day, 14, 0, 1),
+        "web01 usermod[4243]: add 'backdoor' to group 'sudo'".into(),
+    );
+    auth.push(
+        at(day, 14, 0, 1),
+        "web01 usermod[4243]: add 'backdoor' to shadow group 'sudo'".into(),
+    );
     want("new_account", "backdoor");
     want("privilege_grant", "backdoor");
     // Webshell POSTs, one with a hostile path.
     for i in 0..3u8 {
-        web.push(at(day, 11, 0, i * 7), "198.51.100.23 - - [{T}] \"POST /uploads/x.php HTTP/1.1\" 200 38 \"-\" \"Mozilla/5.0\"".into());
+        web.push(
+            at(day, 11, 0, i * 7),
+            "198.51.100.23 - - [{T}] \"POST /uploads/x.php HTTP/1.1\" 200 38 \"-\" \"Mozilla/5.0\""
+                .into(),
+        );
     }
     web.push(at(day, 11, 1, 0), format!("198.51.100.24 - - [{{T}}] \"POST /uploads/{HOSTILE}.php HTTP/1.1\" 200 38 \"-\" \"Mozilla/5.0\""));
     want("webshell", "198.51.100.23");
@@ -203,7 +265,10 @@ fn ship(env: &TestEnv, files: &[(&str, &Path)]) {
     for (category, path) in files {
         opts = opts.source(category, &path.display().to_string());
     }
-    let total: u64 = files.iter().map(|(_, p)| std::fs::metadata(p).expect("log written").len()).sum();
+    let total: u64 = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).expect("log written").len())
+        .sum();
     let mut agent = AgentProcess::start(&opts);
     wait_for(&format!("{total} raw bytes in the store"), WAIT, || {
         agent.check_running()?;
@@ -221,7 +286,10 @@ fn ship(env: &TestEnv, files: &[(&str, &Path)]) {
 fn window() -> (String, String) {
     let now = OffsetDateTime::now_utc();
     let fmt = |t: OffsetDateTime| custody_evidence::timefmt::format_utc(t);
-    (fmt(now - time::Duration::days(6)), fmt(now + time::Duration::hours(1)))
+    (
+        fmt(now - time::Duration::days(6)),
+        fmt(now + time::Duration::hours(1)),
+    )
 }
 
 fn findings(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, String) {
@@ -243,8 +311,9 @@ fn findings(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, String) {
 
 fn findings_json(env: &TestEnv, args: &[&str]) -> (Option<i32>, Value) {
     let (code, stdout, stderr) = findings(env, args);
-    let v = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}); exit {code:?}; stderr:\n{stderr}\nstdout:\n{stdout}"));
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}); exit {code:?}; stderr:\n{stderr}\nstdout:\n{stdout}")
+    });
     (code, v)
 }
 
@@ -261,7 +330,10 @@ fn keys(v: &Value) -> Vec<(String, String)> {
             } else {
                 key
             };
-            (f["rule"].as_str().unwrap_or("").to_string(), key.to_string())
+            (
+                f["rule"].as_str().unwrap_or("").to_string(),
+                key.to_string(),
+            )
         })
         .collect()
 }
@@ -274,7 +346,11 @@ fn sh(script: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run sh");
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -291,14 +367,20 @@ fn rederive(store: &Path, e: &Value) {
         &[object, &offset, &len],
     );
     assert_eq!(line.trim(), e["line_sha256"], "{e:#}");
-    let text = sh(r#"zstd -dc "$1" | tail -c +$(($2 + 1)) | head -c "$3""#, &[object, &offset, &len]);
+    let text = sh(
+        r#"zstd -dc "$1" | tail -c +$(($2 + 1)) | head -c "$3""#,
+        &[object, &offset, &len],
+    );
     assert_eq!(text, e["line"].as_str().expect("line"), "{e:#}");
 }
 
 #[test]
 fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     let env = TestEnv::new("report_findings");
-    let seed = std::env::var("CUSTODY_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261202);
+    let seed = std::env::var("CUSTODY_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261202);
     let p = plant(seed);
     let auth = env.log("auth.log");
     let web = env.log("access.log");
@@ -309,7 +391,13 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     let (code, v) = findings_json(&env, &[]);
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["schema"], "custody-report/findings/v1");
-    assert!(v["unverified_segments"].as_array().expect("list").is_empty(), "{v:#}");
+    assert!(
+        v["unverified_segments"]
+            .as_array()
+            .expect("list")
+            .is_empty(),
+        "{v:#}"
+    );
     let got: Vec<(String, String)> = keys(&v);
     let got_set: BTreeSet<(String, String)> = got.iter().cloned().collect();
     assert_eq!(got.len(), got_set.len(), "a finding twice: {got:#?}");
@@ -318,7 +406,10 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     let notes = v["notes"].as_array().expect("notes");
     assert!(notes.is_empty(), "{notes:#?}");
     let streams = v["streams"].as_array().expect("streams");
-    let lines: u64 = streams.iter().map(|s| s["lines_read"].as_u64().unwrap()).sum();
+    let lines: u64 = streams
+        .iter()
+        .map(|s| s["lines_read"].as_u64().unwrap())
+        .sum();
     let written = p.auth.iter().chain(&p.web).filter(|&&b| b == b'\n').count() as u64;
     assert_eq!(lines, written, "{streams:#?}");
 
@@ -338,21 +429,48 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
             "password_spraying" => assert_eq!(ev.len(), 8, "{f:#}"),
             "privilege_grant" => assert_eq!(ev.len(), 2, "{f:#}"),
             "off_hours_logon" => {
-                assert!(f["time_local"].as_str().unwrap().contains(" 02:13:05 +08:00 (Asia/Taipei)"), "{f:#}");
+                assert!(
+                    f["time_local"]
+                        .as_str()
+                        .unwrap()
+                        .contains(" 02:13:05 +08:00 (Asia/Taipei)"),
+                    "{f:#}"
+                );
             }
             _ => {}
         }
     }
     assert_eq!(seen.len(), 10, "{seen:?}");
-    let ips: Vec<&str> = v["abnormal_ips"].as_array().unwrap().iter().map(|a| a["ip"].as_str().unwrap()).collect();
-    for ip in ["203.0.113.7", "198.51.100.9", "10.0.0.5", "198.51.100.23", "192.0.2.50"] {
+    let ips: Vec<&str> = v["abnormal_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ip"].as_str().unwrap())
+        .collect();
+    for ip in [
+        "203.0.113.7",
+        "198.51.100.9",
+        "10.0.0.5",
+        "198.51.100.23",
+        "192.0.2.50",
+    ] {
         assert!(ips.contains(&ip), "{ip} not in {ips:?}");
     }
-    let a = v["abnormal_ips"].as_array().unwrap().iter().find(|a| a["ip"] == "203.0.113.7").unwrap();
+    let a = v["abnormal_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["ip"] == "203.0.113.7")
+        .unwrap();
     assert_eq!(a["internal"], false);
     assert_eq!(a["counts"]["failed_logon"], 12);
     assert_eq!(a["counts"]["logon"], 1);
-    let a = v["abnormal_ips"].as_array().unwrap().iter().find(|a| a["ip"] == "10.0.0.5").unwrap();
+    let a = v["abnormal_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["ip"] == "10.0.0.5")
+        .unwrap();
     assert_eq!(a["internal"], true);
 
     // CSV: one row per finding; the IP table.
@@ -360,19 +478,39 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     assert_eq!(code, Some(0));
     assert_eq!(csv.lines().count(), 1 + p.expected.len(), "{csv}");
     let (_, ips_csv, _) = findings(&env, &["--format", "csv", "--table", "ips"]);
-    assert!(ips_csv.lines().any(|l| l.starts_with("\"203.0.113.7\",\"false\"")), "{ips_csv}");
+    assert!(
+        ips_csv
+            .lines()
+            .any(|l| l.starts_with("\"203.0.113.7\",\"false\"")),
+        "{ips_csv}"
+    );
 
     // HTML, both languages: the hostile user name and path only escaped.
     for lang in ["en", "zh-TW"] {
         let (code, html, stderr) = findings(&env, &["--format", "html", "--lang", lang]);
         assert_eq!(code, Some(0), "{stderr}");
-        assert!(!html.contains(HOSTILE), "{lang}: raw hostile text in the HTML");
-        assert!(!html.contains("<script"), "{lang}: a script tag in the HTML");
-        assert!(html.contains("&lt;script&gt;window.__custody_pwned=1&lt;&#x2f;script&gt;"), "{lang}: escaped form missing");
-        assert!(html.contains("203.0.113.7") && html.contains("02:13:05"), "{lang}");
+        assert!(
+            !html.contains(HOSTILE),
+            "{lang}: raw hostile text in the HTML"
+        );
+        assert!(
+            !html.contains("<script"),
+            "{lang}: a script tag in the HTML"
+        );
+        assert!(
+            html.contains("&lt;script&gt;window.__custody_pwned=1&lt;&#x2f;script&gt;"),
+            "{lang}: escaped form missing"
+        );
+        assert!(
+            html.contains("203.0.113.7") && html.contains("02:13:05"),
+            "{lang}"
+        );
     }
     let (_, zh, _) = findings(&env, &["--format", "html", "--lang", "zh-TW"]);
-    assert!(zh.contains("非上班時間登入") && zh.contains("異常連線"), "zh-TW messages");
+    assert!(
+        zh.contains("非上班時間登入") && zh.contains("異常連線"),
+        "zh-TW messages"
+    );
 
     // Tamper: the auth payload rewritten (one name changed, recompressed):
     // its findings become unverified and are left out; the web ones stay.
@@ -381,10 +519,15 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
         .segments()
         .find(|s| s.raw.windows(5).any(|w| w == b"alice"))
         .expect("the segment with alice's logon");
-    let changed: Vec<u8> = String::from_utf8_lossy(&seg.raw).replace("alice", "alicf").into_bytes();
+    let changed: Vec<u8> = String::from_utf8_lossy(&seg.raw)
+        .replace("alice", "alicf")
+        .into_bytes();
     let tmp = env.root.join("changed.raw");
     std::fs::write(&tmp, &changed).unwrap();
-    sh(r#"zstd -q -f -c "$1" > "$2""#, &[tmp.to_str().unwrap(), seg.payload_path.to_str().unwrap()]);
+    sh(
+        r#"zstd -q -f -c "$1" > "$2""#,
+        &[tmp.to_str().unwrap(), seg.payload_path.to_str().unwrap()],
+    );
     let (code, t) = findings_json(&env, &[]);
     assert_eq!(code, Some(1), "exit 1 when input does not verify");
     let un = t["unverified_segments"].as_array().unwrap();
@@ -395,16 +538,37 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     assert_eq!(un[0]["expected"], seg.meta.object_sha256.to_hex());
     assert_ne!(un[0]["found"], un[0]["expected"]);
     let kept: BTreeSet<(String, String)> = keys(&t).into_iter().collect();
-    let web_rules = ["webshell", "large_response", "scanner_user_agent", "web_error_burst"];
-    let want: BTreeSet<(String, String)> = p.expected.iter().filter(|(r, _)| web_rules.contains(&r.as_str())).cloned().collect();
+    let web_rules = [
+        "webshell",
+        "large_response",
+        "scanner_user_agent",
+        "web_error_burst",
+    ];
+    let want: BTreeSet<(String, String)> = p
+        .expected
+        .iter()
+        .filter(|(r, _)| web_rules.contains(&r.as_str()))
+        .cloned()
+        .collect();
     assert_eq!(kept, want);
     let (_, inc) = findings_json(&env, &["--include-unverified"]);
-    let off: Vec<&Value> = inc["findings"].as_array().unwrap().iter().filter(|f| f["rule"] == "off_hours_logon").collect();
+    let off: Vec<&Value> = inc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "off_hours_logon")
+        .collect();
     assert_eq!(off.len(), 1);
     assert_eq!(off[0]["verified"], false);
-    assert!(off[0]["evidence"][0]["line"].as_str().unwrap().contains("alicf"));
+    assert!(off[0]["evidence"][0]["line"]
+        .as_str()
+        .unwrap()
+        .contains("alicf"));
     let (_, html, _) = findings(&env, &["--format", "html", "--lang", "en"]);
-    assert!(html.contains("1 segment(s) did not verify"), "the HTML says so");
+    assert!(
+        html.contains("1 segment(s) did not verify"),
+        "the HTML says so"
+    );
 }
 
 #[test]
@@ -419,15 +583,33 @@ fn bad_input_is_counted_and_referenced_never_a_crash() {
         log.extend_from_slice(bytes);
         log.push(b'\n');
     };
-    line(&mut log, format!("{} web01 sshd[1]: Accepted publickey for deploy from 10.0.0.8 port 1 ssh2", stamp(10, 0, 0)).as_bytes());
-    line(&mut log, format!("{} web01 app[2]: a\0NUL\0line", stamp(10, 0, 1)).as_bytes());
-    let mut bad_utf8 = format!("{} web01 sshd[3]: Failed password for ", stamp(10, 0, 2)).into_bytes();
+    line(
+        &mut log,
+        format!(
+            "{} web01 sshd[1]: Accepted publickey for deploy from 10.0.0.8 port 1 ssh2",
+            stamp(10, 0, 0)
+        )
+        .as_bytes(),
+    );
+    line(
+        &mut log,
+        format!("{} web01 app[2]: a\0NUL\0line", stamp(10, 0, 1)).as_bytes(),
+    );
+    let mut bad_utf8 =
+        format!("{} web01 sshd[3]: Failed password for ", stamp(10, 0, 2)).into_bytes();
     bad_utf8.extend_from_slice(b"r\xffo\xfeot from 10.0.0.9 port 2 ssh2");
     line(&mut log, &bad_utf8);
-    let long = format!("{} web01 app[4]: {}", stamp(10, 0, 3), "x".repeat(2 * 1024 * 1024));
+    let long = format!(
+        "{} web01 app[4]: {}",
+        stamp(10, 0, 3),
+        "x".repeat(2 * 1024 * 1024)
+    );
     line(&mut log, long.as_bytes());
     // The clock goes back an hour.
-    line(&mut log, format!("{} web01 app[5]: after a clock step", stamp(9, 0, 0)).as_bytes());
+    line(
+        &mut log,
+        format!("{} web01 app[5]: after a clock step", stamp(9, 0, 0)).as_bytes(),
+    );
     line(&mut log, b"Dec 99 10:00:00 web01 app[6]: no such day");
     line(&mut log, b"just some text no parser knows");
     let auth = env.log("auth.log");
@@ -443,15 +625,26 @@ fn bad_input_is_counted_and_referenced_never_a_crash() {
     assert_eq!(s["lines_unparsed"], 1, "{s:#}");
     let notes = v["notes"].as_array().unwrap();
     let note = |kind: &str| -> &Value {
-        notes.iter().find(|n| n["kind"] == kind).unwrap_or_else(|| panic!("no {kind} note: {notes:#?}"))
+        notes
+            .iter()
+            .find(|n| n["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} note: {notes:#?}"))
     };
     let check = |kind: &str, i: usize| {
         let e = &note(kind)["evidence"];
-        assert_eq!((e["offset"].as_u64().unwrap(), e["len"].as_u64().unwrap()), offsets[i], "{kind}: {e:#}");
+        assert_eq!(
+            (e["offset"].as_u64().unwrap(), e["len"].as_u64().unwrap()),
+            offsets[i],
+            "{kind}: {e:#}"
+        );
         let object = env.store.join(e["object"].as_str().unwrap());
         let got = sh(
             r#"zstd -dc "$1" | tail -c +$(($2 + 1)) | head -c "$3" | wc -c"#,
-            &[object.to_str().unwrap(), &offsets[i].0.to_string(), &offsets[i].1.to_string()],
+            &[
+                object.to_str().unwrap(),
+                &offsets[i].0.to_string(),
+                &offsets[i].1.to_string(),
+            ],
         );
         assert_eq!(got.trim(), offsets[i].1.to_string());
     };
@@ -460,11 +653,18 @@ fn bad_input_is_counted_and_referenced_never_a_crash() {
     check("line_too_long", 3);
     check("clock_backwards", 4);
     check("malformed", 5);
-    assert!(note("line_too_long")["message"].as_str().unwrap().contains(&format!("{}-byte line", offsets[3].1)));
+    assert!(note("line_too_long")["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{}-byte line", offsets[3].1)));
     // The invalid-UTF-8 failure is still matched (one failure: no finding),
     // and its evidence hash is of the raw bytes, not of the lossy text.
     let e = &note("invalid_utf8")["evidence"];
     let raw_sha = custody_evidence::Sha256::digest(&bad_utf8).to_hex();
     assert_eq!(e["line_sha256"], raw_sha.as_str());
-    assert!(v["findings"].as_array().unwrap().is_empty(), "{:#}", v["findings"]);
+    assert!(
+        v["findings"].as_array().unwrap().is_empty(),
+        "{:#}",
+        v["findings"]
+    );
 }

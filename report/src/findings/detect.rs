@@ -16,7 +16,12 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
     let r = &c.rules;
     let mut out = Vec::new();
     let host = |e: &Event| segs[e.seg as usize].host.clone();
-    let mk = |rule: &str, severity: &str, evs: &[&Event], ip: Option<&str>, user: Option<&str>, summary: String| {
+    let mk = |rule: &str,
+              severity: &str,
+              evs: &[&Event],
+              ip: Option<&str>,
+              user: Option<&str>,
+              summary: String| {
         let first = evs[0];
         let last = evs[evs.len() - 1];
         Finding {
@@ -30,7 +35,10 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
             user: user.map(str::to_string),
             summary,
             verified: evs.iter().all(|e| e.verified),
-            evidence: evs.iter().map(|e| e.evidence(&segs[e.seg as usize])).collect(),
+            evidence: evs
+                .iter()
+                .map(|e| e.evidence(&segs[e.seg as usize]))
+                .collect(),
         }
     };
 
@@ -51,7 +59,12 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
                     &cluster,
                     Some(ip),
                     None,
-                    format!("{} failed logons from {ip} (at least {} within {})", cluster.len(), b.count, b.window),
+                    format!(
+                        "{} failed logons from {ip} (at least {} within {})",
+                        cluster.len(),
+                        b.count,
+                        b.window
+                    ),
                 ));
             }
             let s = &r.password_spraying;
@@ -63,7 +76,10 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
                     &cluster,
                     Some(ip),
                     None,
-                    format!("{ip} failed as {users} distinct users within {} (threshold {})", s.window, s.distinct_users),
+                    format!(
+                        "{ip} failed as {users} distinct users within {} (threshold {})",
+                        s.window, s.distinct_users
+                    ),
                 ));
             }
         }
@@ -80,7 +96,10 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
                         &[e],
                         Some(ip),
                         Some(user),
-                        format!("logon of {user} from {ip} ({method}) at {}, outside office hours", local(e.time, c)),
+                        format!(
+                            "logon of {user} from {ip} ({method}) at {}, outside office hours",
+                            local(e.time, c)
+                        ),
                     ));
                 }
                 let x = &r.external_logon;
@@ -139,26 +158,48 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
 
 type Mk<'a> = dyn Fn(&str, &str, &[&Event], Option<&str>, Option<&str>, String) -> Finding + 'a;
 
-fn web(events: &[Event], c: &Compiled, mk: &Mk<'_>, host: &dyn Fn(&Event) -> String, out: &mut Vec<Finding>) {
+fn web(
+    events: &[Event],
+    c: &Compiled,
+    mk: &Mk<'_>,
+    host: &dyn Fn(&Event) -> String,
+    out: &mut Vec<Finding>,
+) {
     let r = &c.rules;
     let mut errors: BTreeMap<(String, &str), Vec<&Event>> = BTreeMap::new();
     let mut shells: BTreeMap<(String, &str, &str), Vec<&Event>> = BTreeMap::new();
     let mut scanners: BTreeMap<(String, &str, &str), Vec<&Event>> = BTreeMap::new();
     let mut downloads: BTreeMap<(String, &str), Vec<&Event>> = BTreeMap::new();
     for e in events {
-        let Kind::Web { ip, method, path, status, bytes, user_agent } = &e.kind else {
+        let Kind::Web {
+            ip,
+            method,
+            path,
+            status,
+            bytes,
+            user_agent,
+        } = &e.kind
+        else {
             continue;
         };
         if (400..600).contains(status) {
             errors.entry((host(e), ip)).or_default().push(e);
         }
         let w = &r.webshell;
-        let bare = path.split(['?', '#']).next().unwrap_or(path).to_ascii_lowercase();
+        let bare = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(path)
+            .to_ascii_lowercase();
         if w.enabled
             && method == "POST"
             && (200..300).contains(status)
-            && w.extensions.iter().any(|x| bare.ends_with(&x.to_ascii_lowercase()))
-            && w.prefixes.iter().any(|p| bare.starts_with(&p.to_ascii_lowercase()))
+            && w.extensions
+                .iter()
+                .any(|x| bare.ends_with(&x.to_ascii_lowercase()))
+            && w.prefixes
+                .iter()
+                .any(|p| bare.starts_with(&p.to_ascii_lowercase()))
         {
             shells.entry((host(e), ip, path)).or_default().push(e);
         }
@@ -171,7 +212,10 @@ fn web(events: &[Event], c: &Compiled, mk: &Mk<'_>, host: &dyn Fn(&Event) -> Str
                     &[e],
                     Some(ip),
                     None,
-                    format!("{bytes} bytes sent to {ip} for {method} {path} (threshold {})", l.bytes),
+                    format!(
+                        "{bytes} bytes sent to {ip} for {method} {path} (threshold {})",
+                        l.bytes
+                    ),
                 ));
             } else if *bytes >= l.min_bytes {
                 downloads.entry((host(e), ip)).or_default().push(e);
@@ -180,7 +224,11 @@ fn web(events: &[Event], c: &Compiled, mk: &Mk<'_>, host: &dyn Fn(&Event) -> Str
         let s = &r.scanner_user_agent;
         if s.enabled {
             let ua = user_agent.to_ascii_lowercase();
-            if let Some(sub) = s.substrings.iter().find(|x| ua.contains(&x.to_ascii_lowercase())) {
+            if let Some(sub) = s
+                .substrings
+                .iter()
+                .find(|x| ua.contains(&x.to_ascii_lowercase()))
+            {
                 scanners.entry((host(e), ip, sub)).or_default().push(e);
             }
         }
@@ -196,7 +244,12 @@ fn web(events: &[Event], c: &Compiled, mk: &Mk<'_>, host: &dyn Fn(&Event) -> Str
                         &cluster,
                         Some(ip),
                         None,
-                        format!("{} error responses (4xx/5xx) to {ip} (at least {} within {})", cluster.len(), b.count, b.window),
+                        format!(
+                            "{} error responses (4xx/5xx) to {ip} (at least {} within {})",
+                            cluster.len(),
+                            b.count,
+                            b.window
+                        ),
                     ));
                 }
             }
@@ -209,7 +262,10 @@ fn web(events: &[Event], c: &Compiled, mk: &Mk<'_>, host: &dyn Fn(&Event) -> Str
             evs,
             Some(ip),
             None,
-            format!("{} successful POST(s) from {ip} to script {path} under an upload/static path", evs.len()),
+            format!(
+                "{} successful POST(s) from {ip} to script {path} under an upload/static path",
+                evs.len()
+            ),
         ));
     }
     let l = &r.large_response;
@@ -222,7 +278,12 @@ fn web(events: &[Event], c: &Compiled, mk: &Mk<'_>, host: &dyn Fn(&Event) -> Str
                     &cluster,
                     Some(ip),
                     None,
-                    format!("{} downloads of at least {} bytes by {ip} within {}", cluster.len(), l.min_bytes, l.window),
+                    format!(
+                        "{} downloads of at least {} bytes by {ip} within {}",
+                        cluster.len(),
+                        l.min_bytes,
+                        l.window
+                    ),
                 ));
             }
         }
@@ -234,7 +295,10 @@ fn web(events: &[Event], c: &Compiled, mk: &Mk<'_>, host: &dyn Fn(&Event) -> Str
             evs,
             Some(ip),
             None,
-            format!("{} request(s) from {ip} with a scanner User-Agent ({sub})", evs.len()),
+            format!(
+                "{} request(s) from {ip} with a scanner User-Agent ({sub})",
+                evs.len()
+            ),
         ));
     }
 }
@@ -243,7 +307,8 @@ fn local(t: OffsetDateTime, c: &Compiled) -> String {
     match jiff::Timestamp::new(t.unix_timestamp(), 0) {
         Ok(ts) => format!(
             "{} ({})",
-            ts.to_zoned(c.office.tz.clone()).strftime("%Y-%m-%d %H:%M:%S %:z"),
+            ts.to_zoned(c.office.tz.clone())
+                .strftime("%Y-%m-%d %H:%M:%S %:z"),
             c.office.tz_name
         ),
         Err(_) => custody_evidence::timefmt::format_utc(t),

@@ -9,10 +9,22 @@ use crate::input::SegmentSummary;
 /// What a line says, in the terms the rules use.
 #[derive(Debug, Clone)]
 pub enum Kind {
-    FailedLogon { user: String, ip: String },
-    Logon { user: String, ip: String, method: String },
-    NewAccount { name: String },
-    GroupAdd { user: String, group: String },
+    FailedLogon {
+        user: String,
+        ip: String,
+    },
+    Logon {
+        user: String,
+        ip: String,
+        method: String,
+    },
+    NewAccount {
+        name: String,
+    },
+    GroupAdd {
+        user: String,
+        group: String,
+    },
     Web {
         ip: String,
         method: String,
@@ -45,7 +57,9 @@ impl Event {
     /// The client or peer IP, when the event has one.
     pub fn ip(&self) -> Option<&str> {
         match &self.kind {
-            Kind::FailedLogon { ip, .. } | Kind::Logon { ip, .. } | Kind::Web { ip, .. } => Some(ip),
+            Kind::FailedLogon { ip, .. } | Kind::Logon { ip, .. } | Kind::Web { ip, .. } => {
+                Some(ip)
+            }
             _ => None,
         }
     }

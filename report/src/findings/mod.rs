@@ -42,9 +42,14 @@ pub struct FindingsOptions {
 
 /// Reads, verifies and scans the store; the report, or why there is none.
 pub fn run(o: &FindingsOptions) -> Result<Report, String> {
-    let host_tz = jiff::tz::TimeZone::get(&o.host_tz)
-        .map_err(|e| format!("--host-tz {:?}: not a known time zone ({e}); e.g. Asia/Taipei", o.host_tz))?;
-    let input = read_store_records(&o.store, &o.s3, o.trusted_signers.clone()).map_err(|e: InputError| e.to_string())?;
+    let host_tz = jiff::tz::TimeZone::get(&o.host_tz).map_err(|e| {
+        format!(
+            "--host-tz {:?}: not a known time zone ({e}); e.g. Asia/Taipei",
+            o.host_tz
+        )
+    })?;
+    let input = read_store_records(&o.store, &o.s3, o.trusted_signers.clone())
+        .map_err(|e: InputError| e.to_string())?;
     let mut segs: Vec<SegmentSummary> = input
         .segments
         .iter()
@@ -56,7 +61,12 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
     // Records, chains and digests that did not verify: their segments are
     // unverified whatever their payload says.
     let mut record_bad: BTreeMap<usize, UnverifiedSegment> = BTreeMap::new();
-    for f in input.verification.findings.iter().filter(|f| f.severity == Severity::Error) {
+    for f in input
+        .verification
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+    {
         for (i, s) in segs.iter().enumerate() {
             let host_ok = f.host.as_deref() == Some(s.host.as_str());
             let stream_ok = f.stream.as_deref().is_none_or(|st| st == s.stream);
@@ -79,7 +89,10 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
     let objects = Objects::open(&o.store, &o.s3).map_err(|e| e.to_string())?;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, payload::Scanned)>> = Mutex::new(Vec::with_capacity(segs.len()));
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(segs.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(segs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
@@ -99,7 +112,9 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
             });
         }
     });
-    let mut results = results.into_inner().map_err(|_| "a scanning thread panicked".to_string())?;
+    let mut results = results
+        .into_inner()
+        .map_err(|_| "a scanning thread panicked".to_string())?;
     results.sort_by_key(|(i, _)| *i);
 
     let mut events = Vec::new();
@@ -188,7 +203,11 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
 }
 
 /// Every IP a finding names, with what the window's events say about it.
-fn abnormal_ips(events: &[events::Event], segs: &[SegmentSummary], findings: &[model::Finding]) -> Vec<AbnormalIp> {
+fn abnormal_ips(
+    events: &[events::Event],
+    segs: &[SegmentSummary],
+    findings: &[model::Finding],
+) -> Vec<AbnormalIp> {
     let mut rules: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for f in findings {
         if let Some(ip) = f.ip.as_deref() {
@@ -213,7 +232,10 @@ fn abnormal_ips(events: &[events::Event], segs: &[SegmentSummary], findings: &[m
             rules: rules[ip].iter().map(|r| r.to_string()).collect(),
         });
         row.last_seen = t;
-        hosts.entry(ip).or_default().insert(&segs[e.seg as usize].host);
+        hosts
+            .entry(ip)
+            .or_default()
+            .insert(&segs[e.seg as usize].host);
         let kind = match &e.kind {
             events::Kind::FailedLogon { .. } => "failed_logon",
             events::Kind::Logon { .. } => "logon",
@@ -224,7 +246,10 @@ fn abnormal_ips(events: &[events::Event], segs: &[SegmentSummary], findings: &[m
         *row.counts.entry(kind.to_string()).or_default() += 1;
     }
     for (ip, row) in rows.iter_mut() {
-        row.hosts = hosts.get(ip).map(|h| h.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
+        row.hosts = hosts
+            .get(ip)
+            .map(|h| h.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default();
     }
     rows.into_values().collect()
 }

@@ -59,18 +59,19 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         unverified: None,
         backwards: 0,
     };
-    let unverified = |check: &str, expected: Option<String>, found: Option<String>, message: String| {
-        Some(UnverifiedSegment {
-            host: seg.host.clone(),
-            stream: seg.stream.clone(),
-            seq: seg.seq,
-            object: seg.payload_key.clone(),
-            check: check.to_string(),
-            expected,
-            found,
-            message,
-        })
-    };
+    let unverified =
+        |check: &str, expected: Option<String>, found: Option<String>, message: String| {
+            Some(UnverifiedSegment {
+                host: seg.host.clone(),
+                stream: seg.stream.clone(),
+                seq: seg.seq,
+                object: seg.payload_key.clone(),
+                check: check.to_string(),
+                expected,
+                found,
+                message,
+            })
+        };
     let bytes = match object {
         Ok(b) => b,
         Err(e) => {
@@ -141,7 +142,10 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
             "raw_sha256",
             Some(seg.raw_sha256.to_hex()),
             Some(found_raw.to_hex()),
-            format!("{}: the decompressed bytes' SHA-256 is not the record's raw_sha256", seg.payload_key),
+            format!(
+                "{}: the decompressed bytes' SHA-256 is not the record's raw_sha256",
+                seg.payload_key
+            ),
         )
     } else {
         None
@@ -192,7 +196,15 @@ impl LineState<'_> {
         }
     }
 
-    fn note(&mut self, out: &mut Scanned, kind: &'static str, message: String, offset: u64, bytes: Option<&[u8]>, len: u64) {
+    fn note(
+        &mut self,
+        out: &mut Scanned,
+        kind: &'static str,
+        message: String,
+        offset: u64,
+        bytes: Option<&[u8]>,
+        len: u64,
+    ) {
         let n = self.notes_by_kind.entry(kind).or_default();
         *n += 1;
         if *n > NOTES_PER_KIND {
@@ -272,7 +284,14 @@ impl LineState<'_> {
             Ok(None) => out.stats.lines_unparsed += 1,
             Err(why) => {
                 out.stats.lines_malformed += 1;
-                self.note(out, "malformed", why.to_string(), offset, Some(raw), raw.len() as u64);
+                self.note(
+                    out,
+                    "malformed",
+                    why.to_string(),
+                    offset,
+                    Some(raw),
+                    raw.len() as u64,
+                );
             }
         }
         if let Some((t, prev)) = self.went_back.take() {
@@ -298,9 +317,14 @@ impl LineState<'_> {
 
     /// `Ok(Some((time, event)))` for a line of a known format (event when
     /// it is one a rule looks at), `Ok(None)` for other lines.
-    fn parse(&mut self, text: &str) -> Result<Option<(OffsetDateTime, Option<Kind>)>, &'static str> {
+    fn parse(
+        &mut self,
+        text: &str,
+    ) -> Result<Option<(OffsetDateTime, Option<Kind>)>, &'static str> {
         if let Some(l) = syslog::parse(text)? {
-            let time = self.syslog_time(&l).ok_or("syslog date does not exist in the year taken from the segment")?;
+            let time = self
+                .syslog_time(&l)
+                .ok_or("syslog date does not exist in the year taken from the segment")?;
             if let Some(prev) = self.last_syslog {
                 if time < prev {
                     self.went_back = Some((time, prev));
@@ -321,7 +345,9 @@ impl LineState<'_> {
                     sshd::SshEvent::InvalidUser { .. } => None,
                 }),
                 prog => accounts::parse(prog, l.message).map(|e| match e {
-                    accounts::AccountEvent::NewUser { name } => Kind::NewAccount { name: name.to_string() },
+                    accounts::AccountEvent::NewUser { name } => Kind::NewAccount {
+                        name: name.to_string(),
+                    },
                     accounts::AccountEvent::GroupAdd { user, group } => Kind::GroupAdd {
                         user: user.to_string(),
                         group: group.to_string(),

@@ -155,7 +155,9 @@ pub fn load(extra: Option<(&str, &str)>) -> Result<Compiled, String> {
         merge(&mut base, over);
         source = format!("embedded rules/default.toml, then {name}");
     }
-    let what = extra.map(|(n, _)| n).unwrap_or("embedded rules/default.toml");
+    let what = extra
+        .map(|(n, _)| n)
+        .unwrap_or("embedded rules/default.toml");
     let rules: Rules = toml::Value::Table(base)
         .try_into()
         .map_err(|e| format!("--rules {what}: {e} (see report/RULES.md for the keys)"))?;
@@ -169,7 +171,8 @@ pub fn load(extra: Option<(&str, &str)>) -> Result<Compiled, String> {
         crate::duration::parse_duration(text)
             .map_err(|e| format!("--rules {what}: [{rule}] window: {e}"))
     };
-    let office = office_hours(&rules.off_hours_logon).map_err(|e| format!("--rules {what}: [off_hours_logon] {e}"))?;
+    let office = office_hours(&rules.off_hours_logon)
+        .map_err(|e| format!("--rules {what}: [off_hours_logon] {e}"))?;
     Ok(Compiled {
         failed_window: dur("failed_logon_burst", &rules.failed_logon_burst.window)?,
         spraying_window: dur("password_spraying", &rules.password_spraying.window)?,
@@ -256,7 +259,11 @@ mod tests {
     fn defaults_load_and_merge() {
         let c = load(None).unwrap();
         assert_eq!(c.rules.failed_logon_burst.count, 10);
-        let c = load(Some(("x.toml", "[failed_logon_burst]\ncount = 3\n[webshell]\nenabled = false\n"))).unwrap();
+        let c = load(Some((
+            "x.toml",
+            "[failed_logon_burst]\ncount = 3\n[webshell]\nenabled = false\n",
+        )))
+        .unwrap();
         assert_eq!(c.rules.failed_logon_burst.count, 3);
         assert_eq!(c.rules.failed_logon_burst.window, "5m");
         assert!(!c.rules.webshell.enabled);
@@ -266,7 +273,11 @@ mod tests {
 
     #[test]
     fn office_hours_in_taipei() {
-        let c = load(Some(("h.toml", "[off_hours_logon]\nholidays = [\"2026-12-03\"]\n"))).unwrap();
+        let c = load(Some((
+            "h.toml",
+            "[off_hours_logon]\nholidays = [\"2026-12-03\"]\n",
+        )))
+        .unwrap();
         let o = &c.office;
         // Wed 2026-12-02 10:00 +08:00 = 02:00 UTC: office hours.
         assert!(o.contains(time::macros::datetime!(2026-12-02 02:00 UTC)));

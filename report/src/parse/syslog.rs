@@ -86,15 +86,18 @@ mod tests {
 
     #[test]
     fn real_lines() {
-        let l = parse("Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname=")
-            .unwrap()
-            .unwrap();
+        let l =
+            parse("Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname=")
+                .unwrap()
+                .unwrap();
         assert_eq!((l.month, l.day, l.hour), (6, 14, 15));
         assert_eq!((l.host, l.prog), ("combo", "sshd(pam_unix)"));
         assert_eq!(l.message, "authentication failure; logname=");
-        let l = parse("Dec  2 02:13:05 web01 sshd[811]: Accepted password for a from 10.0.0.5 port 22 ssh2")
-            .unwrap()
-            .unwrap();
+        let l = parse(
+            "Dec  2 02:13:05 web01 sshd[811]: Accepted password for a from 10.0.0.5 port 22 ssh2",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((l.day, l.prog), (2, "sshd"));
         assert_eq!(parse("hello world").unwrap(), None);
         assert!(parse("Dec 99 02:13:05 web01 x: y").is_err());

@@ -25,7 +25,10 @@ pub fn parse(line: &str) -> Result<Option<Request<'_>>, &'static str> {
     };
     let mut fields = head.splitn(3, ' ');
     let client = fields.next().unwrap_or("");
-    if fields.next().is_none() || fields.next().is_none() || client.parse::<std::net::IpAddr>().is_err() {
+    if fields.next().is_none()
+        || fields.next().is_none()
+        || client.parse::<std::net::IpAddr>().is_err()
+    {
         return Ok(None);
     }
     let Some((stamp, rest)) = rest.split_once("] \"") else {
@@ -82,10 +85,16 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.client, "203.0.113.9");
-        assert_eq!((r.method, r.path, r.status, r.bytes), ("POST", "/uploads/x.php?c=id", 200, 512));
+        assert_eq!(
+            (r.method, r.path, r.status, r.bytes),
+            ("POST", "/uploads/x.php?c=id", 200, 512)
+        );
         assert_eq!(r.user_agent, "Mozilla/5.0 (X11)");
         assert_eq!(r.time.unix_timestamp(), 1_796_176_801);
-        assert_eq!(parse("[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok").unwrap(), None);
+        assert_eq!(
+            parse("[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok").unwrap(),
+            None
+        );
         assert!(parse(r#"1.2.3.4 - - [bad] "GET / HTTP/1.1" 200 1 "-" "x""#).is_err());
     }
 }

@@ -12,8 +12,25 @@ pub fn findings(r: &Report) -> String {
     row(
         &mut out,
         [
-            "rule", "severity", "verified", "time", "time_local", "last_time", "host", "ip", "user", "summary",
-            "evidence_lines", "stream", "seq", "object", "payload_raw_sha256", "offset", "len", "line_sha256", "line",
+            "rule",
+            "severity",
+            "verified",
+            "time",
+            "time_local",
+            "last_time",
+            "host",
+            "ip",
+            "user",
+            "summary",
+            "evidence_lines",
+            "stream",
+            "seq",
+            "object",
+            "payload_raw_sha256",
+            "offset",
+            "len",
+            "line_sha256",
+            "line",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -55,9 +72,20 @@ pub fn ips(r: &Report) -> String {
     let mut out = String::new();
     row(
         &mut out,
-        ["ip", "internal", "first_seen", "last_seen", "hosts", "failed_logon", "logon", "web_request", "web_error", "rules"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "ip",
+            "internal",
+            "first_seen",
+            "last_seen",
+            "hosts",
+            "failed_logon",
+            "logon",
+            "web_request",
+            "web_error",
+            "rules",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     for a in &r.abnormal_ips {
         let n = |k: &str| a.counts.get(k).copied().unwrap_or(0).to_string();

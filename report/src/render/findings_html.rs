@@ -125,7 +125,10 @@ pub fn render(r: &Report, lang: Lang) -> Result<String, String> {
             }
         })
         .collect();
-    let when = match (r.findings.iter().map(|f| &f.time).min(), r.findings.iter().map(|f| &f.last_time).max()) {
+    let when = match (
+        r.findings.iter().map(|f| &f.time).min(),
+        r.findings.iter().map(|f| &f.last_time).max(),
+    ) {
         (Some(a), Some(b)) => cat.msg("fd-when", &[("first", a.clone()), ("last", b.clone())]),
         _ => cat.msg("fd-none", &[]),
     };
