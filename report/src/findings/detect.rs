@@ -303,6 +303,30 @@ fn web(
     }
 }
 
+/// Whether an access-log request could count for any enabled web rule
+/// (an error status, a POST, a large response, a scanner agent): only
+/// those are kept as events, so memory follows the suspicious requests,
+/// not the traffic.
+pub fn web_relevant(c: &Compiled, r: &crate::parse::web::Request<'_>) -> bool {
+    let rules = &c.rules;
+    (rules.web_error_burst.enabled && (400..600).contains(&r.status))
+        || (rules.webshell.enabled && r.method == "POST")
+        || (rules.large_response.enabled
+            && r.bytes
+                >= rules
+                    .large_response
+                    .min_bytes
+                    .min(rules.large_response.bytes))
+        || (rules.scanner_user_agent.enabled && {
+            let ua = r.user_agent.to_ascii_lowercase();
+            rules
+                .scanner_user_agent
+                .substrings
+                .iter()
+                .any(|x| ua.contains(&x.to_ascii_lowercase()))
+        })
+}
+
 fn local(t: OffsetDateTime, c: &Compiled) -> String {
     match jiff::Timestamp::new(t.unix_timestamp(), 0) {
         Ok(ts) => format!(

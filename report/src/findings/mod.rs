@@ -104,6 +104,7 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
                     host_tz: &host_tz,
                     from: o.from,
                     to: o.to,
+                    rules: &o.rules,
                 };
                 let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
                 if let Ok(mut r) = results.lock() {
@@ -122,6 +123,7 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
     let mut notes: Vec<Note> = Vec::new();
     let mut notes_omitted = 0;
     let mut unverified_segments = Vec::new();
+    let mut ip_table: BTreeMap<String, (payload::IpAgg, BTreeSet<String>)> = BTreeMap::new();
     for (i, mut s) in results {
         let bad = record_bad.remove(&i).or(s.unverified.take());
         let verified = bad.is_none();
@@ -150,6 +152,23 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
         }
         notes.extend(s.notes);
         notes_omitted += s.notes_omitted;
+        if verified || o.include_unverified {
+            for (ip, a) in s.ips {
+                match ip_table.get_mut(&ip) {
+                    Some((t, hosts)) => {
+                        t.first = t.first.min(a.first);
+                        t.last = t.last.max(a.last);
+                        for (n, m) in t.counts.iter_mut().zip(a.counts) {
+                            *n += m;
+                        }
+                        hosts.insert(s.stats.host.clone());
+                    }
+                    None => {
+                        ip_table.insert(ip, (a, BTreeSet::from([s.stats.host.clone()])));
+                    }
+                }
+            }
+        }
         for mut e in s.events {
             e.verified = verified;
             if verified || o.include_unverified {
@@ -174,7 +193,7 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
     }
     events.sort_by_key(|e| (e.time, e.seg, e.offset));
     let findings = detect::detect(&events, &segs, &o.rules);
-    let abnormal_ips = abnormal_ips(&events, &segs, &findings);
+    let abnormal_ips = abnormal_ips(&ip_table, &findings);
     Ok(Report {
         schema: model::SCHEMA,
         store: o.store.clone(),
@@ -202,10 +221,10 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
     })
 }
 
-/// Every IP a finding names, with what the window's events say about it.
+/// Every IP a finding names, with what the window's lines say about it
+/// (all lines used, not only the ones the findings cite).
 fn abnormal_ips(
-    events: &[events::Event],
-    segs: &[SegmentSummary],
+    table: &BTreeMap<String, (payload::IpAgg, BTreeSet<String>)>,
     findings: &[model::Finding],
 ) -> Vec<AbnormalIp> {
     let mut rules: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -214,42 +233,24 @@ fn abnormal_ips(
             rules.entry(ip).or_default().insert(&f.rule);
         }
     }
-    let mut rows: BTreeMap<&str, AbnormalIp> = BTreeMap::new();
-    let mut hosts: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for e in events {
-        let Some(ip) = e.ip() else { continue };
-        if !rules.contains_key(ip) {
-            continue;
-        }
-        let t = custody_evidence::timefmt::format_utc(e.time);
-        let row = rows.entry(ip).or_insert_with(|| AbnormalIp {
-            ip: ip.to_string(),
-            internal: events::is_internal(ip),
-            first_seen: t.clone(),
-            last_seen: t.clone(),
-            hosts: Vec::new(),
-            counts: BTreeMap::new(),
-            rules: rules[ip].iter().map(|r| r.to_string()).collect(),
-        });
-        row.last_seen = t;
-        hosts
-            .entry(ip)
-            .or_default()
-            .insert(&segs[e.seg as usize].host);
-        let kind = match &e.kind {
-            events::Kind::FailedLogon { .. } => "failed_logon",
-            events::Kind::Logon { .. } => "logon",
-            events::Kind::Web { status, .. } if *status >= 400 => "web_error",
-            events::Kind::Web { .. } => "web_request",
-            _ => continue,
-        };
-        *row.counts.entry(kind.to_string()).or_default() += 1;
-    }
-    for (ip, row) in rows.iter_mut() {
-        row.hosts = hosts
-            .get(ip)
-            .map(|h| h.iter().map(|s| s.to_string()).collect())
-            .unwrap_or_default();
-    }
-    rows.into_values().collect()
+    rules
+        .iter()
+        .filter_map(|(ip, rules)| {
+            let (a, hosts) = table.get(*ip)?;
+            Some(AbnormalIp {
+                ip: ip.to_string(),
+                internal: events::is_internal(ip),
+                first_seen: custody_evidence::timefmt::format_utc(a.first),
+                last_seen: custody_evidence::timefmt::format_utc(a.last),
+                hosts: hosts.iter().cloned().collect(),
+                counts: payload::IP_COUNT_KINDS
+                    .iter()
+                    .zip(a.counts)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(k, n)| (k.to_string(), n))
+                    .collect(),
+                rules: rules.iter().map(|r| r.to_string()).collect(),
+            })
+        })
+        .collect()
 }

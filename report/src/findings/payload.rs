@@ -30,6 +30,8 @@ pub struct Scanned {
     pub unverified: Option<UnverifiedSegment>,
     /// Syslog times that ran backwards within the segment.
     pub backwards: u64,
+    /// Every IP of the window's lines, with its figures.
+    pub ips: std::collections::BTreeMap<String, IpAgg>,
 }
 
 /// Context the parsers need from the segment record.
@@ -39,7 +41,23 @@ pub struct Ctx<'a> {
     pub host_tz: &'a jiff::tz::TimeZone,
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
+    /// Which access-log requests the detectors could use (the others are
+    /// only counted per client, not kept).
+    pub rules: &'a crate::findings::rules::Compiled,
 }
+
+/// Per client or peer IP in one segment: the abnormal-IP table's figures,
+/// kept for every IP (one entry per distinct IP, not per line).
+#[derive(Debug, Clone)]
+pub struct IpAgg {
+    pub first: OffsetDateTime,
+    pub last: OffsetDateTime,
+    /// failed_logon, logon, web_request, web_error
+    pub counts: [u64; 4],
+}
+
+/// The names of [`IpAgg::counts`].
+pub const IP_COUNT_KINDS: [&str; 4] = ["failed_logon", "logon", "web_request", "web_error"];
 
 /// Scans `object` (the stored bytes of `ctx.seg`'s payload).
 pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
@@ -58,6 +76,7 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         notes_omitted: 0,
         unverified: None,
         backwards: 0,
+        ips: Default::default(),
     };
     let unverified =
         |check: &str, expected: Option<String>, found: Option<String>, message: String| {
@@ -263,10 +282,31 @@ impl LineState<'_> {
             );
         }
         match self.parse(&text) {
-            Ok(Some((time, kind))) => {
+            Ok(Some((time, kind, ip))) => {
                 if time < self.ctx.from || time > self.ctx.to {
                     out.stats.lines_outside_window += 1;
                     return;
+                }
+                if let Some((ip, which)) = ip {
+                    match out.ips.get_mut(ip) {
+                        Some(a) => {
+                            a.first = a.first.min(time);
+                            a.last = a.last.max(time);
+                            a.counts[which] += 1;
+                        }
+                        None => {
+                            let mut counts = [0; 4];
+                            counts[which] = 1;
+                            out.ips.insert(
+                                ip.to_string(),
+                                IpAgg {
+                                    first: time,
+                                    last: time,
+                                    counts,
+                                },
+                            );
+                        }
+                    }
                 }
                 if let Some(kind) = kind {
                     out.events.push(Event {
@@ -315,12 +355,15 @@ impl LineState<'_> {
         }
     }
 
-    /// `Ok(Some((time, event)))` for a line of a known format (event when
-    /// it is one a rule looks at), `Ok(None)` for other lines.
-    fn parse(
+    /// `Ok(Some((time, event, ip)))` for a line of a known format (event
+    /// when it is one a rule may use; ip with its [`IpAgg::counts`] index
+    /// when the line names one), `Ok(None)` for other lines.
+    #[allow(clippy::type_complexity)]
+    fn parse<'t>(
         &mut self,
-        text: &str,
-    ) -> Result<Option<(OffsetDateTime, Option<Kind>)>, &'static str> {
+        text: &'t str,
+    ) -> Result<Option<(OffsetDateTime, Option<Kind>, Option<(&'t str, usize)>)>, &'static str>
+    {
         if let Some(l) = syslog::parse(text)? {
             let time = self
                 .syslog_time(&l)
@@ -331,17 +374,28 @@ impl LineState<'_> {
                 }
             }
             self.last_syslog = Some(time);
+            let mut ip = None;
             let kind = match l.prog {
                 "sshd" => sshd::parse(l.message).and_then(|e| match e {
-                    sshd::SshEvent::Failed { user, ip, .. } => Some(Kind::FailedLogon {
-                        user: user.to_string(),
-                        ip: ip.to_string(),
-                    }),
-                    sshd::SshEvent::Accepted { user, ip, method } => Some(Kind::Logon {
-                        user: user.to_string(),
-                        ip: ip.to_string(),
-                        method: method.to_string(),
-                    }),
+                    sshd::SshEvent::Failed { user, ip: peer, .. } => {
+                        ip = Some((peer, 0));
+                        Some(Kind::FailedLogon {
+                            user: user.to_string(),
+                            ip: peer.to_string(),
+                        })
+                    }
+                    sshd::SshEvent::Accepted {
+                        user,
+                        ip: peer,
+                        method,
+                    } => {
+                        ip = Some((peer, 1));
+                        Some(Kind::Logon {
+                            user: user.to_string(),
+                            ip: peer.to_string(),
+                            method: method.to_string(),
+                        })
+                    }
                     sshd::SshEvent::InvalidUser { .. } => None,
                 }),
                 prog => accounts::parse(prog, l.message).map(|e| match e {
@@ -354,20 +408,21 @@ impl LineState<'_> {
                     },
                 }),
             };
-            return Ok(Some((time, kind)));
+            return Ok(Some((time, kind, ip)));
         }
         if let Some(r) = web::parse(text)? {
-            return Ok(Some((
-                r.time,
-                Some(Kind::Web {
+            let which = if r.status >= 400 { 3 } else { 2 };
+            // Only requests a detector could use are kept as events.
+            let kind =
+                crate::findings::detect::web_relevant(self.ctx.rules, &r).then(|| Kind::Web {
                     ip: r.client.to_string(),
                     method: r.method.to_string(),
                     path: r.path.to_string(),
                     status: r.status,
                     bytes: r.bytes,
                     user_agent: r.user_agent.to_string(),
-                }),
-            )));
+                });
+            return Ok(Some((r.time, kind, Some((r.client, which)))));
         }
         Ok(None)
     }
