@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -44,14 +43,34 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def timed(cmd: list[str], shell: bool = False) -> tuple[float, int, str]:
-    """Runs `cmd`; returns (wall s, max RSS KiB of any child so far, stdout)."""
+def timed(cmd: list[str]) -> tuple[float, int, str]:
+    """Runs `cmd`; returns (wall s, max RSS KiB of that process alone, stdout)."""
     t0 = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, shell=shell)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
     wall = time.monotonic() - t0
-    if done.returncode not in (0, 1):
-        sys.exit(f"{cmd} failed with {done.returncode}:\n{done.stderr[-2000:]}")
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.stdout
+    # communicate() reaped it; its own rusage is not kept by Popen, so the
+    # figure comes from wait4 on a second run only when needed: use
+    # /proc-free accounting instead (RUSAGE_CHILDREN delta is not per
+    # process). See measure_rss below.
+    if proc.returncode not in (0, 1):
+        sys.exit(f"{cmd} failed with {proc.returncode}:\n{err.decode(errors='replace')[-2000:]}")
+    return wall, measure_rss(cmd), out.decode(errors="replace")
+
+
+def measure_rss(cmd: list[str]) -> int:
+    """Peak RSS (KiB) of one run of `cmd`, from wait4 on that very process."""
+    pid = os.fork()
+    if pid == 0:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        try:
+            os.execv(cmd[0], cmd)
+        finally:
+            os._exit(127)
+    _, _, usage = os.wait4(pid, 0)
+    return usage.ru_maxrss
 
 
 def raw_bytes_in_store(store: Path) -> int:
@@ -131,7 +150,7 @@ def main() -> int:
                        if f["rule"] in ("failed_logon_burst",))
     lines = sum(s["lines_read"] for s in rep["streams"])
     ref = 'zstd -dc "$@" | grep -c "Failed password"'
-    r_wall, _, r_out = timed(["bash", "-c", ref, "bash", *objects])
+    r_wall, _, r_out = timed(["/bin/bash", "-c", ref, "bash", *objects])
     figures = {
         "corpus_mib": a.mb, "raw_mib": round(raw / 2**20, 1), "payloads": len(objects), "lines": lines,
         "cpus": os.cpu_count(),

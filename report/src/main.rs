@@ -233,27 +233,39 @@ fn run_findings(a: FindingsArgs) -> Result<bool> {
         include_unverified: a.include_unverified,
     };
     let report = custody_report::findings::run(&opts).map_err(anyhow::Error::msg)?;
-    let text = match (a.format, a.table) {
-        (Format::Json, _) => {
-            let mut s =
-                serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
-            s.push('\n');
-            s
-        }
-        (Format::Csv, Table::Findings) => render::findings_csv::findings(&report),
-        (Format::Csv, Table::Ips) => render::findings_csv::ips(&report),
-        (Format::Html, _) => {
-            render::findings_html::render(&report, lang).map_err(anyhow::Error::msg)?
-        }
+    // JSON is written as it is encoded (the report can cite tens of
+    // thousands of lines; no second copy of it in memory).
+    let mut sink: Box<dyn Write> = match &a.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| {
+                format!("--out {}: cannot create the report file", path.display())
+            })?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    match &a.out {
-        Some(path) => std::fs::write(path, text.as_bytes())
-            .with_context(|| format!("--out {}: cannot write the report", path.display()))?,
-        None => std::io::stdout()
-            .lock()
-            .write_all(text.as_bytes())
-            .context("writing the report to standard output")?,
+    let where_to = match &a.out {
+        Some(path) => format!("--out {}", path.display()),
+        None => "standard output".to_string(),
+    };
+    match (a.format, a.table) {
+        (Format::Json, _) => {
+            serde_json::to_writer_pretty(&mut sink, &report)
+                .with_context(|| format!("writing the JSON report to {where_to}"))?;
+            sink.write_all(b"\n")
+                .with_context(|| format!("writing the report to {where_to}"))?;
+        }
+        (format, table) => {
+            let text = match (format, table) {
+                (Format::Csv, Table::Ips) => render::findings_csv::ips(&report),
+                (Format::Csv, _) => render::findings_csv::findings(&report),
+                _ => render::findings_html::render(&report, lang).map_err(anyhow::Error::msg)?,
+            };
+            sink.write_all(text.as_bytes())
+                .with_context(|| format!("writing the report to {where_to}"))?;
+        }
     }
+    sink.flush()
+        .with_context(|| format!("writing the report to {where_to}"))?;
     Ok(report.unverified_segments.is_empty())
 }
 
