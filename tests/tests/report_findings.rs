@@ -512,6 +512,43 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
         "zh-TW messages"
     );
 
+    // Rules are data: a holiday makes every logon of the day off hours; a
+    // higher burst threshold drops the burst; a typo is an error naming
+    // the file and the key.
+    let rules = env.root.join("agency.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[off_hours_logon]\nholidays = [\"{}\"]\n[failed_logon_burst]\ncount = 13\n",
+            planted_day()
+        ),
+    )
+    .unwrap();
+    let (code, r) = findings_json(&env, &["--rules", rules.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let rk = keys(&r);
+    let off = rk
+        .iter()
+        .filter(|(rule, _)| rule == "off_hours_logon")
+        .count();
+    assert_eq!(off, 22, "20 deploy logons, root's and alice's: {rk:#?}");
+    assert!(
+        !rk.iter().any(|(rule, _)| rule == "failed_logon_burst"),
+        "{rk:#?}"
+    );
+    assert!(
+        rk.iter().any(|(rule, _)| rule == "password_spraying"),
+        "{rk:#?}"
+    );
+    assert!(r["rules"].as_str().unwrap().contains("agency.toml"));
+    std::fs::write(&rules, "[failed_logon_burst]\ncuont = 3\n").unwrap();
+    let (code, _, stderr) = findings(&env, &["--rules", rules.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("agency.toml") && stderr.contains("cuont"),
+        "{stderr}"
+    );
+
     // Tamper: the auth payload rewritten (one name changed, recompressed):
     // its findings become unverified and are left out; the web ones stay.
     let store = StoreContents::read(&env.store, &env.host_id).expect("store");
