@@ -606,6 +606,41 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
         html.contains("1 segment(s) did not verify"),
         "the HTML says so"
     );
+
+    // Digest signatures removed: the host does not verify, so no segment
+    // of it does and nothing is found (unless --include-unverified).
+    for entry in walk(&env.store) {
+        if entry.extension().is_some_and(|x| x == "sig") {
+            std::fs::remove_file(&entry).unwrap();
+        }
+    }
+    let (code, u) = findings_json(&env, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        u["findings"].as_array().unwrap().is_empty(),
+        "{:#}",
+        u["findings"]
+    );
+    let un = u["unverified_segments"].as_array().unwrap();
+    assert_eq!(
+        un.len() as u64,
+        u["segments_read"].as_u64().unwrap(),
+        "{un:#?}"
+    );
+    assert!(un.iter().all(|s| s["check"] == "record"), "{un:#?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

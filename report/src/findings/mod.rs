@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use custody_evidence::verify::Severity;
+use custody_evidence::verify::{FindingKind, Severity};
 use time::OffsetDateTime;
 
 use crate::input::{read_store_records, InputError, Objects, S3Options, SegmentSummary};
@@ -58,20 +58,17 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
         .collect();
     segs.sort_by(|a, b| (&a.host, &a.stream, a.seq).cmp(&(&b.host, &b.stream, b.seq)));
 
-    // Records, chains and digests that did not verify: their segments are
-    // unverified whatever their payload says.
+    // Records, chains and digests that did not verify: as for coverage, an
+    // error naming a stream makes the whole stream unverified, one naming
+    // only a host the whole host, whatever their payloads say.
     let mut record_bad: BTreeMap<usize, UnverifiedSegment> = BTreeMap::new();
-    for f in input
-        .verification
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-    {
+    for f in &input.verification.findings {
+        let counts = f.severity == Severity::Error || f.kind == FindingKind::NoDigests;
+        let Some(host) = f.host.as_deref().filter(|_| counts) else {
+            continue;
+        };
         for (i, s) in segs.iter().enumerate() {
-            let host_ok = f.host.as_deref() == Some(s.host.as_str());
-            let stream_ok = f.stream.as_deref().is_none_or(|st| st == s.stream);
-            let seq_ok = f.seq.is_none_or(|q| q == s.seq);
-            if host_ok && stream_ok && seq_ok && f.stream.is_some() {
+            if s.host == host && f.stream.as_deref().is_none_or(|st| st == s.stream) {
                 record_bad.entry(i).or_insert_with(|| UnverifiedSegment {
                     host: s.host.clone(),
                     stream: s.stream.clone(),
@@ -80,7 +77,12 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
                     check: "record".into(),
                     expected: f.expected.clone(),
                     found: f.found.clone(),
-                    message: f.message.clone(),
+                    message: format!(
+                        "{}: {} (custody-verify store reports the same; the {} does not verify)",
+                        f.kind.name(),
+                        f.message,
+                        if f.stream.is_some() { "stream" } else { "host" }
+                    ),
                 });
             }
         }
