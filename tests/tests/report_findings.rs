@@ -695,6 +695,12 @@ fn bad_input_is_counted_and_referenced_never_a_crash() {
     assert_eq!(s["lines_too_long"], 1, "{s:#}");
     assert_eq!(s["lines_malformed"], 1, "{s:#}");
     assert_eq!(s["lines_unparsed"], 1, "{s:#}");
+    let ex = &s["unparsed_examples"][0];
+    assert_eq!(ex["line"], "just some text no parser knows", "{s:#}");
+    assert_eq!(
+        (ex["offset"].as_u64().unwrap(), ex["len"].as_u64().unwrap()),
+        offsets[6]
+    );
     let notes = v["notes"].as_array().unwrap();
     let note = |kind: &str| -> &Value {
         notes

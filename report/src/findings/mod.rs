@@ -147,6 +147,12 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
         st.lines_too_long += s.stats.lines_too_long;
         st.lines_malformed += s.stats.lines_malformed;
         st.lines_outside_window += s.stats.lines_outside_window;
+        for mut e in s.stats.unparsed_examples.drain(..) {
+            if st.unparsed_examples.len() < model::UNPARSED_EXAMPLES {
+                e.verified = verified;
+                st.unparsed_examples.push(e);
+            }
+        }
         for n in &mut s.notes {
             if let Some(e) = n.evidence.as_mut() {
                 e.verified = verified;

@@ -91,7 +91,13 @@ pub struct StreamStats {
     pub lines_malformed: u64,
     /// Lines outside the window (by their own time), not matched.
     pub lines_outside_window: u64,
+    /// The first few unparsed lines of the stream (at most
+    /// [`UNPARSED_EXAMPLES`]), so that "not parsed" can be checked.
+    pub unparsed_examples: Vec<Evidence>,
 }
+
+/// How many unparsed lines per stream are cited as examples.
+pub const UNPARSED_EXAMPLES: usize = 5;
 
 /// Something the reader should know; `evidence` when it is about a line.
 #[derive(Debug, Clone, Serialize)]

@@ -321,7 +321,19 @@ impl LineState<'_> {
                     });
                 }
             }
-            Ok(None) => out.stats.lines_unparsed += 1,
+            Ok(None) => {
+                out.stats.lines_unparsed += 1;
+                if out.stats.unparsed_examples.len() < crate::findings::model::UNPARSED_EXAMPLES {
+                    out.stats
+                        .unparsed_examples
+                        .push(crate::findings::events::evidence_of(
+                            self.ctx.seg,
+                            offset,
+                            raw.len() as u64,
+                            Some(raw),
+                        ));
+                }
+            }
             Err(why) => {
                 out.stats.lines_malformed += 1;
                 self.note(
