@@ -439,3 +439,91 @@ impl LineState<'_> {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::SourceKind;
+    use time::macros::datetime;
+
+    fn seg(raw: &[u8], object: &[u8], last_read: OffsetDateTime) -> SegmentSummary {
+        SegmentSummary {
+            host: "web01".into(),
+            stream: "logon.auth".into(),
+            category: "logon".into(),
+            seq: 7,
+            source_kind: SourceKind::File,
+            source_label: "/var/log/auth.log".into(),
+            first_read: last_read,
+            last_read,
+            raw_len: raw.len() as u64,
+            retain_until: last_read,
+            lost_cursor: None,
+            agent_instance: "i".into(),
+            payload_key: "v1/web01/streams/logon.auth/x.zst".into(),
+            object_sha256: custody_evidence::Sha256::digest(object),
+            raw_sha256: custody_evidence::Sha256::digest(raw),
+        }
+    }
+
+    fn run(s: &SegmentSummary, object: Vec<u8>) -> Scanned {
+        let tz = jiff::tz::TimeZone::get("Asia/Taipei").unwrap();
+        let rules = crate::findings::rules::load(None).unwrap();
+        let ctx = Ctx {
+            seg: s,
+            seg_index: 0,
+            host_tz: &tz,
+            from: datetime!(2000-01-01 00:00 UTC),
+            to: datetime!(2100-01-01 00:00 UTC),
+            rules: &rules,
+        };
+        scan(Ok(object), &ctx)
+    }
+
+    #[test]
+    fn syslog_year_comes_from_the_segment_and_rolls_back_over_new_year() {
+        let raw = b"Dec 31 23:59:00 h sshd[1]: Accepted password for a from 10.0.0.1 port 1 ssh2\n\
+Jan  1 00:00:30 h sshd[2]: Accepted password for b from 10.0.0.1 port 2 ssh2\n";
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        // Read at 08:01 on 1 January 2027, Taipei time.
+        let s = seg(raw, &object, datetime!(2027-01-01 00:01 UTC));
+        let out = run(&s, object);
+        assert!(out.unverified.is_none());
+        let times: Vec<_> = out.events.iter().map(|e| e.time).collect();
+        assert_eq!(
+            times,
+            vec![
+                datetime!(2026-12-31 15:59 UTC),
+                datetime!(2026-12-31 16:00:30 UTC)
+            ]
+        );
+        // The second line: right after the first one's `\n`, its own `\n` excluded.
+        let second = raw.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let len = raw.len() - second - 1;
+        assert_eq!(
+            (out.events[1].offset, out.events[1].len),
+            (second as u64, len as u64)
+        );
+    }
+
+    #[test]
+    fn a_wrong_raw_hash_is_named_as_such() {
+        let raw = b"hello\n";
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let mut s = seg(raw, &object, datetime!(2026-12-01 00:00 UTC));
+        s.raw_sha256 = custody_evidence::Sha256::digest(b"other");
+        let out = run(&s, object.clone());
+        let u = out.unverified.expect("unverified");
+        assert_eq!(u.check, "raw_sha256");
+        assert_eq!(
+            u.found,
+            Some(custody_evidence::Sha256::digest(raw).to_hex())
+        );
+        // A damaged frame: named as decompression, never a panic.
+        let mut bad = object;
+        let n = bad.len();
+        bad.truncate(n - 3);
+        let out = run(&s, bad);
+        assert_eq!(out.unverified.expect("unverified").check, "decompress");
+    }
+}
