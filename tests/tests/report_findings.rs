@@ -46,6 +46,29 @@ impl Log {
         }
         out
     }
+    /// rsyslog's RSYSLOG_FileFormat (Debian 12's default): full time with
+    /// its offset, then `host prog[pid]: message`.
+    fn render_iso(&mut self) -> Vec<u8> {
+        self.lines.sort_by_key(|(t, _)| *t);
+        let mut out = Vec::new();
+        for (t, rest) in &self.lines {
+            let stamp = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+08:00",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.microsecond()
+            );
+            out.extend_from_slice(stamp.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(rest.as_bytes());
+            out.push(b'\n');
+        }
+        out
+    }
     fn render_web(&mut self) -> Vec<u8> {
         self.lines.sort_by_key(|(t, _)| *t);
         let mut out = Vec::new();
@@ -99,6 +122,8 @@ fn at(d: time::Date, h: u8, m: u8, s: u8) -> PrimitiveDateTime {
 /// The planted logs and the findings they must give, as (rule, key).
 struct Planted {
     auth: Vec<u8>,
+    /// Full-timestamp syslog (the account changes).
+    iso: Vec<u8>,
     web: Vec<u8>,
     expected: BTreeSet<(String, String)>,
 }
@@ -108,6 +133,7 @@ fn plant(seed: u64) -> Planted {
     let day = planted_day();
     let mut auth = Log::new();
     let mut web = Log::new();
+    let mut iso = Log::new();
     // Background: real syslog lines (su, cron, kernel, sshd's PAM and
     // connection messages), their times moved into office hours. The
     // OpenSSH sample's own logon outcomes are left out: they are real
@@ -216,13 +242,13 @@ fn plant(seed: u64) -> Planted {
         "web01 sshd[811]: Accepted password for alice from 10.0.0.5 port 51234 ssh2".into(),
     );
     want("off_hours_logon", "10.0.0.5");
-    // A new admin account.
-    auth.push(at(day, 14, 0, 0), "web01 useradd[4242]: new user: name=backdoor, UID=1001, GID=1001, home=/home/backdoor, shell=/bin/bash, from=/dev/pts/0".into());
-    auth.push(
+    // A new admin account, in a full-timestamp syslog file.
+    iso.push(at(day, 14, 0, 0), "web01 useradd[4242]: new user: name=backdoor, UID=1001, GID=1001, home=/home/backdoor, shell=/bin/bash, from=/dev/pts/0".into());
+    iso.push(
         at(day, 14, 0, 1),
         "web01 usermod[4243]: add 'backdoor' to group 'sudo'".into(),
     );
-    auth.push(
+    iso.push(
         at(day, 14, 0, 1),
         "web01 usermod[4243]: add 'backdoor' to shadow group 'sudo'".into(),
     );
@@ -254,6 +280,7 @@ fn plant(seed: u64) -> Planted {
     want("web_error_burst", "192.0.2.99");
     Planted {
         auth: auth.render_syslog(),
+        iso: iso.render_iso(),
         web: web.render_web(),
         expected,
     }
@@ -386,7 +413,9 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     let web = env.log("access.log");
     std::fs::write(&auth, &p.auth).expect("write auth.log");
     std::fs::write(&web, &p.web).expect("write access.log");
-    ship(&env, &[("logon", &auth), ("web", &web)]);
+    let os = env.log("syslog");
+    std::fs::write(&os, &p.iso).expect("write syslog");
+    ship(&env, &[("logon", &auth), ("web", &web), ("os", &os)]);
 
     let (code, v) = findings_json(&env, &[]);
     assert_eq!(code, Some(0), "{v:#}");
@@ -410,7 +439,13 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
         .iter()
         .map(|s| s["lines_read"].as_u64().unwrap())
         .sum();
-    let written = p.auth.iter().chain(&p.web).filter(|&&b| b == b'\n').count() as u64;
+    let written = p
+        .auth
+        .iter()
+        .chain(&p.web)
+        .chain(&p.iso)
+        .filter(|&&b| b == b'\n')
+        .count() as u64;
     assert_eq!(lines, written, "{streams:#?}");
 
     // Each kind: its evidence re-derives with zstd, tail, head, sha256sum.
@@ -575,7 +610,9 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     assert_eq!(un[0]["expected"], seg.meta.object_sha256.to_hex());
     assert_ne!(un[0]["found"], un[0]["expected"]);
     let kept: BTreeSet<(String, String)> = keys(&t).into_iter().collect();
-    let web_rules = [
+    let other_streams = [
+        "new_account",
+        "privilege_grant",
         "webshell",
         "large_response",
         "scanner_user_agent",
@@ -584,7 +621,7 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
     let want: BTreeSet<(String, String)> = p
         .expected
         .iter()
-        .filter(|(r, _)| web_rules.contains(&r.as_str()))
+        .filter(|(r, _)| other_streams.contains(&r.as_str()))
         .cloned()
         .collect();
     assert_eq!(kept, want);

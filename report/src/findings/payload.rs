@@ -376,10 +376,15 @@ impl LineState<'_> {
         text: &'t str,
     ) -> Result<Option<(OffsetDateTime, Option<Kind>, Option<(&'t str, usize)>)>, &'static str>
     {
-        if let Some(l) = syslog::parse(text)? {
+        let line = if let Some(l) = syslog::parse(text)? {
             let time = self
                 .syslog_time(&l)
                 .ok_or("syslog date does not exist in the year taken from the segment")?;
+            Some((time, l.prog, l.message))
+        } else {
+            syslog::parse_full(text)?.map(|l| (l.time, l.prog, l.message))
+        };
+        if let Some((time, prog, message)) = line {
             if let Some(prev) = self.last_syslog {
                 if time < prev {
                     self.went_back = Some((time, prev));
@@ -387,8 +392,8 @@ impl LineState<'_> {
             }
             self.last_syslog = Some(time);
             let mut ip = None;
-            let kind = match l.prog {
-                "sshd" => sshd::parse(l.message).and_then(|e| match e {
+            let kind = match prog {
+                "sshd" => sshd::parse(message).and_then(|e| match e {
                     sshd::SshEvent::Failed { user, ip: peer, .. } => {
                         ip = Some((peer, 0));
                         Some(Kind::FailedLogon {
@@ -410,7 +415,7 @@ impl LineState<'_> {
                     }
                     sshd::SshEvent::InvalidUser { .. } => None,
                 }),
-                prog => accounts::parse(prog, l.message).map(|e| match e {
+                prog => accounts::parse(prog, message).map(|e| match e {
                     accounts::AccountEvent::NewUser { name } => Kind::NewAccount {
                         name: name.to_string(),
                     },

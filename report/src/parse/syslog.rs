@@ -1,7 +1,13 @@
-//! BSD syslog lines as files hold them (RFC 3164 without the `<PRI>`):
-//! `Mon DD HH:MM:SS host prog[pid]: message`. The timestamp carries
-//! neither year nor zone: the caller supplies both (the year from the
-//! segment's time, the zone from `--host-tz`) and the report says so.
+//! Syslog lines as files hold them.
+//!
+//! - BSD (RFC 3164 without the `<PRI>`): `Mon DD HH:MM:SS host prog[pid]:
+//!   message`. The timestamp carries neither year nor zone: the caller
+//!   supplies both (the year from the segment's time, the zone from
+//!   `--host-tz`) and the report says so.
+//! - Full timestamps ([`parse_full`]): rsyslog's `RSYSLOG_FileFormat`
+//!   (Debian 12's default: `2026-12-02T10:00:00.123456+08:00 host
+//!   prog[pid]: message`) and RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID
+//!   MSGID SD MSG`, as devices send it). Their time is used as written.
 
 /// A parsed syslog line; every field borrows from the line.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,17 +63,7 @@ pub fn parse(line: &str) -> Result<Option<Syslog<'_>>, &'static str> {
     let Some((host, rest)) = rest.split_once(' ') else {
         return Err("syslog line without a tag after the host");
     };
-    let (tag, message) = match rest.split_once(": ") {
-        Some((t, m)) if !t.contains(' ') || t.contains('[') => (t, m),
-        _ => match rest.strip_suffix(':') {
-            Some(t) => (t, ""),
-            None => ("", rest),
-        },
-    };
-    let prog = match tag.find('[') {
-        Some(i) if tag.ends_with(']') => &tag[..i],
-        _ => tag,
-    };
+    let (prog, message) = tag_and_message(rest);
     Ok(Some(Syslog {
         month: month as u8 + 1,
         day,
@@ -80,9 +76,135 @@ pub fn parse(line: &str) -> Result<Option<Syslog<'_>>, &'static str> {
     }))
 }
 
+/// `prog[pid]: message` → (`prog`, `message`).
+fn tag_and_message(rest: &str) -> (&str, &str) {
+    let (tag, message) = match rest.split_once(": ") {
+        Some((t, m)) if !t.contains(' ') || t.contains('[') => (t, m),
+        _ => match rest.strip_suffix(':') {
+            Some(t) => (t, ""),
+            None => ("", rest),
+        },
+    };
+    let prog = match tag.find('[') {
+        Some(i) if tag.ends_with(']') => &tag[..i],
+        _ => tag,
+    };
+    (prog, message)
+}
+
+/// A syslog line whose timestamp has year and zone.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FullSyslog<'a> {
+    pub time: time::OffsetDateTime,
+    pub host: &'a str,
+    pub prog: &'a str,
+    pub message: &'a str,
+}
+
+/// `Ok(None)`: neither format. `Err`: starts like one (`YYYY-MM-DDT` or
+/// `<PRI>1 `) but does not parse.
+pub fn parse_full(line: &str) -> Result<Option<FullSyslog<'_>>, &'static str> {
+    let b = line.as_bytes();
+    let rfc3339 = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    if b.len() > 11 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b'T' {
+        let (stamp, rest) = line
+            .split_once(' ')
+            .ok_or("syslog line ends after its timestamp")?;
+        let time = rfc3339(stamp).ok_or("syslog timestamp is not RFC 3339 with an offset")?;
+        let (host, rest) = rest
+            .split_once(' ')
+            .ok_or("syslog line without a tag after the host")?;
+        let (prog, message) = tag_and_message(rest);
+        return Ok(Some(FullSyslog {
+            time,
+            host,
+            prog,
+            message,
+        }));
+    }
+    if b.first() == Some(&b'<') {
+        let Some(close) = line.find('>').filter(|&i| i <= 4) else {
+            return Ok(None);
+        };
+        if !line[1..close].bytes().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let Some(rest) = line[close + 1..].strip_prefix("1 ") else {
+            return Ok(None);
+        };
+        let mut f = rest.splitn(6, ' ');
+        let (Some(stamp), Some(host), Some(app), Some(_pid), Some(_msgid), Some(rest)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return Err("RFC 5424 line with fewer than seven header fields");
+        };
+        let time =
+            rfc3339(stamp).ok_or("RFC 5424 timestamp is not RFC 3339 (a `-` time is not used)")?;
+        let message = if let Some(r) = rest.strip_prefix("- ") {
+            r
+        } else if rest == "-" {
+            ""
+        } else if rest.starts_with('[') {
+            // Structured data: up to the `] ` that is not escaped.
+            let mut end = None;
+            let mut esc = false;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '\\' if !esc => esc = true,
+                    ']' if !esc
+                        && rest[i + 1..].starts_with(' ')
+                        && !rest[i + 2..].starts_with('[') =>
+                    {
+                        end = Some(i + 2);
+                        break;
+                    }
+                    _ => esc = false,
+                }
+            }
+            end.map(|e| &rest[e..]).unwrap_or("")
+        } else {
+            return Err("RFC 5424 structured data is neither `-` nor `[…]`");
+        };
+        let message = message.strip_prefix('\u{feff}').unwrap_or(message);
+        return Ok(Some(FullSyslog {
+            time,
+            host,
+            prog: app,
+            message,
+        }));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_timestamps() {
+        let l = parse_full(
+            "2026-12-02T10:00:00.123456+08:00 web01 useradd[42]: new user: name=x, UID=1",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(l.time.unix_timestamp(), 1_796_176_800);
+        assert_eq!(
+            (l.host, l.prog, l.message),
+            ("web01", "useradd", "new user: name=x, UID=1")
+        );
+        let l = parse_full("<38>1 2026-12-02T02:00:00Z fw01 sshd 811 - [meta x=\"]\"] Failed password for root from 1.2.3.4 port 1 ssh2")
+            .unwrap()
+            .unwrap();
+        assert_eq!((l.host, l.prog), ("fw01", "sshd"));
+        assert_eq!(
+            l.message,
+            "Failed password for root from 1.2.3.4 port 1 ssh2"
+        );
+        assert!(parse_full("2026-12-02Tnope web01 x: y").is_err());
+        assert_eq!(parse_full("Dec  2 02:13:05 web01 x: y").unwrap(), None);
+    }
 
     #[test]
     fn real_lines() {
