@@ -216,7 +216,7 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
                 "Syslog lines (RFC 3164) carry local time without year or zone: they are read in --host-tz {} for every host, in the year of their segment's last read time in that zone (the year before for a line that would fall more than a day after it).",
                 o.host_tz
             ),
-            "Access log lines carry their own UTC offset, which is used.".into(),
+            "Full-timestamp syslog (rsyslog file format, RFC 5424) and access log lines carry their own UTC offset, which is used.".into(),
             "Lines are in the window when their own time is; segments are read when their record's read times overlap it.".into(),
         ],
         segments_read: segs.len() as u64,
