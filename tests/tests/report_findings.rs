@@ -782,4 +782,21 @@ fn bad_input_is_counted_and_referenced_never_a_crash() {
         "{:#}",
         v["findings"]
     );
+
+    // A corrupt object (not zstd at all): reported as such, exit 1, no crash.
+    let store = StoreContents::read(&env.store, &env.host_id).expect("store");
+    let seg = store.segments().next().expect("a segment");
+    std::fs::write(&seg.payload_path, b"\x28\xb5\x2f\xfd garbage, not a frame").unwrap();
+    let (code, c) = findings_json(&env, &[]);
+    assert_eq!(code, Some(1), "{c:#}");
+    let un = &c["unverified_segments"][0];
+    assert_eq!(un["check"], "decompress", "{un:#}");
+    assert_eq!(un["seq"], seg.meta.seq.0);
+    assert!(
+        un["message"]
+            .as_str()
+            .unwrap()
+            .contains(un["object"].as_str().unwrap()),
+        "{un:#}"
+    );
 }
