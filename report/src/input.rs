@@ -49,6 +49,12 @@ pub struct SegmentSummary {
     /// The journal cursor lost before this segment (FORMAT.md §16.4).
     pub lost_cursor: Option<String>,
     pub agent_instance: String,
+    /// The payload object's key (`….zst`), for reports that read payloads.
+    pub payload_key: String,
+    /// The record's SHA-256 of the stored (compressed) payload object.
+    pub object_sha256: custody_evidence::ids::Sha256,
+    /// The record's SHA-256 of the raw (decompressed) bytes.
+    pub raw_sha256: custody_evidence::ids::Sha256,
 }
 
 /// What a coverage report needs from one digest body.
@@ -276,6 +282,38 @@ fn summarise_segment(meta: &SegmentMeta) -> SegmentSummary {
         retain_until: meta.retain_until,
         lost_cursor,
         agent_instance: meta.agent_instance.to_string(),
+        payload_key: layout::segment_payload_key(
+            &meta.host_id,
+            &meta.stream_id,
+            meta.seq,
+            &meta.object_sha256,
+        ),
+        object_sha256: meta.object_sha256,
+        raw_sha256: meta.raw_sha256,
+    }
+}
+
+/// Read access to a store's objects for reports that read payloads
+/// (`findings`): the same backends as [`read_store_records`], read-only.
+pub struct Objects {
+    backend: Backend,
+    store: String,
+}
+
+impl Objects {
+    /// Opens `DIR` or `s3://BUCKET/PREFIX` for reading; never writes.
+    pub fn open(store: &str, s3: &S3Options) -> Result<Objects, InputError> {
+        Ok(Objects {
+            backend: open_backend(store, s3)?,
+            store: store.to_string(),
+        })
+    }
+
+    /// The object's bytes; the error names the store and key.
+    pub fn get(&self, key: &str) -> Result<Vec<u8>, String> {
+        self.backend
+            .get(key)
+            .map_err(|e| format!("{}/{key}: {e}", self.store))
     }
 }
 

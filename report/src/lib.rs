@@ -31,7 +31,9 @@
 
 pub mod coverage;
 pub mod duration;
+pub mod findings;
 pub mod i18n;
 pub mod input;
 pub mod localtime;
+pub mod parse;
 pub mod render;

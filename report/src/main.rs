@@ -39,6 +39,62 @@ enum Command {
     /// the level's rule, and the form's bucket (< 1 month, 1–6 months, ≥ 6 months). Reads records
     /// and digests only (payloads not read) and verifies them.
     Coverage(CoverageArgs),
+    /// Detections over the preserved raw bytes of a time window (failed-logon bursts, password
+    /// spraying, off-hours and external logons, new accounts, privilege grants, webshell POSTs,
+    /// large downloads, scanner user agents), each citing the exact bytes it rests on; rules from
+    /// a TOML file (report/RULES.md). Reads and verifies every payload it uses.
+    Findings(FindingsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FindingsArgs {
+    /// A filesystem store (an agent's or the collector's --store directory) or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    store: String,
+    /// Start of the window (RFC 3339).
+    #[arg(long)]
+    from: String,
+    /// End of the window (RFC 3339).
+    #[arg(long)]
+    to: String,
+    /// Zone of syslog timestamps, which carry none (tz database name).
+    #[arg(long, default_value = "Asia/Taipei")]
+    host_tz: String,
+    /// A rules file merged over the embedded default (report/RULES.md).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// CSV only: the findings (one row each) or the abnormal-IP table.
+    #[arg(long, value_enum, default_value_t = Table::Findings)]
+    table: Table,
+    /// Language of the HTML report: zh-TW or en.
+    #[arg(long, default_value = "zh-TW")]
+    lang: String,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// OpenSSH allowed_signers file with the hosts' keys (principal = host id), recorded independently of the store.
+    #[arg(long)]
+    allowed_signers: Option<PathBuf>,
+    /// Use lines of segments that do not verify (their findings are marked verified: false).
+    #[arg(long)]
+    include_unverified: bool,
+    /// S3 store: endpoint URL (MinIO, Ceph, a test server).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 store: region.
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// S3 store: path-style addressing [default: true with --s3-endpoint].
+    #[arg(long)]
+    s3_path_style: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Table {
+    Findings,
+    Ips,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,6 +150,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Coverage(a) => run_coverage(a),
+        Command::Findings(a) => run_findings(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -103,6 +160,113 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--allowed-signers FILE` → (principal, key line) pairs for the digest namespace.
+fn load_signers(path: Option<&PathBuf>) -> Result<Option<Vec<(String, String)>>> {
+    let Some(p) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("--allowed-signers {}: cannot read it", p.display()))?;
+    let entries = parse_allowed_signers(&text)
+        .map_err(|e| anyhow::anyhow!("--allowed-signers {}: {e}", p.display()))?;
+    let ns = custody_evidence::digest::DIGEST_NAMESPACE;
+    let signers: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| e.allows_namespace(ns))
+        .flat_map(|e| {
+            e.principals
+                .iter()
+                .map(|p| (p.clone(), e.public_key_line.clone()))
+        })
+        .collect();
+    if signers.is_empty() {
+        bail!(
+            "--allowed-signers {}: no entry allows namespace {ns:?}; add lines like `web01 namespaces=\"{ns}\" ssh-ed25519 AAAA…` (principal = host id)",
+            p.display()
+        );
+    }
+    Ok(Some(signers))
+}
+
+fn parse_time(flag: &str, t: &str) -> Result<time::OffsetDateTime> {
+    custody_evidence::timefmt::parse_utc(t).map_err(|e| {
+        anyhow::anyhow!("{flag} {t:?}: not an RFC 3339 time ({e}); e.g. 2026-12-01T00:00:00Z")
+    })
+}
+
+/// Same exit status as coverage: 0 all verified, 1 some input did not.
+fn run_findings(a: FindingsArgs) -> Result<bool> {
+    let from = parse_time("--from", &a.from)?;
+    let to = parse_time("--to", &a.to)?;
+    if to < from {
+        bail!(
+            "--from {} is after --to {}: give the window's start first",
+            a.from,
+            a.to
+        );
+    }
+    let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
+    let extra = match &a.rules {
+        Some(p) => Some((
+            p.display().to_string(),
+            std::fs::read_to_string(p)
+                .with_context(|| format!("--rules {}: cannot read it", p.display()))?,
+        )),
+        None => None,
+    };
+    let rules = custody_report::findings::rules::load(
+        extra.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let opts = custody_report::findings::FindingsOptions {
+        store: a.store.clone(),
+        s3: S3Options {
+            endpoint: a.s3_endpoint,
+            region: a.s3_region,
+            path_style: a.s3_path_style,
+        },
+        trusted_signers: load_signers(a.allowed_signers.as_ref())?,
+        from,
+        to,
+        host_tz: a.host_tz.clone(),
+        rules,
+        include_unverified: a.include_unverified,
+    };
+    let report = custody_report::findings::run(&opts).map_err(anyhow::Error::msg)?;
+    // JSON is written as it is encoded (the report can cite tens of
+    // thousands of lines; no second copy of it in memory).
+    let mut sink: Box<dyn Write> = match &a.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| {
+                format!("--out {}: cannot create the report file", path.display())
+            })?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let where_to = match &a.out {
+        Some(path) => format!("--out {}", path.display()),
+        None => "standard output".to_string(),
+    };
+    match (a.format, a.table) {
+        (Format::Json, _) => {
+            serde_json::to_writer_pretty(&mut sink, &report)
+                .with_context(|| format!("writing the JSON report to {where_to}"))?;
+            sink.write_all(b"\n")
+                .with_context(|| format!("writing the report to {where_to}"))?;
+        }
+        (format, table) => {
+            let text = match (format, table) {
+                (Format::Csv, Table::Ips) => render::findings_csv::ips(&report),
+                (Format::Csv, _) => render::findings_csv::findings(&report),
+                _ => render::findings_html::render(&report, lang).map_err(anyhow::Error::msg)?,
+            };
+            sink.write_all(text.as_bytes())
+                .with_context(|| format!("writing the report to {where_to}"))?;
+        }
+    }
+    sink.flush()
+        .with_context(|| format!("writing the report to {where_to}"))?;
+    Ok(report.unverified_segments.is_empty())
 }
 
 /// Raw flags → checked options; only this conversion fails on bad flags.

@@ -71,14 +71,14 @@ pub fn render(c: &Coverage) -> String {
     out
 }
 
-fn defuse(s: &str) -> String {
+pub(crate) fn defuse(s: &str) -> String {
     match s.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
         _ => s.to_string(),
     }
 }
 
-fn row(out: &mut String, fields: impl Iterator<Item = String>) {
+pub(crate) fn row(out: &mut String, fields: impl Iterator<Item = String>) {
     let mut first = true;
     for f in fields {
         if !first {

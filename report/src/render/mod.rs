@@ -3,6 +3,8 @@
 //! [`heatmap`] computing the hosts × days grid the HTML draws.
 
 pub mod csv;
+pub mod findings_csv;
+pub mod findings_html;
 pub mod heatmap;
 pub mod html;
 pub mod json;

@@ -1,0 +1,391 @@
+//! The detectors: each rule of the rules file applied to the events, in
+//! time order. A detector groups the events it fires on into one finding
+//! (a burst, one account, one client and path), citing every one of them.
+
+use std::collections::BTreeMap;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::findings::events::{is_internal, Event, Kind};
+use crate::findings::model::Finding;
+use crate::findings::rules::Compiled;
+use crate::input::SegmentSummary;
+
+/// Runs every enabled rule over `events` (sorted by time).
+pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Finding> {
+    let r = &c.rules;
+    let mut out = Vec::new();
+    let host = |e: &Event| segs[e.seg as usize].host.clone();
+    let mk = |rule: &str,
+              severity: &str,
+              evs: &[&Event],
+              ip: Option<&str>,
+              user: Option<&str>,
+              summary: String| {
+        let first = evs[0];
+        let last = evs[evs.len() - 1];
+        Finding {
+            rule: rule.to_string(),
+            severity: severity.to_string(),
+            time: custody_evidence::timefmt::format_utc(first.time),
+            time_local: local(first.time, c),
+            last_time: custody_evidence::timefmt::format_utc(last.time),
+            host: host(first),
+            ip: ip.map(str::to_string),
+            user: user.map(str::to_string),
+            summary,
+            verified: evs.iter().all(|e| e.verified),
+            evidence: evs
+                .iter()
+                .map(|e| e.evidence(&segs[e.seg as usize]))
+                .collect(),
+        }
+    };
+
+    // Failed logons by (host, IP).
+    let mut failed: BTreeMap<(String, &str), Vec<&Event>> = BTreeMap::new();
+    for e in events {
+        if let Kind::FailedLogon { ip, .. } = &e.kind {
+            failed.entry((host(e), ip.as_str())).or_default().push(e);
+        }
+    }
+    for ((_, ip), evs) in &failed {
+        for cluster in clusters(evs, c.failed_window.max(c.spraying_window)) {
+            let b = &r.failed_logon_burst;
+            if b.enabled && max_in_window(&cluster, c.failed_window) >= b.count {
+                out.push(mk(
+                    "failed_logon_burst",
+                    &b.severity,
+                    &cluster,
+                    Some(ip),
+                    None,
+                    format!(
+                        "{} failed logons from {ip} (at least {} within {})",
+                        cluster.len(),
+                        b.count,
+                        b.window
+                    ),
+                ));
+            }
+            let s = &r.password_spraying;
+            let users = max_distinct_users(&cluster, c.spraying_window);
+            if s.enabled && users >= s.distinct_users {
+                out.push(mk(
+                    "password_spraying",
+                    &s.severity,
+                    &cluster,
+                    Some(ip),
+                    None,
+                    format!(
+                        "{ip} failed as {users} distinct users within {} (threshold {})",
+                        s.window, s.distinct_users
+                    ),
+                ));
+            }
+        }
+    }
+
+    for e in events {
+        match &e.kind {
+            Kind::Logon { user, ip, method } => {
+                let o = &r.off_hours_logon;
+                if o.enabled && !c.office.contains(e.time) {
+                    out.push(mk(
+                        "off_hours_logon",
+                        &o.severity,
+                        &[e],
+                        Some(ip),
+                        Some(user),
+                        format!(
+                            "logon of {user} from {ip} ({method}) at {}, outside office hours",
+                            local(e.time, c)
+                        ),
+                    ));
+                }
+                let x = &r.external_logon;
+                if x.enabled && !is_internal(ip) {
+                    out.push(mk(
+                        "external_logon",
+                        &x.severity,
+                        &[e],
+                        Some(ip),
+                        Some(user),
+                        format!("logon of {user} from external address {ip} ({method})"),
+                    ));
+                }
+            }
+            Kind::NewAccount { name } if r.new_account.enabled => {
+                out.push(mk(
+                    "new_account",
+                    &r.new_account.severity,
+                    &[e],
+                    None,
+                    Some(name),
+                    format!("new account {name}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    // Privilege grants: one finding per (host, user, group), citing every line.
+    let p = &r.privilege_grant;
+    if p.enabled {
+        let mut grants: BTreeMap<(String, &str, &str), Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            if let Kind::GroupAdd { user, group } = &e.kind {
+                if p.groups.iter().any(|g| g == group) {
+                    grants.entry((host(e), user, group)).or_default().push(e);
+                }
+            }
+        }
+        for ((_, user, group), evs) in &grants {
+            out.push(mk(
+                "privilege_grant",
+                &p.severity,
+                evs,
+                None,
+                Some(user),
+                format!("{user} added to privileged group {group}"),
+            ));
+        }
+    }
+
+    web(events, c, &mk, &host, &mut out);
+    out.sort_by(|a, b| (&a.time, &a.rule, &a.host).cmp(&(&b.time, &b.rule, &b.host)));
+    out
+}
+
+type Mk<'a> = dyn Fn(&str, &str, &[&Event], Option<&str>, Option<&str>, String) -> Finding + 'a;
+
+fn web(
+    events: &[Event],
+    c: &Compiled,
+    mk: &Mk<'_>,
+    host: &dyn Fn(&Event) -> String,
+    out: &mut Vec<Finding>,
+) {
+    let r = &c.rules;
+    let mut errors: BTreeMap<(String, &str), Vec<&Event>> = BTreeMap::new();
+    let mut shells: BTreeMap<(String, &str, &str), Vec<&Event>> = BTreeMap::new();
+    let mut scanners: BTreeMap<(String, &str, &str), Vec<&Event>> = BTreeMap::new();
+    let mut downloads: BTreeMap<(String, &str), Vec<&Event>> = BTreeMap::new();
+    for e in events {
+        let Kind::Web {
+            ip,
+            method,
+            path,
+            status,
+            bytes,
+            user_agent,
+        } = &e.kind
+        else {
+            continue;
+        };
+        if (400..600).contains(status) {
+            errors.entry((host(e), ip)).or_default().push(e);
+        }
+        let w = &r.webshell;
+        let bare = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(path)
+            .to_ascii_lowercase();
+        if w.enabled
+            && method == "POST"
+            && (200..300).contains(status)
+            && w.extensions
+                .iter()
+                .any(|x| bare.ends_with(&x.to_ascii_lowercase()))
+            && w.prefixes
+                .iter()
+                .any(|p| bare.starts_with(&p.to_ascii_lowercase()))
+        {
+            shells.entry((host(e), ip, path)).or_default().push(e);
+        }
+        let l = &r.large_response;
+        if l.enabled && (200..300).contains(status) {
+            if *bytes >= l.bytes {
+                out.push(mk(
+                    "large_response",
+                    &l.severity,
+                    &[e],
+                    Some(ip),
+                    None,
+                    format!(
+                        "{bytes} bytes sent to {ip} for {method} {path} (threshold {})",
+                        l.bytes
+                    ),
+                ));
+            } else if *bytes >= l.min_bytes {
+                downloads.entry((host(e), ip)).or_default().push(e);
+            }
+        }
+        let s = &r.scanner_user_agent;
+        if s.enabled {
+            let ua = user_agent.to_ascii_lowercase();
+            if let Some(sub) = s
+                .substrings
+                .iter()
+                .find(|x| ua.contains(&x.to_ascii_lowercase()))
+            {
+                scanners.entry((host(e), ip, sub)).or_default().push(e);
+            }
+        }
+    }
+    let b = &r.web_error_burst;
+    if b.enabled {
+        for ((_, ip), evs) in &errors {
+            for cluster in clusters(evs, c.web_error_window) {
+                if max_in_window(&cluster, c.web_error_window) >= b.count {
+                    out.push(mk(
+                        "web_error_burst",
+                        &b.severity,
+                        &cluster,
+                        Some(ip),
+                        None,
+                        format!(
+                            "{} error responses (4xx/5xx) to {ip} (at least {} within {})",
+                            cluster.len(),
+                            b.count,
+                            b.window
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for ((_, ip, path), evs) in &shells {
+        out.push(mk(
+            "webshell",
+            &r.webshell.severity,
+            evs,
+            Some(ip),
+            None,
+            format!(
+                "{} successful POST(s) from {ip} to script {path} under an upload/static path",
+                evs.len()
+            ),
+        ));
+    }
+    let l = &r.large_response;
+    for ((_, ip), evs) in &downloads {
+        for cluster in clusters(evs, c.downloads_window) {
+            if max_in_window(&cluster, c.downloads_window) >= l.count {
+                out.push(mk(
+                    "large_response",
+                    &l.severity,
+                    &cluster,
+                    Some(ip),
+                    None,
+                    format!(
+                        "{} downloads of at least {} bytes by {ip} within {}",
+                        cluster.len(),
+                        l.min_bytes,
+                        l.window
+                    ),
+                ));
+            }
+        }
+    }
+    for ((_, ip, sub), evs) in &scanners {
+        out.push(mk(
+            "scanner_user_agent",
+            &r.scanner_user_agent.severity,
+            evs,
+            Some(ip),
+            None,
+            format!(
+                "{} request(s) from {ip} with a scanner User-Agent ({sub})",
+                evs.len()
+            ),
+        ));
+    }
+}
+
+/// Whether an access-log request could count for any enabled web rule
+/// (an error status, a POST, a large response, a scanner agent): only
+/// those are kept as events, so memory follows the suspicious requests,
+/// not the traffic.
+pub fn web_relevant(c: &Compiled, r: &crate::parse::web::Request<'_>) -> bool {
+    let rules = &c.rules;
+    (rules.web_error_burst.enabled && (400..600).contains(&r.status))
+        || (rules.webshell.enabled && r.method == "POST")
+        || (rules.large_response.enabled
+            && r.bytes
+                >= rules
+                    .large_response
+                    .min_bytes
+                    .min(rules.large_response.bytes))
+        || (rules.scanner_user_agent.enabled && {
+            let ua = r.user_agent.to_ascii_lowercase();
+            rules
+                .scanner_user_agent
+                .substrings
+                .iter()
+                .any(|x| ua.contains(&x.to_ascii_lowercase()))
+        })
+}
+
+fn local(t: OffsetDateTime, c: &Compiled) -> String {
+    match jiff::Timestamp::new(t.unix_timestamp(), 0) {
+        Ok(ts) => format!(
+            "{} ({})",
+            ts.to_zoned(c.office.tz.clone())
+                .strftime("%Y-%m-%d %H:%M:%S %:z"),
+            c.office.tz_name
+        ),
+        Err(_) => custody_evidence::timefmt::format_utc(t),
+    }
+}
+
+/// Splits time-ordered events where consecutive ones are more than `gap` apart.
+fn clusters<'a>(evs: &[&'a Event], gap: Duration) -> Vec<Vec<&'a Event>> {
+    let mut out: Vec<Vec<&Event>> = Vec::new();
+    for e in evs {
+        match out.last_mut() {
+            Some(c) if e.time - c[c.len() - 1].time <= gap => c.push(e),
+            _ => out.push(vec![e]),
+        }
+    }
+    out
+}
+
+/// The most events inside any window of length `w`.
+fn max_in_window(evs: &[&Event], w: Duration) -> usize {
+    let mut best = 0;
+    let mut j = 0;
+    for i in 0..evs.len() {
+        while evs[i].time - evs[j].time > w {
+            j += 1;
+        }
+        best = best.max(i - j + 1);
+    }
+    best
+}
+
+/// The most distinct failing users inside any window of length `w`.
+fn max_distinct_users(evs: &[&Event], w: Duration) -> usize {
+    let user = |e: &Event| match &e.kind {
+        Kind::FailedLogon { user, .. } => user.clone(),
+        _ => String::new(),
+    };
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut best = 0;
+    let mut j = 0;
+    for i in 0..evs.len() {
+        *counts.entry(user(evs[i])).or_default() += 1;
+        while evs[i].time - evs[j].time > w {
+            let u = user(evs[j]);
+            if let Some(n) = counts.get_mut(&u) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&u);
+                }
+            }
+            j += 1;
+        }
+        best = best.max(counts.len());
+    }
+    best
+}

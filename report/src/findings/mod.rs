@@ -1,0 +1,264 @@
+//! `custody-report findings`: parse the preserved raw bytes of every
+//! segment in a window, never altering them, and apply the rules of a
+//! rules file (report/RULES.md). Every finding cites its evidence (host,
+//! stream, segment, payload object, the payload's raw SHA-256, offset and
+//! length of the line), so an auditor can re-derive it with `zstd -dc`,
+//! `tail -c`, `head -c` and `sha256sum` alone (README.md).
+//!
+//! - [`payload`]: read one payload, check both hashes, stream-decompress,
+//!   split lines ([`lines`]) and parse them ([`crate::parse`]);
+//! - [`rules`]: the rules file; [`detect`]: the detectors;
+//! - [`model`]: the report (`custody-report/findings/v1`).
+
+pub mod detect;
+pub mod events;
+pub mod lines;
+pub mod model;
+pub mod payload;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use custody_evidence::verify::{FindingKind, Severity};
+use time::OffsetDateTime;
+
+use crate::input::{read_store_records, InputError, Objects, S3Options, SegmentSummary};
+use model::{AbnormalIp, Note, Report, StreamStats, UnverifiedSegment};
+
+/// What `findings` was asked.
+pub struct FindingsOptions {
+    pub store: String,
+    pub s3: S3Options,
+    pub trusted_signers: Option<Vec<(String, String)>>,
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    /// The zone of syslog timestamps (which carry none).
+    pub host_tz: String,
+    pub rules: rules::Compiled,
+    pub include_unverified: bool,
+}
+
+/// Reads, verifies and scans the store; the report, or why there is none.
+pub fn run(o: &FindingsOptions) -> Result<Report, String> {
+    let host_tz = jiff::tz::TimeZone::get(&o.host_tz).map_err(|e| {
+        format!(
+            "--host-tz {:?}: not a known time zone ({e}); e.g. Asia/Taipei",
+            o.host_tz
+        )
+    })?;
+    let input = read_store_records(&o.store, &o.s3, o.trusted_signers.clone())
+        .map_err(|e: InputError| e.to_string())?;
+    let mut segs: Vec<SegmentSummary> = input
+        .segments
+        .iter()
+        .filter(|s| s.first_read <= o.to && s.last_read >= o.from)
+        .cloned()
+        .collect();
+    segs.sort_by(|a, b| (&a.host, &a.stream, a.seq).cmp(&(&b.host, &b.stream, b.seq)));
+
+    // Records, chains and digests that did not verify: as for coverage, an
+    // error naming a stream makes the whole stream unverified, one naming
+    // only a host the whole host, whatever their payloads say.
+    let mut record_bad: BTreeMap<usize, UnverifiedSegment> = BTreeMap::new();
+    for f in &input.verification.findings {
+        let counts = f.severity == Severity::Error || f.kind == FindingKind::NoDigests;
+        let Some(host) = f.host.as_deref().filter(|_| counts) else {
+            continue;
+        };
+        for (i, s) in segs.iter().enumerate() {
+            if s.host == host && f.stream.as_deref().is_none_or(|st| st == s.stream) {
+                record_bad.entry(i).or_insert_with(|| UnverifiedSegment {
+                    host: s.host.clone(),
+                    stream: s.stream.clone(),
+                    seq: s.seq,
+                    object: s.payload_key.clone(),
+                    check: "record".into(),
+                    expected: f.expected.clone(),
+                    found: f.found.clone(),
+                    message: format!(
+                        "{}: {} (custody-verify store reports the same; the {} does not verify)",
+                        f.kind.name(),
+                        f.message,
+                        if f.stream.is_some() { "stream" } else { "host" }
+                    ),
+                });
+            }
+        }
+    }
+
+    let objects = Objects::open(&o.store, &o.s3).map_err(|e| e.to_string())?;
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, payload::Scanned)>> = Mutex::new(Vec::with_capacity(segs.len()));
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(segs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(seg) = segs.get(i) else { break };
+                let ctx = payload::Ctx {
+                    seg,
+                    seg_index: i as u32,
+                    host_tz: &host_tz,
+                    from: o.from,
+                    to: o.to,
+                    rules: &o.rules,
+                };
+                let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
+                if let Ok(mut r) = results.lock() {
+                    r.push((i, scanned));
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .map_err(|_| "a scanning thread panicked".to_string())?;
+    results.sort_by_key(|(i, _)| *i);
+
+    let mut events = Vec::new();
+    let mut stats: BTreeMap<(String, String), StreamStats> = BTreeMap::new();
+    let mut notes: Vec<Note> = Vec::new();
+    let mut notes_omitted = 0;
+    let mut unverified_segments = Vec::new();
+    let mut ip_table: BTreeMap<String, (payload::IpAgg, BTreeSet<String>)> = BTreeMap::new();
+    for (i, mut s) in results {
+        let bad = record_bad.remove(&i).or(s.unverified.take());
+        let verified = bad.is_none();
+        if let Some(b) = bad {
+            unverified_segments.push(b);
+        }
+        let st = stats
+            .entry((s.stats.host.clone(), s.stats.stream.clone()))
+            .or_insert_with(|| StreamStats {
+                host: s.stats.host.clone(),
+                stream: s.stats.stream.clone(),
+                category: s.stats.category.clone(),
+                ..Default::default()
+            });
+        st.segments += 1;
+        st.bytes += s.stats.bytes;
+        st.lines_read += s.stats.lines_read;
+        st.lines_unparsed += s.stats.lines_unparsed;
+        st.lines_too_long += s.stats.lines_too_long;
+        st.lines_malformed += s.stats.lines_malformed;
+        st.lines_outside_window += s.stats.lines_outside_window;
+        for mut e in s.stats.unparsed_examples.drain(..) {
+            if st.unparsed_examples.len() < model::UNPARSED_EXAMPLES {
+                e.verified = verified;
+                st.unparsed_examples.push(e);
+            }
+        }
+        for n in &mut s.notes {
+            if let Some(e) = n.evidence.as_mut() {
+                e.verified = verified;
+            }
+        }
+        notes.extend(s.notes);
+        notes_omitted += s.notes_omitted;
+        if verified || o.include_unverified {
+            for (ip, a) in s.ips {
+                match ip_table.get_mut(&ip) {
+                    Some((t, hosts)) => {
+                        t.first = t.first.min(a.first);
+                        t.last = t.last.max(a.last);
+                        for (n, m) in t.counts.iter_mut().zip(a.counts) {
+                            *n += m;
+                        }
+                        hosts.insert(s.stats.host.clone());
+                    }
+                    None => {
+                        ip_table.insert(ip, (a, BTreeSet::from([s.stats.host.clone()])));
+                    }
+                }
+            }
+        }
+        for mut e in s.events {
+            e.verified = verified;
+            if verified || o.include_unverified {
+                events.push(e);
+            }
+        }
+    }
+    if !unverified_segments.is_empty() {
+        notes.push(Note {
+            kind: "unverified_input".into(),
+            message: format!(
+                "{} segment(s) did not verify (see unverified_segments); {}",
+                unverified_segments.len(),
+                if o.include_unverified {
+                    "their lines are included (--include-unverified) and their findings marked verified: false"
+                } else {
+                    "their lines are kept out of the findings (pass --include-unverified to include them, marked)"
+                }
+            ),
+            evidence: None,
+        });
+    }
+    events.sort_by_key(|e| (e.time, e.seg, e.offset));
+    let findings = detect::detect(&events, &segs, &o.rules);
+    let abnormal_ips = abnormal_ips(&ip_table, &findings);
+    Ok(Report {
+        schema: model::SCHEMA,
+        store: o.store.clone(),
+        from: custody_evidence::timefmt::format_utc(o.from),
+        to: custody_evidence::timefmt::format_utc(o.to),
+        host_tz: o.host_tz.clone(),
+        office_tz: o.rules.office.tz_name.clone(),
+        rules: o.rules.source.clone(),
+        include_unverified: o.include_unverified,
+        time_assumptions: vec![
+            format!(
+                "Syslog lines (RFC 3164) carry local time without year or zone: they are read in --host-tz {} for every host, in the year of their segment's last read time in that zone (the year before for a line that would fall more than a day after it).",
+                o.host_tz
+            ),
+            "Full-timestamp syslog (rsyslog file format, RFC 5424) and access log lines carry their own UTC offset, which is used.".into(),
+            "Lines are in the window when their own time is; segments are read when their record's read times overlap it.".into(),
+        ],
+        segments_read: segs.len() as u64,
+        findings,
+        abnormal_ips,
+        unverified_segments,
+        streams: stats.into_values().collect(),
+        notes,
+        notes_omitted,
+    })
+}
+
+/// Every IP a finding names, with what the window's lines say about it
+/// (all lines used, not only the ones the findings cite).
+fn abnormal_ips(
+    table: &BTreeMap<String, (payload::IpAgg, BTreeSet<String>)>,
+    findings: &[model::Finding],
+) -> Vec<AbnormalIp> {
+    let mut rules: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for f in findings {
+        if let Some(ip) = f.ip.as_deref() {
+            rules.entry(ip).or_default().insert(&f.rule);
+        }
+    }
+    rules
+        .iter()
+        .filter_map(|(ip, rules)| {
+            let (a, hosts) = table.get(*ip)?;
+            Some(AbnormalIp {
+                ip: ip.to_string(),
+                internal: events::is_internal(ip),
+                first_seen: custody_evidence::timefmt::format_utc(a.first),
+                last_seen: custody_evidence::timefmt::format_utc(a.last),
+                hosts: hosts.iter().cloned().collect(),
+                counts: payload::IP_COUNT_KINDS
+                    .iter()
+                    .zip(a.counts)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(k, n)| (k.to_string(), n))
+                    .collect(),
+                rules: rules.iter().map(|r| r.to_string()).collect(),
+            })
+        })
+        .collect()
+}

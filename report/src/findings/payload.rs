@@ -1,0 +1,534 @@
+//! One segment's payload: read the object once, check its SHA-256 against
+//! the record, decompress it as a stream (bounded memory: one chunk and
+//! at most one line held), hash the raw bytes as they pass, and hand every
+//! line to the parsers. Whether the payload verified is known only at the
+//! end, so the events are kept and marked then.
+
+use std::io::Read;
+
+use sha2::Digest;
+use time::OffsetDateTime;
+
+use crate::findings::events::{Event, Kind};
+use crate::findings::lines::{Piece, Splitter};
+use crate::findings::model::{Note, StreamStats, UnverifiedSegment};
+use crate::input::SegmentSummary;
+use crate::parse::{accounts, sshd, syslog, web};
+
+/// Lines longer than this are counted and referenced, not matched.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Notes kept per segment and kind; the rest are counted.
+const NOTES_PER_KIND: usize = 20;
+const CHUNK: usize = 256 * 1024;
+
+/// What scanning one segment gave.
+pub struct Scanned {
+    pub events: Vec<Event>,
+    pub stats: StreamStats,
+    pub notes: Vec<Note>,
+    pub notes_omitted: u64,
+    pub unverified: Option<UnverifiedSegment>,
+    /// Syslog times that ran backwards within the segment.
+    pub backwards: u64,
+    /// Every IP of the window's lines, with its figures.
+    pub ips: std::collections::BTreeMap<String, IpAgg>,
+}
+
+/// Context the parsers need from the segment record.
+pub struct Ctx<'a> {
+    pub seg: &'a SegmentSummary,
+    pub seg_index: u32,
+    pub host_tz: &'a jiff::tz::TimeZone,
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    /// Which access-log requests the detectors could use (the others are
+    /// only counted per client, not kept).
+    pub rules: &'a crate::findings::rules::Compiled,
+}
+
+/// Per client or peer IP in one segment: the abnormal-IP table's figures,
+/// kept for every IP (one entry per distinct IP, not per line).
+#[derive(Debug, Clone)]
+pub struct IpAgg {
+    pub first: OffsetDateTime,
+    pub last: OffsetDateTime,
+    /// failed_logon, logon, web_request, web_error
+    pub counts: [u64; 4],
+}
+
+/// The names of [`IpAgg::counts`].
+pub const IP_COUNT_KINDS: [&str; 4] = ["failed_logon", "logon", "web_request", "web_error"];
+
+/// Scans `object` (the stored bytes of `ctx.seg`'s payload).
+pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
+    let seg = ctx.seg;
+    let mut out = Scanned {
+        events: Vec::new(),
+        stats: StreamStats {
+            host: seg.host.clone(),
+            stream: seg.stream.clone(),
+            category: seg.category.clone(),
+            segments: 1,
+            bytes: seg.raw_len,
+            ..Default::default()
+        },
+        notes: Vec::new(),
+        notes_omitted: 0,
+        unverified: None,
+        backwards: 0,
+        ips: Default::default(),
+    };
+    let unverified =
+        |check: &str, expected: Option<String>, found: Option<String>, message: String| {
+            Some(UnverifiedSegment {
+                host: seg.host.clone(),
+                stream: seg.stream.clone(),
+                seq: seg.seq,
+                object: seg.payload_key.clone(),
+                check: check.to_string(),
+                expected,
+                found,
+                message,
+            })
+        };
+    let bytes = match object {
+        Ok(b) => b,
+        Err(e) => {
+            out.unverified = unverified(
+                "read",
+                None,
+                None,
+                format!("{e}: the payload could not be read; run custody-verify store for the full check"),
+            );
+            return out;
+        }
+    };
+    let found_object = custody_evidence::Sha256::digest(&bytes);
+    let mut object_mismatch = None;
+    if found_object != seg.object_sha256 {
+        object_mismatch = unverified(
+            "object_sha256",
+            Some(seg.object_sha256.to_hex()),
+            Some(found_object.to_hex()),
+            format!(
+                "{}: the stored object's SHA-256 is not its record's: the object was changed or damaged after it was stored",
+                seg.payload_key
+            ),
+        );
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut splitter = Splitter::new(MAX_LINE);
+    let mut state = LineState {
+        ctx,
+        last_syslog: None,
+        went_back: None,
+        year: year_of(seg.last_read, ctx.host_tz),
+        notes_by_kind: Default::default(),
+    };
+    let mut decode_error = None;
+    match zstd::stream::read::Decoder::new(&bytes[..]) {
+        Ok(mut dec) => {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match dec.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        splitter.feed(&buf[..n], &mut |p| state.line(p, &mut out));
+                    }
+                    Err(e) => {
+                        decode_error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => decode_error = Some(e.to_string()),
+    }
+    splitter.finish(&mut |p| state.line(p, &mut out));
+    let found_raw = custody_evidence::Sha256::from_hasher(hasher);
+    out.unverified = if let Some(e) = decode_error {
+        unverified(
+            "decompress",
+            None,
+            None,
+            format!("{}: not a valid zstd frame ({e}); lines before the damage are reported as unverified", seg.payload_key),
+        )
+    } else if object_mismatch.is_some() {
+        object_mismatch
+    } else if found_raw != seg.raw_sha256 {
+        unverified(
+            "raw_sha256",
+            Some(seg.raw_sha256.to_hex()),
+            Some(found_raw.to_hex()),
+            format!(
+                "{}: the decompressed bytes' SHA-256 is not the record's raw_sha256",
+                seg.payload_key
+            ),
+        )
+    } else {
+        None
+    };
+    out
+}
+
+struct LineState<'a> {
+    ctx: &'a Ctx<'a>,
+    last_syslog: Option<OffsetDateTime>,
+    went_back: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// The year of the segment's last read, in the host's zone.
+    year: i16,
+    notes_by_kind: std::collections::BTreeMap<&'static str, usize>,
+}
+
+fn year_of(t: OffsetDateTime, tz: &jiff::tz::TimeZone) -> i16 {
+    jiff::Timestamp::new(t.unix_timestamp(), 0)
+        .map(|ts| ts.to_zoned(tz.clone()).year())
+        .unwrap_or(t.year() as i16)
+}
+
+impl LineState<'_> {
+    /// A syslog timestamp completed with the segment's year and the
+    /// host's zone; a line more than a day after its segment was read is
+    /// taken to be from the year before (a December line read in January).
+    fn syslog_time(&self, l: &syslog::Syslog<'_>) -> Option<OffsetDateTime> {
+        let tz = self.ctx.host_tz;
+        let mk = |y: i16| -> Option<OffsetDateTime> {
+            let dt = jiff::civil::DateTime::new(
+                y,
+                l.month as i8,
+                l.day as i8,
+                l.hour as i8,
+                l.minute as i8,
+                l.second.min(59) as i8,
+                0,
+            )
+            .ok()?;
+            let z = dt.to_zoned(tz.clone()).ok()?;
+            OffsetDateTime::from_unix_timestamp(z.timestamp().as_second()).ok()
+        };
+        let t = mk(self.year)?;
+        if t > self.ctx.seg.last_read + time::Duration::days(1) {
+            mk(self.year - 1)
+        } else {
+            Some(t)
+        }
+    }
+
+    fn note(
+        &mut self,
+        out: &mut Scanned,
+        kind: &'static str,
+        message: String,
+        offset: u64,
+        bytes: Option<&[u8]>,
+        len: u64,
+    ) {
+        let n = self.notes_by_kind.entry(kind).or_default();
+        *n += 1;
+        if *n > NOTES_PER_KIND {
+            out.notes_omitted += 1;
+            return;
+        }
+        let ev = crate::findings::events::evidence_of(self.ctx.seg, offset, len, bytes);
+        out.notes.push(Note {
+            kind: kind.to_string(),
+            message,
+            evidence: Some(ev),
+        });
+    }
+
+    fn line(&mut self, piece: Piece<'_>, out: &mut Scanned) {
+        out.stats.lines_read += 1;
+        let (offset, raw) = match piece {
+            Piece::Long { offset, len } => {
+                out.stats.lines_too_long += 1;
+                let seg = self.ctx.seg;
+                self.note(
+                    out,
+                    "line_too_long",
+                    format!(
+                        "host {} stream {} segment {}: a {len}-byte line at offset {offset} is over the {MAX_LINE}-byte limit; it is kept in the store but not matched",
+                        seg.host, seg.stream, seg.seq
+                    ),
+                    offset,
+                    None,
+                    len,
+                );
+                return;
+            }
+            Piece::Line { offset, bytes } => (offset, bytes),
+        };
+        let trimmed = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = String::from_utf8_lossy(trimmed);
+        if trimmed.contains(&0) {
+            self.note(
+                out,
+                "nul_bytes",
+                "the line holds NUL bytes; they are kept, and matched as they are".into(),
+                offset,
+                Some(raw),
+                raw.len() as u64,
+            );
+        }
+        if matches!(text, std::borrow::Cow::Owned(_)) {
+            self.note(
+                out,
+                "invalid_utf8",
+                "the line is not valid UTF-8; it is matched and shown with U+FFFD in place of the invalid bytes, the evidence keeps the bytes".into(),
+                offset,
+                Some(raw),
+                raw.len() as u64,
+            );
+        }
+        match self.parse(&text) {
+            Ok(Some((time, kind, ip))) => {
+                if time < self.ctx.from || time > self.ctx.to {
+                    out.stats.lines_outside_window += 1;
+                    return;
+                }
+                if let Some((ip, which)) = ip {
+                    match out.ips.get_mut(ip) {
+                        Some(a) => {
+                            a.first = a.first.min(time);
+                            a.last = a.last.max(time);
+                            a.counts[which] += 1;
+                        }
+                        None => {
+                            let mut counts = [0; 4];
+                            counts[which] = 1;
+                            out.ips.insert(
+                                ip.to_string(),
+                                IpAgg {
+                                    first: time,
+                                    last: time,
+                                    counts,
+                                },
+                            );
+                        }
+                    }
+                }
+                if let Some(kind) = kind {
+                    out.events.push(Event {
+                        time,
+                        seg: self.ctx.seg_index,
+                        offset,
+                        len: raw.len() as u64,
+                        line: text.into_owned(),
+                        line_sha256: custody_evidence::Sha256::digest(raw).to_hex(),
+                        kind,
+                        verified: false,
+                    });
+                }
+            }
+            Ok(None) => {
+                out.stats.lines_unparsed += 1;
+                if out.stats.unparsed_examples.len() < crate::findings::model::UNPARSED_EXAMPLES {
+                    out.stats
+                        .unparsed_examples
+                        .push(crate::findings::events::evidence_of(
+                            self.ctx.seg,
+                            offset,
+                            raw.len() as u64,
+                            Some(raw),
+                        ));
+                }
+            }
+            Err(why) => {
+                out.stats.lines_malformed += 1;
+                self.note(
+                    out,
+                    "malformed",
+                    why.to_string(),
+                    offset,
+                    Some(raw),
+                    raw.len() as u64,
+                );
+            }
+        }
+        if let Some((t, prev)) = self.went_back.take() {
+            out.backwards += 1;
+            let seg = self.ctx.seg;
+            self.note(
+                out,
+                "clock_backwards",
+                format!(
+                    "host {} stream {} segment {}: this line's time {} is before the previous line's {}; both are kept and used as written",
+                    seg.host,
+                    seg.stream,
+                    seg.seq,
+                    custody_evidence::timefmt::format_utc(t),
+                    custody_evidence::timefmt::format_utc(prev)
+                ),
+                offset,
+                Some(raw),
+                raw.len() as u64,
+            );
+        }
+    }
+
+    /// `Ok(Some((time, event, ip)))` for a line of a known format (event
+    /// when it is one a rule may use; ip with its [`IpAgg::counts`] index
+    /// when the line names one), `Ok(None)` for other lines.
+    #[allow(clippy::type_complexity)]
+    fn parse<'t>(
+        &mut self,
+        text: &'t str,
+    ) -> Result<Option<(OffsetDateTime, Option<Kind>, Option<(&'t str, usize)>)>, &'static str>
+    {
+        let line = if let Some(l) = syslog::parse(text)? {
+            let time = self
+                .syslog_time(&l)
+                .ok_or("syslog date does not exist in the year taken from the segment")?;
+            Some((time, l.prog, l.message))
+        } else {
+            syslog::parse_full(text)?.map(|l| (l.time, l.prog, l.message))
+        };
+        if let Some((time, prog, message)) = line {
+            if let Some(prev) = self.last_syslog {
+                if time < prev {
+                    self.went_back = Some((time, prev));
+                }
+            }
+            self.last_syslog = Some(time);
+            let mut ip = None;
+            let kind = match prog {
+                "sshd" => sshd::parse(message).and_then(|e| match e {
+                    sshd::SshEvent::Failed { user, ip: peer, .. } => {
+                        ip = Some((peer, 0));
+                        Some(Kind::FailedLogon {
+                            user: user.to_string(),
+                            ip: peer.to_string(),
+                        })
+                    }
+                    sshd::SshEvent::Accepted {
+                        user,
+                        ip: peer,
+                        method,
+                    } => {
+                        ip = Some((peer, 1));
+                        Some(Kind::Logon {
+                            user: user.to_string(),
+                            ip: peer.to_string(),
+                            method: method.to_string(),
+                        })
+                    }
+                    sshd::SshEvent::InvalidUser { .. } => None,
+                }),
+                prog => accounts::parse(prog, message).map(|e| match e {
+                    accounts::AccountEvent::NewUser { name } => Kind::NewAccount {
+                        name: name.to_string(),
+                    },
+                    accounts::AccountEvent::GroupAdd { user, group } => Kind::GroupAdd {
+                        user: user.to_string(),
+                        group: group.to_string(),
+                    },
+                }),
+            };
+            return Ok(Some((time, kind, ip)));
+        }
+        if let Some(r) = web::parse(text)? {
+            let which = if r.status >= 400 { 3 } else { 2 };
+            // Only requests a detector could use are kept as events.
+            let kind =
+                crate::findings::detect::web_relevant(self.ctx.rules, &r).then(|| Kind::Web {
+                    ip: r.client.to_string(),
+                    method: r.method.to_string(),
+                    path: r.path.to_string(),
+                    status: r.status,
+                    bytes: r.bytes,
+                    user_agent: r.user_agent.to_string(),
+                });
+            return Ok(Some((r.time, kind, Some((r.client, which)))));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::SourceKind;
+    use time::macros::datetime;
+
+    fn seg(raw: &[u8], object: &[u8], last_read: OffsetDateTime) -> SegmentSummary {
+        SegmentSummary {
+            host: "web01".into(),
+            stream: "logon.auth".into(),
+            category: "logon".into(),
+            seq: 7,
+            source_kind: SourceKind::File,
+            source_label: "/var/log/auth.log".into(),
+            first_read: last_read,
+            last_read,
+            raw_len: raw.len() as u64,
+            retain_until: last_read,
+            lost_cursor: None,
+            agent_instance: "i".into(),
+            payload_key: "v1/web01/streams/logon.auth/x.zst".into(),
+            object_sha256: custody_evidence::Sha256::digest(object),
+            raw_sha256: custody_evidence::Sha256::digest(raw),
+        }
+    }
+
+    fn run(s: &SegmentSummary, object: Vec<u8>) -> Scanned {
+        let tz = jiff::tz::TimeZone::get("Asia/Taipei").unwrap();
+        let rules = crate::findings::rules::load(None).unwrap();
+        let ctx = Ctx {
+            seg: s,
+            seg_index: 0,
+            host_tz: &tz,
+            from: datetime!(2000-01-01 00:00 UTC),
+            to: datetime!(2100-01-01 00:00 UTC),
+            rules: &rules,
+        };
+        scan(Ok(object), &ctx)
+    }
+
+    #[test]
+    fn syslog_year_comes_from_the_segment_and_rolls_back_over_new_year() {
+        let raw = b"Dec 31 23:59:00 h sshd[1]: Accepted password for a from 10.0.0.1 port 1 ssh2\n\
+Jan  1 00:00:30 h sshd[2]: Accepted password for b from 10.0.0.1 port 2 ssh2\n";
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        // Read at 08:01 on 1 January 2027, Taipei time.
+        let s = seg(raw, &object, datetime!(2027-01-01 00:01 UTC));
+        let out = run(&s, object);
+        assert!(out.unverified.is_none());
+        let times: Vec<_> = out.events.iter().map(|e| e.time).collect();
+        assert_eq!(
+            times,
+            vec![
+                datetime!(2026-12-31 15:59 UTC),
+                datetime!(2026-12-31 16:00:30 UTC)
+            ]
+        );
+        // The second line: right after the first one's `\n`, its own `\n` excluded.
+        let second = raw.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let len = raw.len() - second - 1;
+        assert_eq!(
+            (out.events[1].offset, out.events[1].len),
+            (second as u64, len as u64)
+        );
+    }
+
+    #[test]
+    fn a_wrong_raw_hash_is_named_as_such() {
+        let raw = b"hello\n";
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let mut s = seg(raw, &object, datetime!(2026-12-01 00:00 UTC));
+        s.raw_sha256 = custody_evidence::Sha256::digest(b"other");
+        let out = run(&s, object.clone());
+        let u = out.unverified.expect("unverified");
+        assert_eq!(u.check, "raw_sha256");
+        assert_eq!(
+            u.found,
+            Some(custody_evidence::Sha256::digest(raw).to_hex())
+        );
+        // A damaged frame: named as decompression, never a panic.
+        let mut bad = object;
+        let n = bad.len();
+        bad.truncate(n - 3);
+        let out = run(&s, bad);
+        assert_eq!(out.unverified.expect("unverified").check, "decompress");
+    }
+}
