@@ -540,6 +540,29 @@ fn findings_are_exactly_the_planted_ones_and_cite_their_bytes() {
             html.contains("203.0.113.7") && html.contains("02:13:05"),
             "{lang}"
         );
+        // What a responder sees: the page in headless Chromium, the hostile
+        // text shown as text, nothing from the logs run.
+        let page = env.root.join(format!("findings-{lang}.html"));
+        std::fs::write(&page, &html).expect("write the HTML report");
+        let view = custody_tests::browser::view_page(
+            &format!("file://{}", page.display()),
+            &["h1", "h2", "table", "img"],
+            Some(&env.root.join(format!("findings-{lang}.png"))),
+        );
+        view.assert_safe();
+        assert_eq!(view.lang, lang);
+        assert_eq!(view.count("h1"), 1, "{lang}");
+        assert!(
+            view.count("table") >= 2,
+            "{lang}: {} tables",
+            view.count("table")
+        );
+        assert_eq!(view.count("img"), 0, "{lang}: an <img> element exists");
+        assert!(
+            view.text.contains(HOSTILE),
+            "{lang}: the hostile user name is not shown as text"
+        );
+        assert!(view.text.contains("203.0.113.7"), "{lang}");
     }
     let (_, zh, _) = findings(&env, &["--format", "html", "--lang", "zh-TW"]);
     assert!(
