@@ -79,6 +79,12 @@ fn siblings(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether `pattern` holds glob metacharacters (then its matches, not the
+/// pattern itself, are the files).
+fn has_glob_syntax(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
 /// Every in-scope file, by source then path, each file (device and inode)
 /// once, opened. `known` holds (device, inode) pairs already opened by an
 /// earlier pass, so a second pass adds only files that appeared meanwhile.
@@ -91,6 +97,12 @@ pub fn open_all(
     for source in sources {
         let mut paths: BTreeSet<PathBuf> = BTreeSet::new();
         for pattern in &source.paths {
+            // A plain path names its rotated siblings even while the live
+            // file itself is absent (renamed, not yet re-created): without
+            // this, a snapshot taken in that instant would copy nothing.
+            if !has_glob_syntax(pattern) {
+                paths.extend(siblings(Path::new(pattern)));
+            }
             let Ok(matches) = glob::glob(pattern) else {
                 continue;
             };
@@ -137,4 +149,46 @@ pub fn open_all(
         }
     }
     (opened, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(paths: Vec<String>) -> SourceConfig {
+        SourceConfig {
+            name: "app".into(),
+            category: custody_evidence::Category::App,
+            paths,
+            framing: crate::config::SourceFraming::Lines,
+            journal: None,
+            eventlog: None,
+        }
+    }
+
+    #[test]
+    fn rotated_copies_are_opened_while_the_live_file_is_renamed_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("app.log-0001"), b"one\n").expect("write");
+        fs::write(dir.path().join("app.log.2"), b"two\n").expect("write");
+        fs::write(dir.path().join("app.logger"), b"not a sibling\n").expect("write");
+        let live = dir.path().join("app.log");
+        let (opened, failed) = open_all(
+            &[source(vec![live.to_string_lossy().into_owned()])],
+            &mut BTreeSet::new(),
+        );
+        assert!(failed.is_empty(), "{:?}", failed.len());
+        let mut names: Vec<_> = opened
+            .iter()
+            .map(|o| o.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                Some("app.log-0001".to_string()),
+                Some("app.log.2".to_string())
+            ]
+        );
+    }
 }
