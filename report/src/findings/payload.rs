@@ -13,7 +13,7 @@ use crate::findings::events::{Event, Kind};
 use crate::findings::lines::{Piece, Splitter};
 use crate::findings::model::{Note, StreamStats, UnverifiedSegment};
 use crate::input::SegmentSummary;
-use crate::parse::{accounts, sshd, syslog, web};
+use crate::parse::{accounts, journal, sshd, syslog, web};
 
 /// Lines longer than this are counted and referenced, not matched.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -126,6 +126,10 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         notes_by_kind: Default::default(),
     };
     let mut decode_error = None;
+    // A journal segment is parsed by entries, not lines: its raw bytes
+    // (bounded by the agent's segment size) are held whole.
+    let is_journal = seg.source_kind == crate::input::SourceKind::Journal;
+    let mut journal_raw = Vec::new();
     match zstd::stream::read::Decoder::new(&bytes[..]) {
         Ok(mut dec) => {
             let mut buf = vec![0u8; CHUNK];
@@ -134,7 +138,11 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
                     Ok(0) => break,
                     Ok(n) => {
                         hasher.update(&buf[..n]);
-                        splitter.feed(&buf[..n], &mut |p| state.line(p, &mut out));
+                        if is_journal {
+                            journal_raw.extend_from_slice(&buf[..n]);
+                        } else {
+                            splitter.feed(&buf[..n], &mut |p| state.line(p, &mut out));
+                        }
                     }
                     Err(e) => {
                         decode_error = Some(e.to_string());
@@ -145,7 +153,11 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         }
         Err(e) => decode_error = Some(e.to_string()),
     }
-    splitter.finish(&mut |p| state.line(p, &mut out));
+    if is_journal {
+        state.journal(&journal_raw, &mut out);
+    } else {
+        splitter.finish(&mut |p| state.line(p, &mut out));
+    }
     let found_raw = custody_evidence::Sha256::from_hasher(hasher);
     out.unverified = if let Some(e) = decode_error {
         unverified(
@@ -238,6 +250,118 @@ impl LineState<'_> {
         });
     }
 
+    /// Counts and keeps one parsed line or entry; `false` when it is
+    /// outside the window (counted, not kept).
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        out: &mut Scanned,
+        time: OffsetDateTime,
+        kind: Option<Kind>,
+        ip: Option<(&str, usize)>,
+        offset: u64,
+        raw: &[u8],
+        text: &str,
+    ) -> bool {
+        if time < self.ctx.from || time > self.ctx.to {
+            out.stats.lines_outside_window += 1;
+            return false;
+        }
+        if let Some((ip, which)) = ip {
+            match out.ips.get_mut(ip) {
+                Some(a) => {
+                    a.first = a.first.min(time);
+                    a.last = a.last.max(time);
+                    a.counts[which] += 1;
+                }
+                None => {
+                    let mut counts = [0; 4];
+                    counts[which] = 1;
+                    out.ips.insert(
+                        ip.to_string(),
+                        IpAgg {
+                            first: time,
+                            last: time,
+                            counts,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(kind) = kind {
+            out.events.push(Event {
+                time,
+                seg: self.ctx.seg_index,
+                offset,
+                len: raw.len() as u64,
+                line: text.to_string(),
+                line_sha256: custody_evidence::Sha256::digest(raw).to_hex(),
+                kind,
+                verified: false,
+            });
+        }
+        true
+    }
+
+    /// Every entry of a journal segment's raw bytes (FORMAT.md §16.1):
+    /// MESSAGE goes through the sshd and account parsers under the
+    /// entry's SYSLOG_IDENTIFIER (else _COMM), at its
+    /// __REALTIME_TIMESTAMP (UTC, exact); the evidence is the whole entry.
+    fn journal(&mut self, raw: &[u8], out: &mut Scanned) {
+        let mut pos = 0;
+        loop {
+            let (e, next) = match journal::next_entry(raw, pos) {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(m) => {
+                    // The rest cannot be split into entries: one note for
+                    // it, counted as one malformed unit.
+                    out.stats.lines_read += 1;
+                    out.stats.lines_malformed += 1;
+                    let seg = self.ctx.seg;
+                    let rest = &raw[pos..];
+                    self.note(
+                        out,
+                        "malformed",
+                        format!(
+                            "host {} stream {} segment {}: {} (at offset {}); the {} bytes from offset {pos} are kept but not matched",
+                            seg.host, seg.stream, seg.seq, m.why, m.offset, rest.len()
+                        ),
+                        pos as u64,
+                        Some(rest),
+                        rest.len() as u64,
+                    );
+                    break;
+                }
+            };
+            pos = next;
+            out.stats.lines_read += 1;
+            let bytes = &raw[e.offset as usize..][..e.len as usize];
+            let text = String::from_utf8_lossy(bytes);
+            let Some(time) = e.realtime_usec.and_then(|us| {
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
+            }) else {
+                out.stats.lines_malformed += 1;
+                self.note(
+                    out,
+                    "malformed",
+                    "journal entry without a usable __REALTIME_TIMESTAMP; kept but not matched"
+                        .into(),
+                    e.offset,
+                    Some(bytes),
+                    e.len,
+                );
+                continue;
+            };
+            // An entry is of a known format whatever it says, as a
+            // syslog line is: counted as parsed, kept when a rule may use it.
+            let prog = String::from_utf8_lossy(e.program().unwrap_or_default());
+            let message = String::from_utf8_lossy(e.message.unwrap_or_default());
+            let (kind, ip) = classify(&prog, &message);
+            self.record(out, time, kind, ip, e.offset, bytes, &text);
+        }
+    }
+
     fn line(&mut self, piece: Piece<'_>, out: &mut Scanned) {
         out.stats.lines_read += 1;
         let (offset, raw) = match piece {
@@ -283,42 +407,8 @@ impl LineState<'_> {
         }
         match self.parse(&text) {
             Ok(Some((time, kind, ip))) => {
-                if time < self.ctx.from || time > self.ctx.to {
-                    out.stats.lines_outside_window += 1;
+                if !self.record(out, time, kind, ip, offset, raw, &text) {
                     return;
-                }
-                if let Some((ip, which)) = ip {
-                    match out.ips.get_mut(ip) {
-                        Some(a) => {
-                            a.first = a.first.min(time);
-                            a.last = a.last.max(time);
-                            a.counts[which] += 1;
-                        }
-                        None => {
-                            let mut counts = [0; 4];
-                            counts[which] = 1;
-                            out.ips.insert(
-                                ip.to_string(),
-                                IpAgg {
-                                    first: time,
-                                    last: time,
-                                    counts,
-                                },
-                            );
-                        }
-                    }
-                }
-                if let Some(kind) = kind {
-                    out.events.push(Event {
-                        time,
-                        seg: self.ctx.seg_index,
-                        offset,
-                        len: raw.len() as u64,
-                        line: text.into_owned(),
-                        line_sha256: custody_evidence::Sha256::digest(raw).to_hex(),
-                        kind,
-                        verified: false,
-                    });
                 }
             }
             Ok(None) => {
@@ -391,40 +481,7 @@ impl LineState<'_> {
                 }
             }
             self.last_syslog = Some(time);
-            let mut ip = None;
-            let kind = match prog {
-                "sshd" => sshd::parse(message).and_then(|e| match e {
-                    sshd::SshEvent::Failed { user, ip: peer, .. } => {
-                        ip = Some((peer, 0));
-                        Some(Kind::FailedLogon {
-                            user: user.to_string(),
-                            ip: peer.to_string(),
-                        })
-                    }
-                    sshd::SshEvent::Accepted {
-                        user,
-                        ip: peer,
-                        method,
-                    } => {
-                        ip = Some((peer, 1));
-                        Some(Kind::Logon {
-                            user: user.to_string(),
-                            ip: peer.to_string(),
-                            method: method.to_string(),
-                        })
-                    }
-                    sshd::SshEvent::InvalidUser { .. } => None,
-                }),
-                prog => accounts::parse(prog, message).map(|e| match e {
-                    accounts::AccountEvent::NewUser { name } => Kind::NewAccount {
-                        name: name.to_string(),
-                    },
-                    accounts::AccountEvent::GroupAdd { user, group } => Kind::GroupAdd {
-                        user: user.to_string(),
-                        group: group.to_string(),
-                    },
-                }),
-            };
+            let (kind, ip) = classify(prog, message);
             return Ok(Some((time, kind, ip)));
         }
         if let Some(r) = web::parse(text)? {
@@ -443,6 +500,46 @@ impl LineState<'_> {
         }
         Ok(None)
     }
+}
+
+/// What a syslog or journal message of program `prog` says: the event a
+/// rule may use, and the IP it names with its [`IpAgg::counts`] index.
+fn classify<'m>(prog: &str, message: &'m str) -> (Option<Kind>, Option<(&'m str, usize)>) {
+    let mut ip = None;
+    let kind = match prog {
+        "sshd" => sshd::parse(message).and_then(|e| match e {
+            sshd::SshEvent::Failed { user, ip: peer, .. } => {
+                ip = Some((peer, 0));
+                Some(Kind::FailedLogon {
+                    user: user.to_string(),
+                    ip: peer.to_string(),
+                })
+            }
+            sshd::SshEvent::Accepted {
+                user,
+                ip: peer,
+                method,
+            } => {
+                ip = Some((peer, 1));
+                Some(Kind::Logon {
+                    user: user.to_string(),
+                    ip: peer.to_string(),
+                    method: method.to_string(),
+                })
+            }
+            sshd::SshEvent::InvalidUser { .. } => None,
+        }),
+        prog => accounts::parse(prog, message).map(|e| match e {
+            accounts::AccountEvent::NewUser { name } => Kind::NewAccount {
+                name: name.to_string(),
+            },
+            accounts::AccountEvent::GroupAdd { user, group } => Kind::GroupAdd {
+                user: user.to_string(),
+                group: group.to_string(),
+            },
+        }),
+    };
+    (kind, ip)
 }
 
 #[cfg(test)]
@@ -530,5 +627,46 @@ Jan  1 00:00:30 h sshd[2]: Accepted password for b from 10.0.0.1 port 2 ssh2\n";
         bad.truncate(n - 3);
         let out = run(&s, bad);
         assert_eq!(out.unverified.expect("unverified").check, "decompress");
+    }
+
+    #[test]
+    fn journal_entries_feed_the_sshd_and_account_parsers_citing_whole_entries() {
+        let first = b"__CURSOR=s=1\n__REALTIME_TIMESTAMP=1764700380123456\n_HOSTNAME=web01\nSYSLOG_IDENTIFIER=sshd\nMESSAGE=Failed password for root from 203.0.113.9 port 22 ssh2\n\n".to_vec();
+        let mut second =
+            b"__CURSOR=s=2\n__REALTIME_TIMESTAMP=1764700381000000\n_COMM=useradd\nMESSAGE\n"
+                .to_vec();
+        let msg = b"new user: name=eve, UID=1001, GID=1001, home=/home/eve, shell=/bin/bash, from=/dev/pts/0";
+        second.extend_from_slice(&(msg.len() as u64).to_le_bytes());
+        second.extend_from_slice(msg);
+        second.extend_from_slice(b"\n\n");
+        let third = b"__CURSOR=s=3\n__REALTIME_TIMESTAMP=1764700382000000\nSYSLOG_IDENTIFIER=cron\nMESSAGE=hello\n\n".to_vec();
+        let cut = b"__CURSOR=s=4\nMESSAGE=cut".to_vec();
+        let raw = [first.clone(), second.clone(), third.clone(), cut].concat();
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let mut s = seg(&raw, &object, datetime!(2025-12-02 18:40 UTC));
+        s.source_kind = SourceKind::Journal;
+        let out = run(&s, object);
+        assert!(out.unverified.is_none());
+        assert_eq!(out.events.len(), 2, "{:?}", out.events);
+        let e = &out.events[0];
+        assert_eq!(e.time, datetime!(2025-12-02 18:33:00.123456 UTC));
+        assert_eq!((e.offset, e.len), (0, first.len() as u64));
+        assert_eq!(
+            e.line_sha256,
+            custody_evidence::Sha256::digest(&first).to_hex()
+        );
+        assert!(
+            matches!(&e.kind, Kind::FailedLogon { user, ip } if user == "root" && ip == "203.0.113.9")
+        );
+        let e = &out.events[1];
+        assert_eq!((e.offset, e.len), (first.len() as u64, second.len() as u64));
+        assert!(matches!(&e.kind, Kind::NewAccount { name } if name == "eve"));
+        // Three entries and the cut tail: never silently skipped.
+        assert_eq!(out.stats.lines_read, 4);
+        assert_eq!(out.stats.lines_malformed, 1);
+        let n = out.notes.iter().find(|n| n.kind == "malformed").unwrap();
+        let ev = n.evidence.as_ref().unwrap();
+        assert_eq!(ev.offset, (first.len() + second.len() + third.len()) as u64);
+        assert!(out.ips.contains_key("203.0.113.9"));
     }
 }

@@ -9,6 +9,7 @@
 //! (`Err`, which becomes a note with the line's evidence reference).
 
 pub mod accounts;
+pub mod journal;
 pub mod sshd;
 pub mod syslog;
 pub mod web;
