@@ -11,6 +11,8 @@
 //! Main pieces, one job each:
 //! - [`config`]: TOML and flags → checked [`config::Config`].
 //! - [`pki`]: `ca init` and `enroll`; the host id in a client certificate.
+//! - [`operators`]: `operator add/list/revoke`; the operator named by an
+//!   operator client certificate.
 //! - [`revocation`]: `revoke`, and the revocation list the server checks.
 //! - [`tls`]: the rustls server configuration.
 //! - [`ingest`]: the HTTPS listener ([`ingest::serve`] takes its listener
@@ -53,6 +55,7 @@ pub mod findings;
 pub mod incident;
 pub mod ingest;
 pub mod metrics;
+pub mod operators;
 pub mod ops;
 pub mod pki;
 pub mod prune;

@@ -58,6 +58,11 @@ enum Command {
         #[arg(long, value_name = "HEX")]
         serial: Option<String>,
     },
+    /// Operators of the collector (people, not agents): client certificates with a role.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// Receive evidence (agents over HTTPS, devices over syslog) until SIGINT or SIGTERM.
     Serve(Box<ServeArgs>),
     /// Remote snapshots and legal holds: open an incident, follow it, release it.
@@ -151,6 +156,90 @@ enum IncidentCommand {
         #[command(flatten)]
         site: SiteArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Issue an operator's client certificate (writes ca.pem, operator.pem, operator.key).
+    Add {
+        /// The CA directory made by `ca init`.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// The operator's name (1-64 of A-Z a-z 0-9 . _ -), shown in custody events.
+        name: String,
+        /// What the operator may do.
+        #[arg(long, value_enum)]
+        role: custody_collector::operators::Role,
+        /// Where to write the files (created; must not hold them yet).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// List the operators: name, role, serial, fingerprint, revoked or not.
+    List {
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every certificate of an operator; a running collector refuses them at once.
+    Revoke {
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        name: String,
+    },
+}
+
+fn operator(command: OperatorCommand) -> anyhow::Result<()> {
+    use custody_collector::operators;
+    match command {
+        OperatorCommand::Add {
+            ca_dir,
+            name,
+            role,
+            out,
+        } => {
+            for f in operators::add(&ca_dir, &name, role, &out)? {
+                println!("wrote {}", f.display());
+            }
+            println!("operator {name} ({}) added", role.as_str());
+        }
+        OperatorCommand::List { ca_dir, json } => {
+            for l in operators::list(&ca_dir)? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&l).context("encoding an operator")?
+                    );
+                } else {
+                    println!(
+                        "{}\t{}\tserial {}\tsha256 {}\t{}",
+                        l.operator.name,
+                        l.operator.role.as_str(),
+                        l.operator.serial,
+                        l.operator.fingerprint_sha256,
+                        match &l.revoked {
+                            Some(t) => format!("revoked {t}"),
+                            None => "active".to_string(),
+                        }
+                    );
+                }
+            }
+        }
+        OperatorCommand::Revoke { ca_dir, name } => {
+            let done = operators::revoke(&ca_dir, &name)?;
+            if done.is_empty() {
+                println!("operator {name}: already revoked; nothing to do");
+            }
+            for r in &done {
+                println!(
+                    "revoked operator {name} serial {} at {}",
+                    r.serial, r.revoked
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -514,6 +603,7 @@ fn main() -> ExitCode {
             host_id,
             serial,
         } => revoke(&ca_dir, host_id, serial),
+        Command::Operator { command } => operator(command),
         Command::Serve(args) => serve(*args),
         Command::Incident { command } => incident(*command),
     };

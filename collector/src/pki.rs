@@ -47,7 +47,7 @@ const LEAF_VALIDITY_DAYS: i64 = 5 * 365;
 
 /// Writes a file that must not be readable by others (a private key):
 /// created with mode 0600, refusing to replace an existing file.
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -59,7 +59,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_public(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_public(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -154,6 +154,40 @@ pub fn ca_init(dir: &Path, server_names: &[String]) -> anyhow::Result<Vec<PathBu
 /// writes what the agent needs into `out` (`ca.pem`, `client.pem`,
 /// `client.key`).
 pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let (issuer, ca_pem) = load_issuer(ca_dir)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for f in [ENROLL_CA_FILE, ENROLL_CERT_FILE, ENROLL_KEY_FILE] {
+        if out.join(f).exists() {
+            bail!(
+                "{} already exists; enroll into an empty directory",
+                out.join(f).display()
+            );
+        }
+    }
+    let client = sign_client(&issuer, host.as_str(), &format!("{HOST_URI_PREFIX}{host}"))?;
+    let files = vec![
+        out.join(ENROLL_KEY_FILE),
+        out.join(ENROLL_CERT_FILE),
+        out.join(ENROLL_CA_FILE),
+    ];
+    write_private(&files[0], &client.key_pem)?;
+    write_public(&files[1], &client.cert_pem)?;
+    write_public(&files[2], &ca_pem)?;
+    record_enrollment(ca_dir, host)?;
+    crate::revocation::record_issued(
+        ca_dir,
+        &crate::revocation::Issued {
+            serial: client.serial.clone(),
+            host: host.to_string(),
+            issued: custody_evidence::timefmt::format_utc(OffsetDateTime::now_utc()),
+            not_after: client.not_after.clone(),
+        },
+    )?;
+    Ok(files)
+}
+
+/// The CA in `ca_dir` as an rcgen issuer, and its certificate (PEM).
+pub(crate) fn load_issuer(ca_dir: &Path) -> anyhow::Result<(Issuer<'static, KeyPair>, String)> {
     let ca_pem = std::fs::read_to_string(ca_dir.join(CA_CERT_FILE)).with_context(|| {
         format!(
             "reading {} (make the CA first: custody-collector ca init --dir {})",
@@ -175,60 +209,61 @@ pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<Pa
             ca_dir.join(CA_CERT_FILE).display()
         )
     })?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for f in [ENROLL_CA_FILE, ENROLL_CERT_FILE, ENROLL_KEY_FILE] {
-        if out.join(f).exists() {
-            bail!(
-                "{} already exists; enroll into an empty directory",
-                out.join(f).display()
-            );
-        }
-    }
+    Ok((issuer, ca_pem))
+}
+
+/// A client certificate just signed, with what the CA directory records.
+pub(crate) struct SignedClient {
+    pub key_pem: String,
+    pub cert_pem: String,
+    /// DER of the certificate (for its fingerprint).
+    pub cert_der: Vec<u8>,
+    /// Normalized hex serial (see [`crate::revocation::normalize_serial`]).
+    pub serial: String,
+    /// RFC 3339 UTC.
+    pub not_after: String,
+}
+
+/// Signs a new client certificate (ClientAuth EKU) with subject common
+/// name `common_name` and one SAN URI `uri`, which is the identity the
+/// collector trusts (`custody://host/…` or `custody://operator/…`).
+pub(crate) fn sign_client(
+    issuer: &Issuer<'_, KeyPair>,
+    common_name: &str,
+    uri: &str,
+) -> anyhow::Result<SignedClient> {
     let key =
         KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the client key")?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, host.as_str());
+    dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
-    let uri = format!("{HOST_URI_PREFIX}{host}");
     params.subject_alt_names = vec![SanType::URI(
-        uri.clone()
+        uri.to_string()
             .try_into()
             .with_context(|| format!("{uri:?} is not a valid URI"))?,
     )];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
-    // A random serial, recorded below, so `revoke --host-id` can name
-    // exactly the certificates this host was given.
+    // A random serial, recorded by the caller, so revocation can name
+    // exactly the certificates this client was given.
     let mut serial = *uuid::Uuid::new_v4().as_bytes();
     serial[0] = (serial[0] & 0x7f) | 0x40;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     validity(&mut params, LEAF_VALIDITY_DAYS);
     let not_after = params.not_after;
     let cert = params
-        .signed_by(&key, &issuer)
+        .signed_by(&key, issuer)
         .context("signing the client certificate")?;
-    let files = vec![
-        out.join(ENROLL_KEY_FILE),
-        out.join(ENROLL_CERT_FILE),
-        out.join(ENROLL_CA_FILE),
-    ];
-    write_private(&files[0], &key.serialize_pem())?;
-    write_public(&files[1], &cert.pem())?;
-    write_public(&files[2], &ca_pem)?;
-    record_enrollment(ca_dir, host)?;
-    crate::revocation::record_issued(
-        ca_dir,
-        &crate::revocation::Issued {
-            serial: crate::revocation::normalize_serial(&hex::encode(serial))
-                .context("the serial just made")?,
-            host: host.to_string(),
-            issued: custody_evidence::timefmt::format_utc(OffsetDateTime::now_utc()),
-            not_after: custody_evidence::timefmt::format_utc(not_after),
-        },
-    )?;
-    Ok(files)
+    Ok(SignedClient {
+        key_pem: key.serialize_pem(),
+        cert_pem: cert.pem(),
+        cert_der: cert.der().to_vec(),
+        serial: crate::revocation::normalize_serial(&hex::encode(serial))
+            .context("the serial just made")?,
+        not_after: custody_evidence::timefmt::format_utc(not_after),
+    })
 }
 
 /// Where `enroll` notes each host it issued a certificate for, so that
