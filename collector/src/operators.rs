@@ -35,6 +35,30 @@ pub const OPERATORS_FILE: &str = "operators.jsonl";
 pub const OPERATOR_CERT_FILE: &str = "operator.pem";
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
 pub const OPERATOR_CA_FILE: &str = "ca.pem";
+/// Held (an OS file lock, released when the process ends, even by a
+/// crash) while `add` or `revoke` reads and appends the operator list, so
+/// two runs at once cannot both give one name a live certificate.
+const OPERATORS_LOCK_FILE: &str = "operators.lock";
+
+/// Takes the operators lock of `ca_dir`, waiting for another run's.
+fn lock_operators(ca_dir: &Path) -> anyhow::Result<std::fs::File> {
+    if !ca_dir.is_dir() {
+        bail!(
+            "{} is not a directory: give the collector's CA directory (made by custody-collector ca init)",
+            ca_dir.display()
+        );
+    }
+    let path = ca_dir.join(OPERATORS_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the operators lock {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
 
 /// What an operator may do (issue 10): read, read and download, open and
 /// release incidents, everything including operators.
@@ -142,6 +166,7 @@ pub fn list(ca_dir: &Path) -> anyhow::Result<Vec<Listed>> {
 /// changed by revoking and adding again, so the trail shows it.
 pub fn add(ca_dir: &Path, name: &str, role: Role, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     check_name(name)?;
+    let _lock = lock_operators(ca_dir)?;
     if let Some(live) = list(ca_dir)?
         .into_iter()
         .find(|l| l.operator.name == name && l.revoked.is_none())
@@ -214,6 +239,7 @@ fn append_operator(ca_dir: &Path, op: &Operator) -> anyhow::Result<()> {
 /// newly revoked (empty: all were already).
 pub fn revoke(ca_dir: &Path, name: &str) -> anyhow::Result<Vec<Revoked>> {
     check_name(name)?;
+    let _lock = lock_operators(ca_dir)?;
     let mine: Vec<Listed> = list(ca_dir)?
         .into_iter()
         .filter(|l| l.operator.name == name)
@@ -331,6 +357,40 @@ mod tests {
             listed[0].operator.serial,
             revocation::serial_of_certificate(&op_der).unwrap()
         );
+    }
+
+    #[test]
+    fn simultaneous_adds_of_one_name_give_one_live_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        crate::pki::ca_init(&ca, &[]).unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (ca, out) = (ca.clone(), dir.path().join(format!("out{i}")));
+                std::thread::spawn(move || add(&ca, "carol", Role::Viewer, &out).is_ok())
+            })
+            .collect();
+        let ok = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(ok, 1);
+        assert_eq!(list(&ca).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_missing_ca_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = add(
+            &dir.path().join("nope"),
+            "dave",
+            Role::Viewer,
+            &dir.path().join("o"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nope") && err.contains("ca init"), "{err}");
     }
 
     #[test]
