@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::pki::{load_issuer, sign_client, write_private, write_public};
+use crate::pki::issue_client;
 use crate::revocation::{self, Issued, Revoked, Target, REVOKED_FILE};
 
 /// The SAN URI prefix that carries an operator's name.
@@ -128,26 +128,10 @@ fn issued_host(name: &str) -> String {
     format!("operator:{name}")
 }
 
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{} line {}: not a valid entry", path.display(), i + 1))
-        })
-        .collect()
-}
-
 /// Every operator certificate recorded in `ca_dir`, with its revocation.
 pub fn list(ca_dir: &Path) -> anyhow::Result<Vec<Listed>> {
-    let operators: Vec<Operator> = read_jsonl(&ca_dir.join(OPERATORS_FILE))?;
-    let revoked: Vec<Revoked> = read_jsonl(&ca_dir.join(REVOKED_FILE))?;
+    let operators: Vec<Operator> = revocation::read_lines(&ca_dir.join(OPERATORS_FILE))?;
+    let revoked: Vec<Revoked> = revocation::read_lines(&ca_dir.join(REVOKED_FILE))?;
     Ok(operators
         .into_iter()
         .map(|operator| Listed {
@@ -179,25 +163,13 @@ pub fn add(ca_dir: &Path, name: &str, role: Role, out: &Path) -> anyhow::Result<
             ca_dir.display()
         );
     }
-    let (issuer, ca_pem) = load_issuer(ca_dir)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for f in [OPERATOR_CA_FILE, OPERATOR_CERT_FILE, OPERATOR_KEY_FILE] {
-        if out.join(f).exists() {
-            bail!(
-                "{} already exists; give an empty --out directory",
-                out.join(f).display()
-            );
-        }
-    }
-    let client = sign_client(&issuer, name, &format!("{OPERATOR_URI_PREFIX}{name}"))?;
-    let files = vec![
-        out.join(OPERATOR_KEY_FILE),
-        out.join(OPERATOR_CERT_FILE),
-        out.join(OPERATOR_CA_FILE),
-    ];
-    write_private(&files[0], &client.key_pem)?;
-    write_public(&files[1], &client.cert_pem)?;
-    write_public(&files[2], &ca_pem)?;
+    let (files, client) = issue_client(
+        ca_dir,
+        out,
+        [OPERATOR_KEY_FILE, OPERATOR_CERT_FILE, OPERATOR_CA_FILE],
+        name,
+        &format!("{OPERATOR_URI_PREFIX}{name}"),
+    )?;
     let issued = custody_evidence::timefmt::format_utc(time::OffsetDateTime::now_utc());
     revocation::record_issued(
         ca_dir,
@@ -208,8 +180,8 @@ pub fn add(ca_dir: &Path, name: &str, role: Role, out: &Path) -> anyhow::Result<
             not_after: client.not_after.clone(),
         },
     )?;
-    append_operator(
-        ca_dir,
+    revocation::append_line(
+        &ca_dir.join(OPERATORS_FILE),
         &Operator {
             name: name.to_string(),
             role,
@@ -220,19 +192,6 @@ pub fn add(ca_dir: &Path, name: &str, role: Role, out: &Path) -> anyhow::Result<
         },
     )?;
     Ok(files)
-}
-
-fn append_operator(ca_dir: &Path, op: &Operator) -> anyhow::Result<()> {
-    use std::io::Write;
-    let path = ca_dir.join(OPERATORS_FILE);
-    let mut line = serde_json::to_string(op).context("encoding the operator")?;
-    line.push('\n');
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()))
-        .with_context(|| format!("recording the operator in {}", path.display()))
 }
 
 /// Revokes every certificate issued to operator `name`; returns what was

@@ -47,7 +47,7 @@ const LEAF_VALIDITY_DAYS: i64 = 5 * 365;
 
 /// Writes a file that must not be readable by others (a private key):
 /// created with mode 0600, refusing to replace an existing file.
-pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -59,7 +59,7 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-pub(crate) fn write_public(path: &Path, contents: &str) -> anyhow::Result<()> {
+fn write_public(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -154,25 +154,13 @@ pub fn ca_init(dir: &Path, server_names: &[String]) -> anyhow::Result<Vec<PathBu
 /// writes what the agent needs into `out` (`ca.pem`, `client.pem`,
 /// `client.key`).
 pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let (issuer, ca_pem) = load_issuer(ca_dir)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for f in [ENROLL_CA_FILE, ENROLL_CERT_FILE, ENROLL_KEY_FILE] {
-        if out.join(f).exists() {
-            bail!(
-                "{} already exists; enroll into an empty directory",
-                out.join(f).display()
-            );
-        }
-    }
-    let client = sign_client(&issuer, host.as_str(), &format!("{HOST_URI_PREFIX}{host}"))?;
-    let files = vec![
-        out.join(ENROLL_KEY_FILE),
-        out.join(ENROLL_CERT_FILE),
-        out.join(ENROLL_CA_FILE),
-    ];
-    write_private(&files[0], &client.key_pem)?;
-    write_public(&files[1], &client.cert_pem)?;
-    write_public(&files[2], &ca_pem)?;
+    let (files, client) = issue_client(
+        ca_dir,
+        out,
+        [ENROLL_KEY_FILE, ENROLL_CERT_FILE, ENROLL_CA_FILE],
+        host.as_str(),
+        &format!("{HOST_URI_PREFIX}{host}"),
+    )?;
     record_enrollment(ca_dir, host)?;
     crate::revocation::record_issued(
         ca_dir,
@@ -186,8 +174,36 @@ pub fn enroll(ca_dir: &Path, host: &HostId, out: &Path) -> anyhow::Result<Vec<Pa
     Ok(files)
 }
 
+/// Signs a client certificate with the CA in `ca_dir` and writes its key,
+/// the certificate and the CA's certificate into `out` under the names
+/// `[key, cert, ca]` (none may exist yet: a client's files are never
+/// replaced). Returns those paths and what was signed, for the caller's
+/// records (agents and operators record different things).
+pub(crate) fn issue_client(
+    ca_dir: &Path,
+    out: &Path,
+    names: [&str; 3],
+    common_name: &str,
+    uri: &str,
+) -> anyhow::Result<(Vec<PathBuf>, SignedClient)> {
+    let (issuer, ca_pem) = load_issuer(ca_dir)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let files: Vec<PathBuf> = names.iter().map(|n| out.join(n)).collect();
+    if let Some(f) = files.iter().find(|f| f.exists()) {
+        bail!(
+            "{} already exists; give an empty output directory",
+            f.display()
+        );
+    }
+    let client = sign_client(&issuer, common_name, uri)?;
+    write_private(&files[0], &client.key_pem)?;
+    write_public(&files[1], &client.cert_pem)?;
+    write_public(&files[2], &ca_pem)?;
+    Ok((files, client))
+}
+
 /// The CA in `ca_dir` as an rcgen issuer, and its certificate (PEM).
-pub(crate) fn load_issuer(ca_dir: &Path) -> anyhow::Result<(Issuer<'static, KeyPair>, String)> {
+fn load_issuer(ca_dir: &Path) -> anyhow::Result<(Issuer<'static, KeyPair>, String)> {
     let ca_pem = std::fs::read_to_string(ca_dir.join(CA_CERT_FILE)).with_context(|| {
         format!(
             "reading {} (make the CA first: custody-collector ca init --dir {})",
@@ -227,7 +243,7 @@ pub(crate) struct SignedClient {
 /// Signs a new client certificate (ClientAuth EKU) with subject common
 /// name `common_name` and one SAN URI `uri`, which is the identity the
 /// collector trusts (`custody://host/…` or `custody://operator/…`).
-pub(crate) fn sign_client(
+fn sign_client(
     issuer: &Issuer<'_, KeyPair>,
     common_name: &str,
     uri: &str,

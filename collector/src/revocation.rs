@@ -76,7 +76,9 @@ pub fn serial_of_certificate(der: &[u8]) -> anyhow::Result<String> {
         .context("client certificate has an empty serial")
 }
 
-fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
+/// The entries of a JSON Lines file of the CA directory (none when it
+/// does not exist yet), naming the file and line of a bad one.
+pub(crate) fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -92,7 +94,8 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
         .collect()
 }
 
-fn append_line<T: Serialize>(path: &Path, entry: &T) -> anyhow::Result<()> {
+/// Appends one entry to a JSON Lines file of the CA directory, synced.
+pub(crate) fn append_line<T: Serialize>(path: &Path, entry: &T) -> anyhow::Result<()> {
     let mut line = serde_json::to_string(entry).context("encoding an entry")?;
     line.push('\n');
     let mut f = std::fs::OpenOptions::new()
