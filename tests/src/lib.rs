@@ -15,6 +15,9 @@
 //! - [`python`]: the interpreter of the test tools' virtual environment.
 //! - [`browser`]: a page in headless Chromium, as a person would see it,
 //!   and the check that nothing from a log ran.
+//! - [`journal`]: real journal files written by `systemd-journal-remote`.
+//! - [`evidence_ref`]: a report's evidence reference re-derived with
+//!   `zstd -dc`, `tail -c`, `head -c` and `sha256sum`.
 //! - [`wait`]: [`wait_for`], polling an observable condition until a
 //!   deadline, failing with what was expected and what was last seen.
 //! - [`store`]: [`StoreContents`], reading a store the way an auditor would:
@@ -58,6 +61,8 @@ pub mod bundle;
 pub mod campaign;
 pub mod collector;
 pub mod env;
+pub mod evidence_ref;
+pub mod journal;
 pub mod lines;
 pub mod moto;
 pub mod python;
@@ -73,6 +78,8 @@ pub use agent::{agent_output, AgentOptions, AgentProcess};
 pub use bins::{bins, Bins};
 pub use collector::{CollectorProcess, CollectorSetup, Curl, CurlReply, IdleTls};
 pub use env::TestEnv;
+pub use evidence_ref::{rederive_evidence, sh};
+pub use journal::{push_binary_field, write_journal};
 pub use lines::{
     assert_exactly_once, extract_ids, parse_id, render_line, testdata_lines, LineWriter, ID_MARKER,
 };

@@ -7,28 +7,18 @@
 //! order, across a `kill -9`, with the cursor resumed from the checkpoint.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use custody_tests::{
-    read_status, run_verify, wait_for, AgentOptions, AgentProcess, StoreContents, StoredSegment,
-    TestEnv,
+    push_binary_field, read_status, run_verify, wait_for, write_journal, AgentOptions,
+    AgentProcess, StoreContents, StoredSegment, TestEnv,
 };
 use serde_json::Value;
 
 const STREAM: &str = "os.remote";
 const WAIT: Duration = Duration::from_secs(30);
-
-/// `systemd-journal-remote` (Debian: package systemd-journal-remote, not on PATH).
-fn journal_remote() -> PathBuf {
-    ["/usr/lib/systemd/systemd-journal-remote", "/lib/systemd/systemd-journal-remote"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("systemd-journal-remote is not installed (apt-get install systemd-journal-remote; .ci/run does)")
-}
 
 /// Export-format input for `n` entries tagged `tag`, at realtime `t0` µs
 /// on. Entry 3 has a binary field with NUL, LF and empty lines and a text
@@ -46,7 +36,7 @@ fn export_input(tag: &str, n: usize, t0: u64, big: usize) -> Vec<u8> {
             .as_bytes(),
         );
         if i == 3 {
-            binary(
+            push_binary_field(
                 &mut out,
                 "PAYLOAD",
                 b"nul\0byte\n\nempty line above\n\nFAKE=1\n\n\xff\xfe end",
@@ -55,43 +45,11 @@ fn export_input(tag: &str, n: usize, t0: u64, big: usize) -> Vec<u8> {
         }
         if i == 5 && big > 0 {
             let data: Vec<u8> = (0..big).map(|k| (k % 251) as u8).collect();
-            binary(&mut out, "BIG", &data);
+            push_binary_field(&mut out, "BIG", &data);
         }
         out.push(b'\n');
     }
     out
-}
-
-fn binary(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    out.extend_from_slice(data);
-    out.push(b'\n');
-}
-
-/// Appends entries to `DIR/remote.journal` with systemd-journal-remote.
-fn write_journal(dir: &Path, input: &[u8]) {
-    let mut child = Command::new(journal_remote())
-        .arg(format!("--output={}", dir.join("remote.journal").display()))
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting systemd-journal-remote");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("feeding systemd-journal-remote");
-    let out = child.wait_with_output().expect("systemd-journal-remote");
-    assert!(
-        out.status.success(),
-        "systemd-journal-remote failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// What the journal holds, as the stock tool exports it.

@@ -365,39 +365,9 @@ fn keys(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn sh(script: &str, args: &[&str]) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("sh")
-        .args(args)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Re-derives one evidence entry with the README's commands only.
 fn rederive(store: &Path, e: &Value) {
-    let object = store.join(e["object"].as_str().expect("object"));
-    let object = object.to_str().expect("utf-8 path");
-    let offset = e["offset"].as_u64().expect("offset").to_string();
-    let len = e["len"].as_u64().expect("len").to_string();
-    let whole = sh(r#"zstd -dc "$1" | sha256sum | cut -d' ' -f1"#, &[object]);
-    assert_eq!(whole.trim(), e["payload_raw_sha256"], "{e:#}");
-    let line = sh(
-        r#"zstd -dc "$1" | tail -c +$(($2 + 1)) | head -c "$3" | sha256sum | cut -d' ' -f1"#,
-        &[object, &offset, &len],
-    );
-    assert_eq!(line.trim(), e["line_sha256"], "{e:#}");
-    let text = sh(
-        r#"zstd -dc "$1" | tail -c +$(($2 + 1)) | head -c "$3""#,
-        &[object, &offset, &len],
-    );
+    let text = rederive_evidence(store, e);
     assert_eq!(text, e["line"].as_str().expect("line"), "{e:#}");
 }
 
