@@ -55,6 +55,44 @@ pub struct SegmentSummary {
     pub object_sha256: custody_evidence::ids::Sha256,
     /// The record's SHA-256 of the raw (decompressed) bytes.
     pub raw_sha256: custody_evidence::ids::Sha256,
+    /// How the raw bytes are cut into units (lines, records, frames,
+    /// journal entries): which parser reads them.
+    pub framing: custody_evidence::segment::Framing,
+    /// For file sources, the file's (device, inode): with `range`, what
+    /// shows a file truncated in place (read again from byte 0).
+    pub file_identity: Option<(u64, u64)>,
+    /// The record's `range` (bytes of the file, or of the stream).
+    pub range: (u64, u64),
+}
+
+/// A segment summary for unit tests: a file source, read at `at`.
+#[cfg(test)]
+pub(crate) fn sample_segment(
+    host: &str,
+    stream: &str,
+    seq: u64,
+    at: OffsetDateTime,
+) -> SegmentSummary {
+    SegmentSummary {
+        host: host.into(),
+        stream: stream.into(),
+        category: "logon".into(),
+        seq,
+        source_kind: SourceKind::File,
+        source_label: "/var/log/auth.log".into(),
+        first_read: at,
+        last_read: at,
+        raw_len: 0,
+        retain_until: at,
+        lost_cursor: None,
+        agent_instance: "i".into(),
+        payload_key: format!("v1/{host}/streams/{stream}/{seq}.zst"),
+        object_sha256: custody_evidence::Sha256::digest(b""),
+        raw_sha256: custody_evidence::Sha256::digest(b""),
+        framing: custody_evidence::segment::Framing::Lines,
+        file_identity: Some((1, 2)),
+        range: (0, 0),
+    }
 }
 
 /// What a coverage report needs from one digest body.
@@ -290,6 +328,12 @@ fn summarise_segment(meta: &SegmentMeta) -> SegmentSummary {
         ),
         object_sha256: meta.object_sha256,
         raw_sha256: meta.raw_sha256,
+        framing: meta.framing,
+        file_identity: match &meta.source {
+            Source::File(f) => Some((f.device, f.inode)),
+            _ => None,
+        },
+        range: (meta.range.start, meta.range.end),
     }
 }
 

@@ -35,8 +35,11 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
             user: user.map(str::to_string),
             summary,
             verified: evs.iter().all(|e| e.verified),
+            // The same event kept by two sources (journald and syslog,
+            // sshd and btmp) is one event citing both.
             evidence: evs
                 .iter()
+                .flat_map(|e| std::iter::once(*e).chain(e.also.iter()))
                 .map(|e| e.evidence(&segs[e.seg as usize]))
                 .collect(),
         }
@@ -52,15 +55,17 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
     for ((_, ip), evs) in &failed {
         for cluster in clusters(evs, c.failed_window.max(c.spraying_window)) {
             let b = &r.failed_logon_burst;
+            let from = shown_peer(ip);
+            let ip = Some(*ip).filter(|i| !i.is_empty());
             if b.enabled && max_in_window(&cluster, c.failed_window) >= b.count {
                 out.push(mk(
                     "failed_logon_burst",
                     &b.severity,
                     &cluster,
-                    Some(ip),
+                    ip,
                     None,
                     format!(
-                        "{} failed logons from {ip} (at least {} within {})",
+                        "{} failed logons from {from} (at least {} within {})",
                         cluster.len(),
                         b.count,
                         b.window
@@ -74,10 +79,10 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
                     "password_spraying",
                     &s.severity,
                     &cluster,
-                    Some(ip),
+                    ip,
                     None,
                     format!(
-                        "{ip} failed as {users} distinct users within {} (threshold {})",
+                        "{from} failed as {users} distinct users within {} (threshold {})",
                         s.window, s.distinct_users
                     ),
                 ));
@@ -89,21 +94,23 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
         match &e.kind {
             Kind::Logon { user, ip, method } => {
                 let o = &r.off_hours_logon;
+                let from = shown_peer(ip);
+                let ip_field = Some(ip.as_str()).filter(|i| !i.is_empty());
                 if o.enabled && !c.office.contains(e.time) {
                     out.push(mk(
                         "off_hours_logon",
                         &o.severity,
                         &[e],
-                        Some(ip),
+                        ip_field,
                         Some(user),
                         format!(
-                            "logon of {user} from {ip} ({method}) at {}, outside office hours",
+                            "logon of {user} from {from} ({method}) at {}, outside office hours",
                             local(e.time, c)
                         ),
                     ));
                 }
                 let x = &r.external_logon;
-                if x.enabled && !is_internal(ip) {
+                if x.enabled && !ip.is_empty() && !is_internal(ip) {
                     out.push(mk(
                         "external_logon",
                         &x.severity,
@@ -124,6 +131,40 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
                     format!("new account {name}"),
                 ));
             }
+            Kind::LogCleared {
+                channel,
+                by,
+                detail,
+            } if r.log_cleared.enabled => {
+                out.push(mk(
+                    "log_cleared",
+                    &r.log_cleared.severity,
+                    &[e],
+                    None,
+                    Some(by.as_str()).filter(|b| !b.is_empty()),
+                    if !detail.is_empty() {
+                        detail.clone()
+                    } else if by.is_empty() {
+                        format!("{channel} cleared")
+                    } else {
+                        format!("{channel} cleared by {by}")
+                    },
+                ));
+            }
+            Kind::NewService {
+                name,
+                image,
+                account,
+            } if r.new_service.enabled => {
+                out.push(mk(
+                    "new_service",
+                    &r.new_service.severity,
+                    &[e],
+                    None,
+                    Some(account.as_str()).filter(|a| !a.is_empty()),
+                    format!("service {name:?} installed: {image} (runs as {account})"),
+                ));
+            }
             _ => {}
         }
     }
@@ -134,7 +175,7 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
         let mut grants: BTreeMap<(String, &str, &str), Vec<&Event>> = BTreeMap::new();
         for e in events {
             if let Kind::GroupAdd { user, group } = &e.kind {
-                if p.groups.iter().any(|g| g == group) {
+                if p.groups.iter().any(|g| g.eq_ignore_ascii_case(group)) {
                     grants.entry((host(e), user, group)).or_default().push(e);
                 }
             }
@@ -154,6 +195,15 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
     web(events, c, &mk, &host, &mut out);
     out.sort_by(|a, b| (&a.time, &a.rule, &a.host).cmp(&(&b.time, &b.rule, &b.host)));
     out
+}
+
+/// A peer address for a summary: a local logon has none.
+fn shown_peer(ip: &str) -> &str {
+    if ip.is_empty() {
+        "no remote address (local)"
+    } else {
+        ip
+    }
 }
 
 type Mk<'a> = dyn Fn(&str, &str, &[&Event], Option<&str>, Option<&str>, String) -> Finding + 'a;

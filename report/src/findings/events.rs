@@ -25,6 +25,20 @@ pub enum Kind {
         user: String,
         group: String,
     },
+    /// A log cleared: Windows 1102/104 (`by` the account), or what the
+    /// records show (a file truncated in place, a journal cursor lost).
+    LogCleared {
+        channel: String,
+        by: String,
+        /// For what the records show: what happened, in full.
+        detail: String,
+    },
+    /// Windows 7045: a service installed.
+    NewService {
+        name: String,
+        image: String,
+        account: String,
+    },
     Web {
         ip: String,
         method: String,
@@ -51,13 +65,18 @@ pub struct Event {
     pub kind: Kind,
     /// Set once its payload verified.
     pub verified: bool,
+    /// The same event as another source kept it (findings::overlap).
+    pub also: Vec<Event>,
 }
 
 impl Event {
-    /// The client or peer IP, when the event has one.
+    /// The client or peer IP, when the event has one (a local logon has
+    /// none).
     pub fn ip(&self) -> Option<&str> {
         match &self.kind {
-            Kind::FailedLogon { ip, .. } | Kind::Logon { ip, .. } | Kind::Web { ip, .. } => {
+            Kind::FailedLogon { ip, .. } | Kind::Logon { ip, .. } | Kind::Web { ip, .. }
+                if !ip.is_empty() =>
+            {
                 Some(ip)
             }
             _ => None,

@@ -7,13 +7,17 @@
 //!
 //! - [`payload`]: read one payload, check both hashes, stream-decompress,
 //!   split lines ([`lines`]) and parse them ([`crate::parse`]);
+//! - [`cleared`]: log clearing the records show (truncation, a lost
+//!   journal cursor); [`overlap`]: one event kept by two sources, merged;
 //! - [`rules`]: the rules file; [`detect`]: the detectors;
 //! - [`model`]: the report (`custody-report/findings/v1`).
 
+pub mod cleared;
 pub mod detect;
 pub mod events;
 pub mod lines;
 pub mod model;
+pub mod overlap;
 pub mod payload;
 pub mod rules;
 
@@ -88,6 +92,7 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
         }
     }
 
+    let mut cleared = cleared::from_records(&input.segments, &segs);
     let objects = Objects::open(&o.store, &o.s3).map_err(|e| e.to_string())?;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, payload::Scanned)>> = Mutex::new(Vec::with_capacity(segs.len()));
@@ -177,7 +182,10 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
                 }
             }
         }
-        for mut e in s.events {
+        let from_record = cleared
+            .remove(&i)
+            .filter(|e| e.time >= o.from && e.time <= o.to);
+        for mut e in s.events.into_iter().chain(from_record) {
             e.verified = verified;
             if verified || o.include_unverified {
                 events.push(e);
@@ -200,6 +208,16 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
         });
     }
     events.sort_by_key(|e| (e.time, e.seg, e.offset));
+    let (events, merged) = overlap::merge(events, &segs);
+    if merged > 0 {
+        notes.push(Note {
+            kind: "same_event_two_sources".into(),
+            message: format!(
+                "{merged} event(s) were kept by two sources of one host (journald and syslog, an sshd line and its wtmp/btmp record) within 2 s: each is counted once, and its finding cites both"
+            ),
+            evidence: None,
+        });
+    }
     let findings = detect::detect(&events, &segs, &o.rules);
     let abnormal_ips = abnormal_ips(&ip_table, &findings);
     Ok(Report {

@@ -12,8 +12,11 @@ use time::OffsetDateTime;
 use crate::findings::events::{Event, Kind};
 use crate::findings::lines::{Piece, Splitter};
 use crate::findings::model::{Note, StreamStats, UnverifiedSegment};
-use crate::input::SegmentSummary;
-use crate::parse::{accounts, journal, sshd, syslog, web};
+use crate::input::{SegmentSummary, SourceKind};
+use crate::parse::{accounts, sshd, syslog, web};
+use custody_evidence::segment::Framing;
+
+mod units;
 
 /// Lines longer than this are counted and referenced, not matched.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -126,10 +129,11 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         notes_by_kind: Default::default(),
     };
     let mut decode_error = None;
-    // A journal segment is parsed by entries, not lines: its raw bytes
-    // (bounded by the agent's segment size) are held whole.
-    let is_journal = seg.source_kind == crate::input::SourceKind::Journal;
-    let mut journal_raw = Vec::new();
+    // Lines are split as they stream past. Journal entries, login records
+    // and octet-counted frames are read from the raw bytes held whole
+    // (bounded by the agent's segment size).
+    let by_lines = seg.framing == Framing::Lines;
+    let mut whole = Vec::new();
     match zstd::stream::read::Decoder::new(&bytes[..]) {
         Ok(mut dec) => {
             let mut buf = vec![0u8; CHUNK];
@@ -138,10 +142,10 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
                     Ok(0) => break,
                     Ok(n) => {
                         hasher.update(&buf[..n]);
-                        if is_journal {
-                            journal_raw.extend_from_slice(&buf[..n]);
-                        } else {
+                        if by_lines {
                             splitter.feed(&buf[..n], &mut |p| state.line(p, &mut out));
+                        } else {
+                            whole.extend_from_slice(&buf[..n]);
                         }
                     }
                     Err(e) => {
@@ -153,10 +157,14 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         }
         Err(e) => decode_error = Some(e.to_string()),
     }
-    if is_journal {
-        state.journal(&journal_raw, &mut out);
-    } else {
-        splitter.finish(&mut |p| state.line(p, &mut out));
+    match seg.framing {
+        Framing::Lines => splitter.finish(&mut |p| state.line(p, &mut out)),
+        Framing::JournalExport => state.journal(&whole, &mut out),
+        Framing::Records { size } => state.records(&whole, size as usize, &mut out),
+        Framing::OctetCounted if seg.source_kind == SourceKind::Eventlog => {
+            state.eventlog_frames(&whole, &mut out)
+        }
+        Framing::OctetCounted => state.syslog_frames(&whole, &mut out),
     }
     let found_raw = custody_evidence::Sha256::from_hasher(hasher);
     out.unverified = if let Some(e) = decode_error {
@@ -298,68 +306,10 @@ impl LineState<'_> {
                 line_sha256: custody_evidence::Sha256::digest(raw).to_hex(),
                 kind,
                 verified: false,
+                also: Vec::new(),
             });
         }
         true
-    }
-
-    /// Every entry of a journal segment's raw bytes (FORMAT.md §16.1):
-    /// MESSAGE goes through the sshd and account parsers under the
-    /// entry's SYSLOG_IDENTIFIER (else _COMM), at its
-    /// __REALTIME_TIMESTAMP (UTC, exact); the evidence is the whole entry.
-    fn journal(&mut self, raw: &[u8], out: &mut Scanned) {
-        let mut pos = 0;
-        loop {
-            let (e, next) = match journal::next_entry(raw, pos) {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(m) => {
-                    // The rest cannot be split into entries: one note for
-                    // it, counted as one malformed unit.
-                    out.stats.lines_read += 1;
-                    out.stats.lines_malformed += 1;
-                    let seg = self.ctx.seg;
-                    let rest = &raw[pos..];
-                    self.note(
-                        out,
-                        "malformed",
-                        format!(
-                            "host {} stream {} segment {}: {} (at offset {}); the {} bytes from offset {pos} are kept but not matched",
-                            seg.host, seg.stream, seg.seq, m.why, m.offset, rest.len()
-                        ),
-                        pos as u64,
-                        Some(rest),
-                        rest.len() as u64,
-                    );
-                    break;
-                }
-            };
-            pos = next;
-            out.stats.lines_read += 1;
-            let bytes = &raw[e.offset as usize..][..e.len as usize];
-            let text = String::from_utf8_lossy(bytes);
-            let Some(time) = e.realtime_usec.and_then(|us| {
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
-            }) else {
-                out.stats.lines_malformed += 1;
-                self.note(
-                    out,
-                    "malformed",
-                    "journal entry without a usable __REALTIME_TIMESTAMP; kept but not matched"
-                        .into(),
-                    e.offset,
-                    Some(bytes),
-                    e.len,
-                );
-                continue;
-            };
-            // An entry is of a known format whatever it says, as a
-            // syslog line is: counted as parsed, kept when a rule may use it.
-            let prog = String::from_utf8_lossy(e.program().unwrap_or_default());
-            let message = String::from_utf8_lossy(e.message.unwrap_or_default());
-            let (kind, ip) = classify(&prog, &message);
-            self.record(out, time, kind, ip, e.offset, bytes, &text);
-        }
     }
 
     fn line(&mut self, piece: Piece<'_>, out: &mut Scanned) {
@@ -383,6 +333,12 @@ impl LineState<'_> {
             }
             Piece::Line { offset, bytes } => (offset, bytes),
         };
+        self.text_unit(offset, raw, out);
+    }
+
+    /// One line of a file, or one syslog message of a device stream:
+    /// `raw` is its bytes as stored, at `offset` in the payload.
+    fn text_unit(&mut self, offset: u64, raw: &[u8], out: &mut Scanned) {
         let trimmed = raw.strip_suffix(b"\r").unwrap_or(raw);
         let text = String::from_utf8_lossy(trimmed);
         if trimmed.contains(&0) {
@@ -466,7 +422,7 @@ impl LineState<'_> {
         text: &'t str,
     ) -> Result<Option<(OffsetDateTime, Option<Kind>, Option<(&'t str, usize)>)>, &'static str>
     {
-        let line = if let Some(l) = syslog::parse(text)? {
+        let line = if let Some(l) = syslog::parse(syslog::without_bsd_pri(text))? {
             let time = self
                 .syslog_time(&l)
                 .ok_or("syslog date does not exist in the year taken from the segment")?;
@@ -549,23 +505,13 @@ mod tests {
     use time::macros::datetime;
 
     fn seg(raw: &[u8], object: &[u8], last_read: OffsetDateTime) -> SegmentSummary {
-        SegmentSummary {
-            host: "web01".into(),
-            stream: "logon.auth".into(),
-            category: "logon".into(),
-            seq: 7,
-            source_kind: SourceKind::File,
-            source_label: "/var/log/auth.log".into(),
-            first_read: last_read,
-            last_read,
-            raw_len: raw.len() as u64,
-            retain_until: last_read,
-            lost_cursor: None,
-            agent_instance: "i".into(),
-            payload_key: "v1/web01/streams/logon.auth/x.zst".into(),
-            object_sha256: custody_evidence::Sha256::digest(object),
-            raw_sha256: custody_evidence::Sha256::digest(raw),
-        }
+        let mut s = crate::input::sample_segment("web01", "logon.auth", 7, last_read);
+        s.raw_len = raw.len() as u64;
+        s.payload_key = "v1/web01/streams/logon.auth/x.zst".into();
+        s.object_sha256 = custody_evidence::Sha256::digest(object);
+        s.raw_sha256 = custody_evidence::Sha256::digest(raw);
+        s.range = (0, raw.len() as u64);
+        s
     }
 
     fn run(s: &SegmentSummary, object: Vec<u8>) -> Scanned {
@@ -645,6 +591,7 @@ Jan  1 00:00:30 h sshd[2]: Accepted password for b from 10.0.0.1 port 2 ssh2\n";
         let object = zstd::encode_all(&raw[..], 3).unwrap();
         let mut s = seg(&raw, &object, datetime!(2025-12-02 18:40 UTC));
         s.source_kind = SourceKind::Journal;
+        s.framing = Framing::JournalExport;
         let out = run(&s, object);
         assert!(out.unverified.is_none());
         assert_eq!(out.events.len(), 2, "{:?}", out.events);
@@ -668,5 +615,85 @@ Jan  1 00:00:30 h sshd[2]: Accepted password for b from 10.0.0.1 port 2 ssh2\n";
         let ev = n.evidence.as_ref().unwrap();
         assert_eq!(ev.offset, (first.len() + second.len() + third.len()) as u64);
         assert!(out.ips.contains_key("203.0.113.9"));
+    }
+
+    #[test]
+    fn wtmp_logons_and_btmp_failures_cite_their_384_byte_records() {
+        use crate::parse::utmp::{encode, DEAD_PROCESS, USER_PROCESS};
+        let t = 1_796_148_785; // 2026-12-01T18:13:05Z
+        let raw = [
+            encode(USER_PROCESS, 811, "pts/0", "alice", "203.0.113.7", t),
+            encode(DEAD_PROCESS, 811, "pts/0", "", "", t + 60),
+            vec![1u8; 100], // a cut tail
+        ]
+        .concat();
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let mut s = seg(&raw, &object, datetime!(2026-12-01 18:20 UTC));
+        s.framing = Framing::Records { size: 384 };
+        s.source_label = "/var/log/wtmp".into();
+        let out = run(&s, object);
+        assert_eq!(out.events.len(), 1, "{:?}", out.events);
+        let e = &out.events[0];
+        assert!(
+            matches!(&e.kind, Kind::Logon { user, ip, .. } if user == "alice" && ip == "203.0.113.7")
+        );
+        assert_eq!(
+            (e.offset, e.len, e.time),
+            (0, 384, datetime!(2026-12-01 18:13:05 UTC))
+        );
+        assert_eq!(
+            e.line_sha256,
+            custody_evidence::Sha256::digest(&raw[..384]).to_hex()
+        );
+        assert_eq!((out.stats.lines_read, out.stats.lines_malformed), (3, 1));
+        let raw = encode(6, 900, "ssh:notty", "root", "198.51.100.4", t).repeat(3);
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let mut s = seg(&raw, &object, datetime!(2026-12-01 18:20 UTC));
+        s.framing = Framing::Records { size: 384 };
+        s.source_label = "/var/log/btmp.1".into();
+        let out = run(&s, object);
+        assert_eq!(out.events.len(), 3);
+        assert!(out
+            .events
+            .iter()
+            .all(|e| matches!(&e.kind, Kind::FailedLogon { user, .. } if user == "root")));
+        assert_eq!(out.events[2].offset, 768);
+        assert_eq!(out.ips["198.51.100.4"].counts[0], 3);
+    }
+
+    #[test]
+    fn event_log_frames_are_utf16_xml_and_device_frames_are_syslog() {
+        let xml = "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System><Provider Name='Service Control Manager'/><EventID Qualifiers='16384'>7045</EventID><TimeCreated SystemTime='2026-12-01T18:30:00.5000000Z'/><EventRecordID>77</EventRecordID><Channel>System</Channel><Computer>ws01</Computer></System><EventData><Data Name='ServiceName'>updater</Data><Data Name='ImagePath'>C:\\Users\\Public\\u.exe</Data><Data Name='ServiceType'>user mode service</Data><Data Name='StartType'>auto start</Data><Data Name='AccountName'>LocalSystem</Data></EventData></Event>";
+        let utf16: Vec<u8> = xml.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let mut raw = Vec::new();
+        custody_evidence::octets::append_frame(&mut raw, &utf16);
+        custody_evidence::octets::append_frame(&mut raw, b"\xff\xfe\x00");
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let mut s = seg(&raw, &object, datetime!(2026-12-01 18:31 UTC));
+        s.framing = Framing::OctetCounted;
+        s.source_kind = SourceKind::Eventlog;
+        let out = run(&s, object);
+        assert_eq!(out.events.len(), 1);
+        let e = &out.events[0];
+        assert!(matches!(&e.kind, Kind::NewService { name, .. } if name == "updater"));
+        let prefix = format!("{} ", utf16.len()).len() as u64;
+        assert_eq!((e.offset, e.len), (prefix, utf16.len() as u64));
+        assert_eq!(e.time, datetime!(2026-12-01 18:30:00.5 UTC));
+        assert_eq!((out.stats.lines_read, out.stats.lines_malformed), (2, 1));
+
+        let mut raw = Vec::new();
+        custody_evidence::octets::append_frame(
+            &mut raw,
+            b"<38>Dec  2 02:13:05 fw01 sshd[9]: Accepted password for admin from 203.0.113.9 port 5 ssh2",
+        );
+        raw.extend_from_slice(b"12 cut");
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let mut s = seg(&raw, &object, datetime!(2026-12-01 18:31 UTC));
+        s.framing = Framing::OctetCounted;
+        s.source_kind = SourceKind::Syslog;
+        let out = run(&s, object);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].offset, 3);
+        assert_eq!(out.stats.lines_malformed, 1);
     }
 }

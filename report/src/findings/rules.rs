@@ -27,6 +27,8 @@ pub struct Rules {
     pub webshell: Webshell,
     pub large_response: LargeResponse,
     pub scanner_user_agent: Scanner,
+    pub log_cleared: Simple,
+    pub new_service: Simple,
 }
 
 fn yes() -> bool {

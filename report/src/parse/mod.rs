@@ -7,9 +7,13 @@
 //! the line is not in its format at all (`Ok(None)`, counted as unparsed
 //! but not an error), or the line looks like its format but is malformed
 //! (`Err`, which becomes a note with the line's evidence reference).
+//! The binary formats ([`utmp`] records, [`winevent`] UTF-16LE XML and
+//! [`journal`] entries) take a whole unit's bytes instead.
 
 pub mod accounts;
 pub mod journal;
 pub mod sshd;
 pub mod syslog;
+pub mod utmp;
 pub mod web;
+pub mod winevent;

@@ -76,6 +76,21 @@ pub fn parse(line: &str) -> Result<Option<Syslog<'_>>, &'static str> {
     }))
 }
 
+/// A device's RFC 3164 message as sent (`<34>Oct 11 22:14:15 host tag:
+/// msg`) without its `<PRI>`, so [`parse`] reads it; anything else
+/// (RFC 5424's `<PRI>1 `, a file's line) unchanged.
+pub fn without_bsd_pri(line: &str) -> &str {
+    if let Some(rest) = line.strip_prefix('<') {
+        if let Some(close) = rest.find('>').filter(|&i| (1..=3).contains(&i)) {
+            let after = &rest[close + 1..];
+            if rest[..close].bytes().all(|c| c.is_ascii_digit()) && !after.starts_with("1 ") {
+                return after;
+            }
+        }
+    }
+    line
+}
+
 /// `prog[pid]: message` → (`prog`, `message`).
 fn tag_and_message(rest: &str) -> (&str, &str) {
     let (tag, message) = match rest.split_once(": ") {
@@ -222,6 +237,11 @@ mod tests {
         .unwrap();
         assert_eq!((l.day, l.prog), (2, "sshd"));
         assert_eq!(parse("hello world").unwrap(), None);
+        let dev =
+            "<38>Dec  2 02:13:05 fw01 sshd[9]: Failed password for root from 1.2.3.4 port 1 ssh2";
+        assert_eq!(parse(without_bsd_pri(dev)).unwrap().unwrap().host, "fw01");
+        let rfc5424 = "<38>1 2026-12-02T02:00:00Z fw01 x - - - m";
+        assert_eq!(without_bsd_pri(rfc5424), rfc5424);
         assert!(parse("Dec 99 02:13:05 web01 x: y").is_err());
     }
 }

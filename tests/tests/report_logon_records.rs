@@ -1,0 +1,233 @@
+//! `custody-report findings` over login records (wtmp, btmp: 384-byte
+//! `struct utmp` records) and the sshd lines of the same logons, as the
+//! real agent shipped them: a logon seen in both auth.log and wtmp is one
+//! finding citing both, twelve failures seen in both auth.log and btmp
+//! are twelve (not twenty-four), wtmp truncated in place is `log_cleared`,
+//! and every citation re-derives with `zstd -dc | tail -c | head -c |
+//! sha256sum`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use custody_tests::*;
+use serde_json::Value;
+use time::{Duration as Span, OffsetDateTime, UtcOffset};
+
+const WAIT: Duration = Duration::from_secs(90);
+const RECORD: usize = 384;
+const ALICE_IP: &str = "203.0.113.7";
+const ATTACKER: &str = "198.51.100.4";
+
+/// A glibc `struct utmp` record (x86-64 layout).
+fn utmp(kind: i16, pid: i32, line: &str, user: &str, host: &str, sec: i64) -> Vec<u8> {
+    let mut r = vec![0u8; RECORD];
+    r[0..2].copy_from_slice(&kind.to_le_bytes());
+    r[4..8].copy_from_slice(&pid.to_le_bytes());
+    r[8..8 + line.len()].copy_from_slice(line.as_bytes());
+    r[44..44 + user.len()].copy_from_slice(user.as_bytes());
+    r[76..76 + host.len()].copy_from_slice(host.as_bytes());
+    r[340..344].copy_from_slice(&(sec as u32).to_le_bytes());
+    if let Ok(std::net::IpAddr::V4(v4)) = host.parse::<std::net::IpAddr>() {
+        r[348..352].copy_from_slice(&v4.octets());
+    }
+    r
+}
+
+/// `Mon DD HH:MM:SS` in Taipei time (the report's default --host-tz).
+fn stamp(t: OffsetDateTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let l = t.to_offset(UtcOffset::from_hms(8, 0, 0).unwrap());
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[l.month() as usize - 1],
+        l.day(),
+        l.hour(),
+        l.minute(),
+        l.second()
+    )
+}
+
+fn bytes_in_store(env: &TestEnv) -> Result<BTreeMap<String, u64>, String> {
+    let c = StoreContents::read(&env.store, &env.host_id).map_err(|e| format!("{e:#}"))?;
+    Ok(c.streams
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|s| s.raw.len() as u64).sum()))
+        .collect())
+}
+
+#[test]
+fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log_cleared() {
+    let env = TestEnv::new("report-logon-records");
+    let (wtmp, btmp, auth) = (env.log("wtmp"), env.log("btmp"), env.log("auth.log"));
+    // 02:13 Taipei time yesterday: off hours whatever the weekday.
+    let now = OffsetDateTime::now_utc();
+    let taipei = UtcOffset::from_hms(8, 0, 0).unwrap();
+    let yesterday = (now.to_offset(taipei) - Span::days(1)).date();
+    let t = yesterday
+        .with_hms(2, 13, 5)
+        .unwrap()
+        .assume_offset(taipei)
+        .to_offset(time::UtcOffset::UTC);
+    let ts = t.unix_timestamp();
+
+    let mut w = utmp(7, 811, "pts/0", "alice", ALICE_IP, ts);
+    w.extend(utmp(8, 811, "pts/0", "", "", ts + 600));
+    std::fs::write(&wtmp, &w).unwrap();
+    let mut b = Vec::new();
+    let mut lines = format!(
+        "{} auditee sshd[811]: Accepted password for alice from {ALICE_IP} port 50123 ssh2\n",
+        stamp(t)
+    );
+    for i in 0..12i64 {
+        let at = t + Span::hours(1) + Span::seconds(i);
+        b.extend(utmp(
+            6,
+            900 + i as i32,
+            "ssh:notty",
+            "root",
+            ATTACKER,
+            ts + 3600 + i,
+        ));
+        lines.push_str(&format!(
+            "{} auditee sshd[{}]: Failed password for root from {ATTACKER} port {} ssh2\n",
+            stamp(at),
+            900 + i,
+            40000 + i
+        ));
+    }
+    std::fs::write(&btmp, &b).unwrap();
+    std::fs::write(&auth, lines.as_bytes()).unwrap();
+
+    let opts = AgentOptions::new(&env)
+        .source("logon", &wtmp.display().to_string())
+        .source("logon", &btmp.display().to_string())
+        .source("logon", &auth.display().to_string());
+    let mut agent = AgentProcess::start(&opts);
+    let want = (w.len() + b.len() + lines.len()) as u64;
+    wait_for("the records and lines in the store", WAIT, || {
+        agent.check_running()?;
+        let n: u64 = bytes_in_store(&env)?.values().sum();
+        if n >= want {
+            Ok(())
+        } else {
+            Err(format!(
+                "{n} of {want} bytes; agent log:\n{}",
+                agent.log_tail(5)
+            ))
+        }
+    });
+    // `> wtmp`, then a local logon on tty1 an hour later.
+    let f = std::fs::OpenOptions::new().write(true).open(&wtmp).unwrap();
+    f.set_len(0).unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&wtmp)
+        .unwrap();
+    f.write_all(&utmp(7, 1200, "tty1", "bob", "", ts + 7200))
+        .unwrap();
+    drop(f);
+    wait_for("the record written after the truncation", WAIT, || {
+        agent.check_running()?;
+        let n: u64 = bytes_in_store(&env)?.values().sum();
+        if n > want {
+            Ok(())
+        } else {
+            Err(format!("{n} bytes; agent log:\n{}", agent.log_tail(5)))
+        }
+    });
+    agent.stop_clean(WAIT);
+
+    let fmt = custody_evidence::timefmt::format_utc;
+    let out = Command::new(&bins().report)
+        .arg("findings")
+        .arg("--store")
+        .arg(&env.store)
+        .args(["--from", &fmt(now - Span::days(3))])
+        .args(["--to", &fmt(now + Span::hours(1))])
+        .output()
+        .expect("run custody-report");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}); stderr:\n{}\nstdout:\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let findings = v["findings"].as_array().expect("findings");
+    let mut got: Vec<(String, String, usize)> = findings
+        .iter()
+        .map(|f| {
+            let who = f["user"].as_str().or(f["ip"].as_str()).unwrap_or("");
+            (
+                f["rule"].as_str().unwrap_or("").to_string(),
+                who.to_string(),
+                f["evidence"].as_array().map_or(0, |e| e.len()),
+            )
+        })
+        .collect();
+    got.sort();
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        got,
+        vec![
+            (s("external_logon"), s("alice"), 2),
+            // Twelve failures, each an sshd line and a btmp record.
+            (s("failed_logon_burst"), s(ATTACKER), 24),
+            (s("log_cleared"), s(""), 1),
+            (s("off_hours_logon"), s("alice"), 2),
+            (s("off_hours_logon"), s("bob"), 1),
+        ],
+        "exactly the planted findings: {v:#}"
+    );
+    let burst = findings
+        .iter()
+        .find(|f| f["rule"] == "failed_logon_burst")
+        .unwrap();
+    assert!(
+        burst["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("12 failed logons"),
+        "{burst:#}"
+    );
+    let cleared = findings
+        .iter()
+        .find(|f| f["rule"] == "log_cleared")
+        .unwrap();
+    let summary = cleared["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("wtmp") && summary.contains("from byte 0") && summary.contains("768"),
+        "{summary}"
+    );
+    let bob = findings.iter().find(|f| f["user"] == "bob").unwrap();
+    assert!(bob["ip"].is_null(), "a local logon has no IP: {bob:#}");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "same_event_two_sources"),
+        "{v:#}"
+    );
+    for f in findings {
+        assert_eq!(f["verified"], true, "{f:#}");
+        for e in f["evidence"].as_array().unwrap() {
+            let text = rederive_evidence(&env.store, e);
+            let len = e["len"].as_u64().unwrap() as usize;
+            let stream = e["stream"].as_str().unwrap();
+            if f["rule"] == "log_cleared" {
+                assert_eq!(len, 0, "{e:#}");
+            } else if stream.contains("tmp") {
+                assert_eq!(len, RECORD, "a whole record: {e:#}");
+            } else {
+                assert!(text.contains(" sshd["), "{text}");
+            }
+        }
+    }
+}
