@@ -63,6 +63,9 @@ pub struct SegmentSummary {
     pub file_identity: Option<(u64, u64)>,
     /// The record's `range` (bytes of the file, or of the stream).
     pub range: (u64, u64),
+    /// For a copy inside an evidence bundle: the bundle's path
+    /// (`payload_key` is then the member's path inside it).
+    pub archive: Option<String>,
 }
 
 /// A segment summary for unit tests: a file source, read at `at`.
@@ -92,6 +95,7 @@ pub(crate) fn sample_segment(
         framing: custody_evidence::segment::Framing::Lines,
         file_identity: Some((1, 2)),
         range: (0, 0),
+        archive: None,
     }
 }
 
@@ -334,6 +338,7 @@ fn summarise_segment(meta: &SegmentMeta) -> SegmentSummary {
             _ => None,
         },
         range: (meta.range.start, meta.range.end),
+        archive: None,
     }
 }
 

@@ -29,6 +29,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bundle_input;
 pub mod coverage;
 pub mod duration;
 pub mod findings;

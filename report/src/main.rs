@@ -2,6 +2,8 @@
 //!     [--gap-threshold 1h] [--now RFC3339] [--format json|csv|html]
 //!     [--lang zh-TW|en] [--tz Asia/Taipei] [--out FILE]
 //!     [--allowed-signers FILE] [--include-unverified]
+//! custody-report findings (--store DIR|s3://… --from T --to T | --bundle FILE.tar [--from T] [--to T])
+//!     [--rules FILE] [--host-tz ZONE] [--format json|csv|html] [--lang zh-TW|en] [--out FILE]
 //!
 //! Exit status: 0 the report was written and everything it used verified;
 //! 1 the report was written but some input did not verify (it is marked
@@ -49,14 +51,22 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct FindingsArgs {
     /// A filesystem store (an agent's or the collector's --store directory) or s3://BUCKET/PREFIX.
-    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
-    store: String,
-    /// Start of the window (RFC 3339).
-    #[arg(long)]
-    from: String,
-    /// End of the window (RFC 3339).
-    #[arg(long)]
-    to: String,
+    #[arg(
+        long,
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        required_unless_present = "bundle",
+        conflicts_with = "bundle"
+    )]
+    store: Option<String>,
+    /// An evidence bundle (a snapshot's .tar), verified as custody-verify bundle does; its log copies are read.
+    #[arg(long, value_name = "FILE.tar")]
+    bundle: Option<PathBuf>,
+    /// Start of the window (RFC 3339) [with --bundle: default, the beginning].
+    #[arg(long, required_unless_present = "bundle")]
+    from: Option<String>,
+    /// End of the window (RFC 3339) [with --bundle: default, no end].
+    #[arg(long, required_unless_present = "bundle")]
+    to: Option<String>,
     /// Zone of syslog timestamps, which carry none (tz database name).
     #[arg(long, default_value = "Asia/Taipei")]
     host_tz: String,
@@ -196,13 +206,19 @@ fn parse_time(flag: &str, t: &str) -> Result<time::OffsetDateTime> {
 
 /// Same exit status as coverage: 0 all verified, 1 some input did not.
 fn run_findings(a: FindingsArgs) -> Result<bool> {
-    let from = parse_time("--from", &a.from)?;
-    let to = parse_time("--to", &a.to)?;
+    let from = match &a.from {
+        Some(t) => parse_time("--from", t)?,
+        None => time::OffsetDateTime::UNIX_EPOCH,
+    };
+    let to = match &a.to {
+        Some(t) => parse_time("--to", t)?,
+        None => time::macros::datetime!(9999-12-31 23:59:59 UTC),
+    };
     if to < from {
         bail!(
             "--from {} is after --to {}: give the window's start first",
-            a.from,
-            a.to
+            a.from.as_deref().unwrap_or(""),
+            a.to.as_deref().unwrap_or("")
         );
     }
     let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
@@ -219,7 +235,12 @@ fn run_findings(a: FindingsArgs) -> Result<bool> {
     )
     .map_err(anyhow::Error::msg)?;
     let opts = custody_report::findings::FindingsOptions {
-        store: a.store.clone(),
+        store: match (&a.store, &a.bundle) {
+            (Some(s), _) => s.clone(),
+            (None, Some(b)) => b.display().to_string(),
+            (None, None) => bail!("give --store DIR|s3://BUCKET/PREFIX or --bundle FILE.tar"),
+        },
+        bundle: a.bundle.clone(),
         s3: S3Options {
             endpoint: a.s3_endpoint,
             region: a.s3_region,

@@ -4,13 +4,17 @@
 //! finding citing both, twelve failures seen in both auth.log and btmp
 //! are twelve (not twenty-four), wtmp truncated in place is `log_cleared`,
 //! and every citation re-derives with `zstd -dc | tail -c | head -c |
-//! sha256sum`.
+//! sha256sum`. The same host's snapshot (`--bundle`) gives the findings
+//! of the copies it holds, citing tar members that re-derive with `tar
+//! -xOf`, and a flipped byte in one copy makes that copy's lines
+//! unverified.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use custody_tests::bundle::{assert_success, snapshot};
 use custody_tests::*;
 use serde_json::Value;
 use time::{Duration as Span, OffsetDateTime, UtcOffset};
@@ -230,4 +234,121 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
             }
         }
     }
+
+    // The snapshot: the files as they are now (wtmp holds only bob's logon).
+    let bundle = env.root.join("incident.tar");
+    let snap = snapshot(
+        &opts,
+        &[
+            "--incident",
+            "INC-2026-0099",
+            "--operator",
+            "responder",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_success("custody-agent snapshot", &snap);
+    let run_bundle = |bundle: &std::path::Path| -> Value {
+        let out = Command::new(&bins().report)
+            .arg("findings")
+            .arg("--bundle")
+            .arg(bundle)
+            .output()
+            .expect("run custody-report");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}); stderr:\n{}\nstdout:\n{stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let v = run_bundle(&bundle);
+    let summary = |v: &Value| -> Vec<(String, String, usize)> {
+        let mut got: Vec<_> = v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap_or("").to_string(),
+                    f["user"]
+                        .as_str()
+                        .or(f["ip"].as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    f["evidence"].as_array().map_or(0, |e| e.len()),
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        summary(&v),
+        vec![
+            (s("external_logon"), s("alice"), 1),
+            (s("failed_logon_burst"), s(ATTACKER), 24),
+            (s("off_hours_logon"), s("alice"), 1),
+            (s("off_hours_logon"), s("bob"), 1),
+        ],
+        "the bundle's findings: {v:#}"
+    );
+    assert!(
+        v["unverified_segments"].as_array().unwrap().is_empty(),
+        "{v:#}"
+    );
+    let tar = bundle.to_str().unwrap();
+    let mut btmp_member = None;
+    for f in v["findings"].as_array().unwrap() {
+        assert_eq!(f["verified"], true, "{f:#}");
+        for e in f["evidence"].as_array().unwrap() {
+            assert_eq!(e["archive"], tar, "{e:#}");
+            let member = e["object"].as_str().unwrap();
+            if member.ends_with("/btmp") {
+                btmp_member = Some(member.to_string());
+            }
+            let whole = sh(
+                r#"tar -xOf "$1" "$2" | sha256sum | cut -d' ' -f1"#,
+                &[tar, member],
+            );
+            assert_eq!(whole.trim(), e["payload_raw_sha256"], "{e:#}");
+            let (off, len) = (e["offset"].to_string(), e["len"].to_string());
+            let cited = sh(
+                r#"tar -xOf "$1" "$2" | tail -c +$(($3 + 1)) | head -c "$4" | sha256sum | cut -d' ' -f1"#,
+                &[tar, member, &off, &len],
+            );
+            assert_eq!(cited.trim(), e["line_sha256"], "{e:#}");
+        }
+    }
+    // One byte of the btmp copy flipped inside the tar.
+    let btmp_member = btmp_member.expect("a btmp citation");
+    let tampered = env.root.join("tampered.tar");
+    std::fs::copy(&bundle, &tampered).unwrap();
+    sh(
+        r#"python3 - "$1" "$2" <<'PY'
+import sys, tarfile
+path, name = sys.argv[1], sys.argv[2]
+with tarfile.open(path) as t:
+    at = t.getmember(name).offset_data + 50
+with open(path, "r+b") as f:
+    f.seek(at)
+    b = f.read(1)
+    f.seek(at)
+    f.write(bytes([b[0] ^ 0x01]))
+PY"#,
+        &[tampered.to_str().unwrap(), &btmp_member],
+    );
+    let v = run_bundle(&tampered);
+    let bad = v["unverified_segments"].as_array().unwrap();
+    assert!(
+        bad.iter().any(|u| u["object"] == btmp_member.as_str()),
+        "the tampered copy is named: {v:#}"
+    );
+    // Its twelve records are out; the sshd lines still make the burst.
+    assert!(
+        summary(&v).contains(&(s("failed_logon_burst"), s(ATTACKER), 12)),
+        "{v:#}"
+    );
 }

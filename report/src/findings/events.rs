@@ -95,6 +95,7 @@ impl Event {
             line: self.line.clone(),
             line_sha256: self.line_sha256.clone(),
             verified: self.verified,
+            archive: seg.archive.clone(),
         }
     }
 }
@@ -124,6 +125,7 @@ pub fn evidence_of(seg: &SegmentSummary, offset: u64, len: u64, bytes: Option<&[
         line,
         line_sha256,
         verified: false,
+        archive: seg.archive.clone(),
     }
 }
 

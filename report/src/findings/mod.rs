@@ -33,7 +33,11 @@ use model::{AbnormalIp, Note, Report, StreamStats, UnverifiedSegment};
 
 /// What `findings` was asked.
 pub struct FindingsOptions {
+    /// A store (path or `s3://…`), or with `bundle` set, the bundle's path
+    /// as given (for the report's header).
     pub store: String,
+    /// Read this evidence bundle (.tar) instead of a store.
+    pub bundle: Option<std::path::PathBuf>,
     pub s3: S3Options,
     pub trusted_signers: Option<Vec<(String, String)>>,
     pub from: OffsetDateTime,
@@ -44,7 +48,20 @@ pub struct FindingsOptions {
     pub include_unverified: bool,
 }
 
-/// Reads, verifies and scans the store; the report, or why there is none.
+/// What reading and scanning an input gave, before the rules.
+struct Scan {
+    /// The units read: a store's segments in the window, or a bundle's copies.
+    segs: Vec<SegmentSummary>,
+    results: Vec<(usize, payload::Scanned)>,
+    /// Segments whose records (or bundle) did not verify, whatever their bytes say.
+    record_bad: BTreeMap<usize, UnverifiedSegment>,
+    /// Log clearing the records show, by segment.
+    cleared: BTreeMap<usize, events::Event>,
+    notes: Vec<Note>,
+}
+
+/// Reads, verifies and scans the store or bundle; the report, or why
+/// there is none.
 pub fn run(o: &FindingsOptions) -> Result<Report, String> {
     let host_tz = jiff::tz::TimeZone::get(&o.host_tz).map_err(|e| {
         format!(
@@ -52,82 +69,19 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
             o.host_tz
         )
     })?;
-    let input = read_store_records(&o.store, &o.s3, o.trusted_signers.clone())
-        .map_err(|e: InputError| e.to_string())?;
-    let mut segs: Vec<SegmentSummary> = input
-        .segments
-        .iter()
-        .filter(|s| s.first_read <= o.to && s.last_read >= o.from)
-        .cloned()
-        .collect();
-    segs.sort_by(|a, b| (&a.host, &a.stream, a.seq).cmp(&(&b.host, &b.stream, b.seq)));
-
-    // Records, chains and digests that did not verify: as for coverage, an
-    // error naming a stream makes the whole stream unverified, one naming
-    // only a host the whole host, whatever their payloads say.
-    let mut record_bad: BTreeMap<usize, UnverifiedSegment> = BTreeMap::new();
-    for f in &input.verification.findings {
-        let counts = f.severity == Severity::Error || f.kind == FindingKind::NoDigests;
-        let Some(host) = f.host.as_deref().filter(|_| counts) else {
-            continue;
-        };
-        for (i, s) in segs.iter().enumerate() {
-            if s.host == host && f.stream.as_deref().is_none_or(|st| st == s.stream) {
-                record_bad.entry(i).or_insert_with(|| UnverifiedSegment {
-                    host: s.host.clone(),
-                    stream: s.stream.clone(),
-                    seq: s.seq,
-                    object: s.payload_key.clone(),
-                    check: "record".into(),
-                    expected: f.expected.clone(),
-                    found: f.found.clone(),
-                    message: format!(
-                        "{}: {} (custody-verify store reports the same; the {} does not verify)",
-                        f.kind.name(),
-                        f.message,
-                        if f.stream.is_some() { "stream" } else { "host" }
-                    ),
-                });
-            }
-        }
-    }
-
-    let mut cleared = cleared::from_records(&input.segments, &segs);
-    let objects = Objects::open(&o.store, &o.s3).map_err(|e| e.to_string())?;
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, payload::Scanned)>> = Mutex::new(Vec::with_capacity(segs.len()));
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(segs.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(seg) = segs.get(i) else { break };
-                let ctx = payload::Ctx {
-                    seg,
-                    seg_index: i as u32,
-                    host_tz: &host_tz,
-                    from: o.from,
-                    to: o.to,
-                    rules: &o.rules,
-                };
-                let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
-                if let Ok(mut r) = results.lock() {
-                    r.push((i, scanned));
-                }
-            });
-        }
-    });
-    let mut results = results
-        .into_inner()
-        .map_err(|_| "a scanning thread panicked".to_string())?;
-    results.sort_by_key(|(i, _)| *i);
-
+    let Scan {
+        segs,
+        results,
+        mut record_bad,
+        mut cleared,
+        notes: input_notes,
+    } = match &o.bundle {
+        Some(path) => scan_bundle(o, path, &host_tz)?,
+        None => scan_store(o, &host_tz)?,
+    };
     let mut events = Vec::new();
     let mut stats: BTreeMap<(String, String), StreamStats> = BTreeMap::new();
-    let mut notes: Vec<Note> = Vec::new();
+    let mut notes: Vec<Note> = input_notes;
     let mut notes_omitted = 0;
     let mut unverified_segments = Vec::new();
     let mut ip_table: BTreeMap<String, (payload::IpAgg, BTreeSet<String>)> = BTreeMap::new();
@@ -279,4 +233,222 @@ fn abnormal_ips(
             })
         })
         .collect()
+}
+
+/// A store: its records verified, the segments in the window scanned in
+/// parallel (one payload per thread at a time).
+fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan, String> {
+    let input = read_store_records(&o.store, &o.s3, o.trusted_signers.clone())
+        .map_err(|e: InputError| e.to_string())?;
+    let mut segs: Vec<SegmentSummary> = input
+        .segments
+        .iter()
+        .filter(|s| s.first_read <= o.to && s.last_read >= o.from)
+        .cloned()
+        .collect();
+    segs.sort_by(|a, b| (&a.host, &a.stream, a.seq).cmp(&(&b.host, &b.stream, b.seq)));
+
+    // Records, chains and digests that did not verify: as for coverage, an
+    // error naming a stream makes the whole stream unverified, one naming
+    // only a host the whole host, whatever their payloads say.
+    let mut record_bad: BTreeMap<usize, UnverifiedSegment> = BTreeMap::new();
+    for f in &input.verification.findings {
+        let counts = f.severity == Severity::Error || f.kind == FindingKind::NoDigests;
+        let Some(host) = f.host.as_deref().filter(|_| counts) else {
+            continue;
+        };
+        for (i, s) in segs.iter().enumerate() {
+            if s.host == host && f.stream.as_deref().is_none_or(|st| st == s.stream) {
+                record_bad.entry(i).or_insert_with(|| UnverifiedSegment {
+                    host: s.host.clone(),
+                    stream: s.stream.clone(),
+                    seq: s.seq,
+                    object: s.payload_key.clone(),
+                    check: "record".into(),
+                    expected: f.expected.clone(),
+                    found: f.found.clone(),
+                    message: format!(
+                        "{}: {} (custody-verify store reports the same; the {} does not verify)",
+                        f.kind.name(),
+                        f.message,
+                        if f.stream.is_some() { "stream" } else { "host" }
+                    ),
+                });
+            }
+        }
+    }
+
+    let cleared = cleared::from_records(&input.segments, &segs);
+    let objects = Objects::open(&o.store, &o.s3).map_err(|e| e.to_string())?;
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, payload::Scanned)>> = Mutex::new(Vec::with_capacity(segs.len()));
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(segs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(seg) = segs.get(i) else { break };
+                let ctx = payload::Ctx {
+                    seg,
+                    seg_index: i as u32,
+                    host_tz,
+                    from: o.from,
+                    to: o.to,
+                    rules: &o.rules,
+                };
+                let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
+                if let Ok(mut r) = results.lock() {
+                    r.push((i, scanned));
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .map_err(|_| "a scanning thread panicked".to_string())?;
+    results.sort_by_key(|(i, _)| *i);
+    Ok(Scan {
+        segs,
+        results,
+        record_bad,
+        cleared,
+        notes: Vec::new(),
+    })
+}
+
+/// A bundle: verified as `custody-verify bundle` does, then each log copy
+/// streamed once from the tar.
+fn scan_bundle(
+    o: &FindingsOptions,
+    path: &std::path::Path,
+    host_tz: &jiff::tz::TimeZone,
+) -> Result<Scan, String> {
+    let b = crate::bundle_input::Bundle::open(path, o.trusted_signers.clone())?;
+    let (segs, skipped) = b.log_copies();
+    let mut notes: Vec<Note> = skipped
+        .into_iter()
+        .map(|message| Note {
+            kind: "copy_not_parsed".into(),
+            message,
+            evidence: None,
+        })
+        .collect();
+    notes.push(Note {
+        kind: "bundle".into(),
+        message: format!(
+            "bundle {} (evidence {}, incident {}, host {}): {}; signature {}",
+            path.display(),
+            b.manifest.evidence_id,
+            b.manifest.incident_id,
+            b.manifest.host.host_id,
+            if b.report.is_clean() {
+                "verified".to_string()
+            } else {
+                format!("{} error(s) (see unverified_segments)", b.report.count(Severity::Error))
+            },
+            match (&b.report.signer, b.report.signer_trusted) {
+                (Some(k), true) => format!("by {k}, a key given with --allowed-signers"),
+                (Some(k), false) => format!("by {k}, checked only against the bundle's own allowed_signers: compare it with the host key recorded at installation (custody-agent key show)"),
+                (None, _) => "not verified".to_string(),
+            }
+        ),
+        evidence: None,
+    });
+    let mut results = Vec::with_capacity(segs.len());
+    b.each_copy(&segs, &mut |i, reader| {
+        let seg = &segs[i];
+        let ctx = payload::Ctx {
+            seg,
+            seg_index: i as u32,
+            host_tz,
+            from: o.from,
+            to: o.to,
+            rules: &o.rules,
+        };
+        let mut out = payload::scanned_for(seg);
+        let (found, error) = payload::scan_raw(reader, &ctx, &mut out);
+        let bad = |check: &str,
+                   expected: Option<String>,
+                   found: Option<String>,
+                   message: String| UnverifiedSegment {
+            host: seg.host.clone(),
+            stream: seg.stream.clone(),
+            seq: seg.seq,
+            object: seg.payload_key.clone(),
+            check: check.into(),
+            expected,
+            found,
+            message,
+        };
+        out.unverified = if let Some(e) = error {
+            Some(bad(
+                "read",
+                None,
+                None,
+                format!(
+                    "{}: {e}: the copy could not be read to its end",
+                    seg.payload_key
+                ),
+            ))
+        } else if found != seg.raw_sha256 {
+            Some(bad(
+                "sha256",
+                Some(seg.raw_sha256.to_hex()),
+                Some(found.to_hex()),
+                format!(
+                    "{}: the copy's SHA-256 is not the custody manifest's",
+                    seg.payload_key
+                ),
+            ))
+        } else {
+            None
+        };
+        results.push((i, out));
+    })?;
+    let read: BTreeSet<usize> = results.iter().map(|(i, _)| *i).collect();
+    let mut record_bad = BTreeMap::new();
+    for (i, seg) in segs.iter().enumerate() {
+        let bag_path = seg
+            .payload_key
+            .strip_prefix(&format!("{}/", b.root))
+            .unwrap_or(&seg.payload_key);
+        let doubt = b.doubt(bag_path).or_else(|| {
+            (!read.contains(&i)).then(|| crate::bundle_input::Doubt {
+                check: "missing".into(),
+                message: format!(
+                    "{}: listed in the custody manifest but not in the tar",
+                    seg.payload_key
+                ),
+            })
+        });
+        if let Some(d) = doubt {
+            record_bad.insert(
+                i,
+                UnverifiedSegment {
+                    host: seg.host.clone(),
+                    stream: seg.stream.clone(),
+                    seq: seg.seq,
+                    object: seg.payload_key.clone(),
+                    check: d.check,
+                    expected: None,
+                    found: None,
+                    message: d.message,
+                },
+            );
+        }
+        if !read.contains(&i) {
+            results.push((i, payload::scanned_for(seg)));
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
+    Ok(Scan {
+        segs,
+        results,
+        record_bad,
+        cleared: BTreeMap::new(),
+        notes,
+    })
 }

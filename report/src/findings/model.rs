@@ -25,6 +25,10 @@ pub struct Evidence {
     pub line_sha256: String,
     /// The payload matched both hashes of its record.
     pub verified: bool,
+    /// For a bundle's copy: the bundle (`object` is then the member's
+    /// path inside it, `payload_raw_sha256` the copy's SHA-256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
 }
 
 /// One detection.

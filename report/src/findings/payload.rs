@@ -62,10 +62,9 @@ pub struct IpAgg {
 /// The names of [`IpAgg::counts`].
 pub const IP_COUNT_KINDS: [&str; 4] = ["failed_logon", "logon", "web_request", "web_error"];
 
-/// Scans `object` (the stored bytes of `ctx.seg`'s payload).
-pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
-    let seg = ctx.seg;
-    let mut out = Scanned {
+/// An empty result for `seg`, before its bytes are read.
+pub fn scanned_for(seg: &SegmentSummary) -> Scanned {
+    Scanned {
         events: Vec::new(),
         stats: StreamStats {
             host: seg.host.clone(),
@@ -80,7 +79,13 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         unverified: None,
         backwards: 0,
         ips: Default::default(),
-    };
+    }
+}
+
+/// Scans `object` (the stored bytes of `ctx.seg`'s payload).
+pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
+    let seg = ctx.seg;
+    let mut out = scanned_for(seg);
     let unverified =
         |check: &str, expected: Option<String>, found: Option<String>, message: String| {
             Some(UnverifiedSegment {
@@ -119,54 +124,10 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
             ),
         );
     }
-    let mut hasher = sha2::Sha256::new();
-    let mut splitter = Splitter::new(MAX_LINE);
-    let mut state = LineState {
-        ctx,
-        last_syslog: None,
-        went_back: None,
-        year: year_of(seg.last_read, ctx.host_tz),
-        notes_by_kind: Default::default(),
+    let (found_raw, decode_error) = match zstd::stream::read::Decoder::new(&bytes[..]) {
+        Ok(mut dec) => scan_raw(&mut dec, ctx, &mut out),
+        Err(e) => (custody_evidence::Sha256::digest(b""), Some(e.to_string())),
     };
-    let mut decode_error = None;
-    // Lines are split as they stream past. Journal entries, login records
-    // and octet-counted frames are read from the raw bytes held whole
-    // (bounded by the agent's segment size).
-    let by_lines = seg.framing == Framing::Lines;
-    let mut whole = Vec::new();
-    match zstd::stream::read::Decoder::new(&bytes[..]) {
-        Ok(mut dec) => {
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                match dec.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        hasher.update(&buf[..n]);
-                        if by_lines {
-                            splitter.feed(&buf[..n], &mut |p| state.line(p, &mut out));
-                        } else {
-                            whole.extend_from_slice(&buf[..n]);
-                        }
-                    }
-                    Err(e) => {
-                        decode_error = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-        }
-        Err(e) => decode_error = Some(e.to_string()),
-    }
-    match seg.framing {
-        Framing::Lines => splitter.finish(&mut |p| state.line(p, &mut out)),
-        Framing::JournalExport => state.journal(&whole, &mut out),
-        Framing::Records { size } => state.records(&whole, size as usize, &mut out),
-        Framing::OctetCounted if seg.source_kind == SourceKind::Eventlog => {
-            state.eventlog_frames(&whole, &mut out)
-        }
-        Framing::OctetCounted => state.syslog_frames(&whole, &mut out),
-    }
-    let found_raw = custody_evidence::Sha256::from_hasher(hasher);
     out.unverified = if let Some(e) = decode_error {
         unverified(
             "decompress",
@@ -190,6 +151,61 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
         None
     };
     out
+}
+
+/// Streams the raw bytes `reader` gives through the parsers of
+/// `ctx.seg`'s framing into `out`; the SHA-256 of the bytes read, and
+/// the read error that ended it early, if one did.
+pub fn scan_raw(
+    reader: &mut dyn Read,
+    ctx: &Ctx<'_>,
+    out: &mut Scanned,
+) -> (custody_evidence::Sha256, Option<String>) {
+    let seg = ctx.seg;
+    let mut hasher = sha2::Sha256::new();
+    let mut splitter = Splitter::new(MAX_LINE);
+    let mut state = LineState {
+        ctx,
+        last_syslog: None,
+        went_back: None,
+        year: year_of(seg.last_read, ctx.host_tz),
+        notes_by_kind: Default::default(),
+    };
+    let mut read_error = None;
+    // Lines are split as they stream past. Journal entries, login records
+    // and octet-counted frames are read from the raw bytes held whole
+    // (bounded by the agent's segment size).
+    let by_lines = seg.framing == Framing::Lines;
+    let mut whole = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                if by_lines {
+                    splitter.feed(&buf[..n], &mut |p| state.line(p, out));
+                } else {
+                    whole.extend_from_slice(&buf[..n]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                read_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    match seg.framing {
+        Framing::Lines => splitter.finish(&mut |p| state.line(p, out)),
+        Framing::JournalExport => state.journal(&whole, out),
+        Framing::Records { size } => state.records(&whole, size as usize, out),
+        Framing::OctetCounted if seg.source_kind == SourceKind::Eventlog => {
+            state.eventlog_frames(&whole, out)
+        }
+        Framing::OctetCounted => state.syslog_frames(&whole, out),
+    }
+    (custody_evidence::Sha256::from_hasher(hasher), read_error)
 }
 
 struct LineState<'a> {
