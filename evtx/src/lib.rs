@@ -12,6 +12,8 @@
 //! the `evtx` crate; only the fields named above are extracted, from its JSON
 //! rendering of each record.
 
+pub mod records;
+
 use serde::Serialize;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;

@@ -100,3 +100,46 @@ fn an_edited_record_shows_as_a_bad_chunk_checksum() {
     assert_eq!(s.bad_checksum_chunks, [0]);
     assert_eq!(s.count(EventKind::LogCleared), 1);
 }
+
+#[test]
+fn every_record_is_placed_in_the_file_with_its_fields() {
+    for name in ["logon_4624_4625.evtx", "rdp_tunneling_4624.evtx"] {
+        let bytes = sample(name);
+        let r = custody_evtx::records::read_records(&bytes).expect("reads");
+        assert!(
+            r.unreadable.is_empty() && r.bad_checksum_chunks.is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            r.records.len(),
+            if name.starts_with("logon") { 4 } else { 18 }
+        );
+        for rec in &r.records {
+            let (off, len) = rec
+                .place
+                .unwrap_or_else(|| panic!("{name}: {} not placed", rec.record_id));
+            let at = &bytes[off as usize..(off + len) as usize];
+            assert_eq!(&at[..4], b"**\0\0");
+            assert_eq!(
+                u64::from_le_bytes(at[8..16].try_into().unwrap()),
+                rec.file_record_number
+            );
+            // The record ends with a copy of its size.
+            assert_eq!(
+                u32::from_le_bytes(at[at.len() - 4..].try_into().unwrap()) as u64,
+                len
+            );
+        }
+    }
+    let r = custody_evtx::records::read_records(&sample("logon_4624_4625.evtx")).unwrap();
+    let fail = &r.records[0];
+    assert_eq!((fail.record_id, fail.event_id), (137222, Some(4625)));
+    assert_eq!(fail.channel.as_deref(), Some("Security"));
+    assert!(
+        fail.fields
+            .contains(&("TargetUserName".into(), "IEUser".into())),
+        "{:?}",
+        fail.fields
+    );
+    assert_eq!(fail.time.as_deref(), Some("2020-09-09T13:18:23.6279525Z"));
+}

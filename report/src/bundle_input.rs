@@ -153,8 +153,9 @@ impl Bundle {
         })
     }
 
-    /// One summary per bundled log copy the parsers read (plain text
-    /// logs and login records), and a note for each copy they do not.
+    /// One summary per bundled log copy the parsers read (text logs,
+    /// login records, `.evtx` files), and a note for each copy they do
+    /// not (compressed rotated copies).
     pub fn log_copies(&self) -> (Vec<SegmentSummary>, Vec<String>) {
         let m = &self.manifest;
         let mut segs = Vec::new();
@@ -162,12 +163,12 @@ impl Bundle {
         for item in m.items.iter().filter(|i| i.kind == ItemKind::Log) {
             let name = item.path.rsplit('/').next().unwrap_or(&item.path);
             let lower = name.to_ascii_lowercase();
-            if [".gz", ".xz", ".bz2", ".zst", ".zip", ".evtx"]
+            if [".gz", ".xz", ".bz2", ".zst", ".zip"]
                 .iter()
                 .any(|x| lower.ends_with(x))
             {
                 skipped.push(format!(
-                    "{}: a compressed or binary copy this report does not parse (`tar -xOf {} {}/{}` gives it as kept); its SHA-256 is verified with the bundle",
+                    "{}: a compressed copy this report does not parse (`tar -xOf {} {}/{}` gives it as kept); its SHA-256 is verified with the bundle",
                     item.path,
                     self.path.display(),
                     self.root,
@@ -185,6 +186,11 @@ impl Bundle {
             } else {
                 Framing::Lines
             };
+            let source_kind = if lower.ends_with(".evtx") {
+                SourceKind::EvtxFile
+            } else {
+                SourceKind::File
+            };
             let stream = self
                 .streams
                 .get(&item.path)
@@ -199,7 +205,7 @@ impl Bundle {
                 stream,
                 category,
                 seq: 0,
-                source_kind: SourceKind::File,
+                source_kind,
                 source_label: item
                     .original_path
                     .clone()

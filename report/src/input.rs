@@ -28,6 +28,9 @@ pub enum SourceKind {
     Journal,
     Syslog,
     Eventlog,
+    /// A `.evtx` file (a bundle's copy of a Windows Event Log channel):
+    /// read record by record, not by its framing.
+    EvtxFile,
 }
 
 /// What a coverage report needs from one segment record.

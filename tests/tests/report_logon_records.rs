@@ -67,6 +67,14 @@ fn bytes_in_store(env: &TestEnv) -> Result<BTreeMap<String, u64>, String> {
 fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log_cleared() {
     let env = TestEnv::new("report-logon-records");
     let (wtmp, btmp, auth) = (env.log("wtmp"), env.log("btmp"), env.log("auth.log"));
+    // A real Security channel export (EVTX-ATTACK-SAMPLES): in the
+    // snapshot, it is read record by record.
+    let evtx = env.log("Security.evtx");
+    std::fs::copy(
+        custody_tests::lines::testdata_dir().join("../windows/logon_4624_4625.evtx"),
+        &evtx,
+    )
+    .unwrap();
     // 02:13 Taipei time yesterday: off hours whatever the weekday.
     let now = OffsetDateTime::now_utc();
     let taipei = UtcOffset::from_hms(8, 0, 0).unwrap();
@@ -109,9 +117,10 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
     let opts = AgentOptions::new(&env)
         .source("logon", &wtmp.display().to_string())
         .source("logon", &btmp.display().to_string())
-        .source("logon", &auth.display().to_string());
+        .source("logon", &auth.display().to_string())
+        .source("logon", &evtx.display().to_string());
     let mut agent = AgentProcess::start(&opts);
-    let want = (w.len() + b.len() + lines.len()) as u64;
+    let want = (w.len() + b.len() + lines.len()) as u64 + std::fs::metadata(&evtx).unwrap().len();
     wait_for("the records and lines in the store", WAIT, || {
         agent.check_running()?;
         let n: u64 = bytes_in_store(&env)?.values().sum();
@@ -290,6 +299,11 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
         vec![
             (s("external_logon"), s("alice"), 1),
             (s("failed_logon_burst"), s(ATTACKER), 24),
+            // The sample's two 4624s of IEUser (logon type 2, one logon's
+            // two tokens) at 21:18 Taipei time; its 4625 is one failure
+            // and its SYSTEM service logon is not a person's.
+            (s("off_hours_logon"), s("MSEDGEWIN10\\IEUser"), 1),
+            (s("off_hours_logon"), s("MSEDGEWIN10\\IEUser"), 1),
             (s("off_hours_logon"), s("alice"), 1),
             (s("off_hours_logon"), s("bob"), 1),
         ],
@@ -320,6 +334,18 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
                 &[tar, member, &off, &len],
             );
             assert_eq!(cited.trim(), e["line_sha256"], "{e:#}");
+            if member.ends_with(".evtx") {
+                // A whole record: its `**\0\0` header first.
+                let head = sh(
+                    r#"tar -xOf "$1" "$2" | tail -c +$(($3 + 1)) | head -c 4 | od -An -tx1"#,
+                    &[tar, member, &off],
+                );
+                assert_eq!(
+                    head.split_whitespace().collect::<Vec<_>>(),
+                    ["2a", "2a", "00", "00"]
+                );
+                assert!(e["line"].as_str().unwrap().contains("event=4624"), "{e:#}");
+            }
         }
     }
     // One byte of the btmp copy flipped inside the tar.

@@ -175,7 +175,8 @@ pub fn scan_raw(
     // Lines are split as they stream past. Journal entries, login records
     // and octet-counted frames are read from the raw bytes held whole
     // (bounded by the agent's segment size).
-    let by_lines = seg.framing == Framing::Lines;
+    let evtx = seg.source_kind == SourceKind::EvtxFile;
+    let by_lines = seg.framing == Framing::Lines && !evtx;
     let mut whole = Vec::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -197,6 +198,7 @@ pub fn scan_raw(
         }
     }
     match seg.framing {
+        _ if evtx => state.evtx_file(&whole, out),
         Framing::Lines => splitter.finish(&mut |p| state.line(p, out)),
         Framing::JournalExport => state.journal(&whole, out),
         Framing::Records { size } => state.records(&whole, size as usize, out),

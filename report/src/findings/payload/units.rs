@@ -277,6 +277,116 @@ impl LineState<'_> {
     }
 }
 
+impl LineState<'_> {
+    /// A `.evtx` file (a bundle's copy of a channel): every record read
+    /// with the `evtx` parser, each cited by its place in the file (from
+    /// its `**\0\0` header to its trailing size), its fields taken as the
+    /// Event Log stream's XML gives them.
+    pub(super) fn evtx_file(&mut self, raw: &[u8], out: &mut Scanned) {
+        let seg = self.ctx.seg;
+        let recs = match custody_evtx::records::read_records(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                out.stats.lines_read += 1;
+                out.stats.lines_malformed += 1;
+                self.note(
+                    out,
+                    "malformed",
+                    format!(
+                        "host {} {}: {e}; the {} bytes are kept, not matched",
+                        seg.host,
+                        seg.payload_key,
+                        raw.len()
+                    ),
+                    0,
+                    None,
+                    raw.len() as u64,
+                );
+                return;
+            }
+        };
+        for &chunk in &recs.bad_checksum_chunks {
+            let at = 4096 + chunk * 65536;
+            self.note(
+                out,
+                "evtx_checksum",
+                format!(
+                    "host {} {}: chunk {chunk}'s CRC-32 does not match: it was changed after Windows wrote it (edited or damaged); its records are read as they are",
+                    seg.host, seg.payload_key
+                ),
+                at,
+                None,
+                65536,
+            );
+        }
+        for (index, why) in &recs.unreadable {
+            out.stats.lines_read += 1;
+            out.stats.lines_malformed += 1;
+            self.note(
+                out,
+                "malformed",
+                format!(
+                    "host {} {}: record {index} (in file order) cannot be read: {why}",
+                    seg.host, seg.payload_key
+                ),
+                0,
+                None,
+                0,
+            );
+        }
+        for r in recs.records {
+            out.stats.lines_read += 1;
+            let time = r.time.as_deref().and_then(|t| {
+                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            });
+            let (Some((off, len)), Some(time)) = (r.place, time) else {
+                out.stats.lines_malformed += 1;
+                self.note(
+                    out,
+                    "malformed",
+                    format!(
+                        "host {} {}: record {} has no usable time or was not found in its chunk; kept, not matched",
+                        seg.host, seg.payload_key, r.record_id
+                    ),
+                    0,
+                    None,
+                    0,
+                );
+                continue;
+            };
+            let bytes = &raw[off as usize..(off + len) as usize];
+            let mut text = format!(
+                "evtx record={} event={} channel={} computer={}",
+                r.record_id,
+                r.event_id.unwrap_or(0),
+                r.channel.as_deref().unwrap_or("-"),
+                r.computer.as_deref().unwrap_or("-")
+            );
+            for (k, v) in &r.fields {
+                if text.len() > 2048 {
+                    break;
+                }
+                text.push_str(&format!(" {k}={v:?}"));
+            }
+            let ev = winevent::WinEvent {
+                event_id: r.event_id.unwrap_or(0),
+                system_time: r.time,
+                record_id: Some(r.record_id),
+                channel: r.channel.unwrap_or_default(),
+                computer: r.computer.unwrap_or_default(),
+                provider: r.provider.unwrap_or_default(),
+                data: r.fields.into_iter().collect(),
+            };
+            let (kind, ip) = match winevent::meaning(&ev) {
+                Some(m) => windows_kind(m),
+                None => (None, None),
+            };
+            let ip = ip.as_ref().map(|(p, i)| (p.as_str(), *i));
+            self.record(out, time, kind, ip, off, bytes, &text);
+        }
+    }
+}
+
 /// What the messages of octet-counted frames are.
 #[derive(Clone, Copy)]
 enum FrameKind {
