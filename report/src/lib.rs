@@ -38,3 +38,4 @@ pub mod input;
 pub mod localtime;
 pub mod parse;
 pub mod render;
+pub mod timeline;

@@ -46,10 +46,15 @@ enum Command {
     /// large downloads, scanner user agents), each citing the exact bytes it rests on; rules from
     /// a TOML file (report/RULES.md). Reads and verifies every payload it uses.
     Findings(FindingsArgs),
+    /// Every parsed event of the window across hosts and sources, merged and time-sorted, each
+    /// with its evidence reference: CSV that Timesketch imports (message, datetime,
+    /// timestamp_desc, …) or JSON Lines. The same input, verification and parsers as findings.
+    Timeline(TimelineArgs),
 }
 
+/// Where the evidence is and which of it: shared by `findings` and `timeline`.
 #[derive(clap::Args, Debug)]
-struct FindingsArgs {
+struct InputArgs {
     /// A filesystem store (an agent's or the collector's --store directory) or s3://BUCKET/PREFIX.
     #[arg(
         long,
@@ -70,20 +75,6 @@ struct FindingsArgs {
     /// Zone of syslog timestamps, which carry none (tz database name).
     #[arg(long, default_value = "Asia/Taipei")]
     host_tz: String,
-    /// A rules file merged over the embedded default (report/RULES.md).
-    #[arg(long)]
-    rules: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    format: Format,
-    /// CSV only: the findings (one row each) or the abnormal-IP table.
-    #[arg(long, value_enum, default_value_t = Table::Findings)]
-    table: Table,
-    /// Language of the HTML report: zh-TW or en.
-    #[arg(long, default_value = "zh-TW")]
-    lang: String,
-    /// Write the report here instead of standard output.
-    #[arg(long)]
-    out: Option<PathBuf>,
     /// OpenSSH allowed_signers file with the hosts' keys (principal = host id), recorded independently of the store.
     #[arg(long)]
     allowed_signers: Option<PathBuf>,
@@ -99,6 +90,47 @@ struct FindingsArgs {
     /// S3 store: path-style addressing [default: true with --s3-endpoint].
     #[arg(long)]
     s3_path_style: Option<bool>,
+}
+
+#[derive(clap::Args, Debug)]
+struct FindingsArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// A rules file merged over the embedded default (report/RULES.md).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// CSV only: the findings (one row each) or the abnormal-IP table.
+    #[arg(long, value_enum, default_value_t = Table::Findings)]
+    table: Table,
+    /// Language of the HTML report: zh-TW or en.
+    #[arg(long, default_value = "zh-TW")]
+    lang: String,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct TimelineArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// csv (the columns Timesketch imports: message, datetime, timestamp_desc, …) or jsonl.
+    #[arg(long, value_enum, default_value_t = TimelineFormat::Csv)]
+    format: TimelineFormat,
+    /// Zone of the local_time column, for people (tz database name); datetime stays UTC.
+    #[arg(long, default_value = "Asia/Taipei")]
+    tz: String,
+    /// Write the timeline here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TimelineFormat {
+    Csv,
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -161,6 +193,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Coverage(a) => run_coverage(a),
         Command::Findings(a) => run_findings(a),
+        Command::Timeline(a) => run_timeline(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -172,14 +205,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--allowed-signers FILE` → (principal, key line) pairs for the digest namespace.
-fn load_signers(path: Option<&PathBuf>) -> Result<Option<Vec<(String, String)>>> {
+/// `--allowed-signers FILE` → (principal, key line) pairs for `ns`.
+fn load_signers(path: Option<&PathBuf>, ns: &str) -> Result<Option<Vec<(String, String)>>> {
     let Some(p) = path else { return Ok(None) };
     let text = std::fs::read_to_string(p)
         .with_context(|| format!("--allowed-signers {}: cannot read it", p.display()))?;
     let entries = parse_allowed_signers(&text)
         .map_err(|e| anyhow::anyhow!("--allowed-signers {}: {e}", p.display()))?;
-    let ns = custody_evidence::digest::DIGEST_NAMESPACE;
     let signers: Vec<(String, String)> = entries
         .iter()
         .filter(|e| e.allows_namespace(ns))
@@ -204,8 +236,13 @@ fn parse_time(flag: &str, t: &str) -> Result<time::OffsetDateTime> {
     })
 }
 
-/// Same exit status as coverage: 0 all verified, 1 some input did not.
-fn run_findings(a: FindingsArgs) -> Result<bool> {
+/// Checked input flags and rules → the options both `findings` and
+/// `timeline` run with.
+fn findings_options(
+    a: &InputArgs,
+    rules: Option<&PathBuf>,
+    keep_all: bool,
+) -> Result<custody_report::findings::FindingsOptions> {
     let from = match &a.from {
         Some(t) => parse_time("--from", t)?,
         None => time::OffsetDateTime::UNIX_EPOCH,
@@ -221,8 +258,7 @@ fn run_findings(a: FindingsArgs) -> Result<bool> {
             a.to.as_deref().unwrap_or("")
         );
     }
-    let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
-    let extra = match &a.rules {
+    let extra = match rules {
         Some(p) => Some((
             p.display().to_string(),
             std::fs::read_to_string(p)
@@ -234,7 +270,13 @@ fn run_findings(a: FindingsArgs) -> Result<bool> {
         extra.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
     )
     .map_err(anyhow::Error::msg)?;
-    let opts = custody_report::findings::FindingsOptions {
+    // A bundle is signed in its own namespace, a store's digests in theirs.
+    let namespace = if a.bundle.is_some() {
+        custody_evidence::bundle::BUNDLE_NAMESPACE
+    } else {
+        custody_evidence::digest::DIGEST_NAMESPACE
+    };
+    Ok(custody_report::findings::FindingsOptions {
         store: match (&a.store, &a.bundle) {
             (Some(s), _) => s.clone(),
             (None, Some(b)) => b.display().to_string(),
@@ -242,32 +284,68 @@ fn run_findings(a: FindingsArgs) -> Result<bool> {
         },
         bundle: a.bundle.clone(),
         s3: S3Options {
-            endpoint: a.s3_endpoint,
-            region: a.s3_region,
+            endpoint: a.s3_endpoint.clone(),
+            region: a.s3_region.clone(),
             path_style: a.s3_path_style,
         },
-        trusted_signers: load_signers(a.allowed_signers.as_ref())?,
+        trusted_signers: load_signers(a.allowed_signers.as_ref(), namespace)?,
         from,
         to,
         host_tz: a.host_tz.clone(),
         rules,
         include_unverified: a.include_unverified,
+        keep_all,
+    })
+}
+
+/// Where `--out` points, or standard output, buffered; and its name for errors.
+fn sink_for(out: Option<&PathBuf>) -> Result<(Box<dyn Write>, String)> {
+    Ok(match out {
+        Some(path) => (
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| {
+                    format!("--out {}: cannot create the report file", path.display())
+                })?,
+            )),
+            format!("--out {}", path.display()),
+        ),
+        None => (
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            "standard output".to_string(),
+        ),
+    })
+}
+
+/// Every parsed event in time order; same exit status as findings.
+fn run_timeline(a: TimelineArgs) -> Result<bool> {
+    let zone = Zone::get(&a.tz).map_err(anyhow::Error::msg)?;
+    let opts = findings_options(&a.input, None, true)?;
+    let (report, events, segs) =
+        custody_report::findings::run_with_events(&opts).map_err(anyhow::Error::msg)?;
+    let (mut sink, where_to) = sink_for(a.out.as_ref())?;
+    let format = match a.format {
+        TimelineFormat::Csv => custody_report::timeline::Format::Csv,
+        TimelineFormat::Jsonl => custody_report::timeline::Format::Jsonl,
     };
+    custody_report::timeline::write(&mut sink, format, &events, &segs, &zone)
+        .and_then(|()| sink.flush())
+        .with_context(|| format!("writing the timeline to {where_to}"))?;
+    for n in &report.notes {
+        if n.kind == "unverified_input" || n.kind == "bundle" {
+            eprintln!("custody-report: {}", n.message);
+        }
+    }
+    Ok(report.unverified_segments.is_empty())
+}
+
+/// Same exit status as coverage: 0 all verified, 1 some input did not.
+fn run_findings(a: FindingsArgs) -> Result<bool> {
+    let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
+    let opts = findings_options(&a.input, a.rules.as_ref(), false)?;
     let report = custody_report::findings::run(&opts).map_err(anyhow::Error::msg)?;
     // JSON is written as it is encoded (the report can cite tens of
     // thousands of lines; no second copy of it in memory).
-    let mut sink: Box<dyn Write> = match &a.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| {
-                format!("--out {}: cannot create the report file", path.display())
-            })?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    let where_to = match &a.out {
-        Some(path) => format!("--out {}", path.display()),
-        None => "standard output".to_string(),
-    };
+    let (mut sink, where_to) = sink_for(a.out.as_ref())?;
     match (a.format, a.table) {
         (Format::Json, _) => {
             serde_json::to_writer_pretty(&mut sink, &report)
@@ -306,32 +384,10 @@ fn run_coverage(a: CoverageArgs) -> Result<bool> {
     };
     let lang = Lang::parse(&a.lang).map_err(anyhow::Error::msg)?;
     let zone = Zone::get(&a.tz).map_err(anyhow::Error::msg)?;
-    let trusted = match &a.allowed_signers {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("--allowed-signers {}: cannot read it", p.display()))?;
-            let entries = parse_allowed_signers(&text)
-                .map_err(|e| anyhow::anyhow!("--allowed-signers {}: {e}", p.display()))?;
-            let ns = custody_evidence::digest::DIGEST_NAMESPACE;
-            let signers: Vec<(String, String)> = entries
-                .iter()
-                .filter(|e| e.allows_namespace(ns))
-                .flat_map(|e| {
-                    e.principals
-                        .iter()
-                        .map(|p| (p.clone(), e.public_key_line.clone()))
-                })
-                .collect();
-            if signers.is_empty() {
-                bail!(
-                    "--allowed-signers {}: no entry allows namespace {ns:?}; add lines like `web01 namespaces=\"{ns}\" ssh-ed25519 AAAA…` (principal = host id)",
-                    p.display()
-                );
-            }
-            Some(signers)
-        }
-        None => None,
-    };
+    let trusted = load_signers(
+        a.allowed_signers.as_ref(),
+        custody_evidence::digest::DIGEST_NAMESPACE,
+    )?;
     let s3 = S3Options {
         endpoint: a.s3_endpoint,
         region: a.s3_region,

@@ -63,6 +63,25 @@ fn bytes_in_store(env: &TestEnv) -> Result<BTreeMap<String, u64>, String> {
         .collect())
 }
 
+/// `custody-report timeline ARGS… --format jsonl`, one JSON value per row.
+fn timeline_rows(args: &[&std::ffi::OsStr]) -> Vec<Value> {
+    let out = Command::new(&bins().report)
+        .arg("timeline")
+        .args(args)
+        .args(["--format", "jsonl"])
+        .output()
+        .expect("run custody-report timeline");
+    assert!(
+        out.status.success(),
+        "timeline failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 #[test]
 fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log_cleared() {
     let env = TestEnv::new("report-logon-records");
@@ -244,6 +263,80 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
         }
     }
 
+    // The timeline of the same store: every parsed unit in time order.
+    let (from, to) = (fmt(now - Span::days(3)), fmt(now + Span::hours(1)));
+    let rows = timeline_rows(&[
+        "--store".as_ref(),
+        env.store.as_os_str(),
+        "--from".as_ref(),
+        from.as_ref(),
+        "--to".as_ref(),
+        to.as_ref(),
+    ]);
+    // 13 auth.log lines, 3 wtmp records (logon, logoff, bob after the
+    // truncation), 12 btmp records, and the truncation itself; the .evtx
+    // tailed as lines gives no line of a known format.
+    assert_eq!(rows.len(), 29, "{rows:#?}");
+    let times: Vec<i64> = rows
+        .iter()
+        .map(|r| r["timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "time order: {times:?}"
+    );
+    let repeats = rows
+        .iter()
+        .filter(|r| !r["same_event_as"].is_null())
+        .count();
+    assert_eq!(
+        repeats, 13,
+        "12 failures and alice's logon kept twice, marked"
+    );
+    for r in &rows {
+        assert!(r["datetime"].as_str().unwrap().ends_with('Z'), "{r:#}");
+        assert!(
+            r["local_time"].as_str().unwrap().ends_with("(Asia/Taipei)"),
+            "{r:#}"
+        );
+        assert_eq!(r["verified"], true, "{r:#}");
+        let text = rederive_evidence(&env.store, r);
+        if r["timestamp_desc"] == "log line time" {
+            assert_eq!(text, r["message"].as_str().unwrap(), "{r:#}");
+        }
+    }
+    // alice's logon: an sshd line and a wtmp record, the second naming the first.
+    let alice: Vec<_> = rows
+        .iter()
+        .filter(|r| r["kind"] == "logon" && r["user"] == "alice")
+        .collect();
+    assert_eq!(alice.len(), 2, "{alice:#?}");
+    assert_eq!(
+        alice
+            .iter()
+            .filter(|r| r["same_event_as"].is_null())
+            .count(),
+        1
+    );
+    assert!(alice.iter().any(|r| r["timestamp_desc"] == "utmp ut_tv"));
+    // The CSV form: Timesketch's columns first, one record per row.
+    let out = Command::new(&bins().report)
+        .args(["timeline", "--store"])
+        .arg(&env.store)
+        .args(["--from", &from, "--to", &to])
+        .output()
+        .expect("run custody-report timeline");
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        csv.starts_with("\"message\",\"datetime\",\"timestamp\",\"timestamp_desc\""),
+        "{csv}"
+    );
+    let n = sh(
+        r#"printf '%s' "$1" | python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(sys.stdin)))'"#,
+        &[&csv],
+    );
+    assert_eq!(n.trim(), "30", "header and 29 rows");
+
     // The snapshot: the files as they are now (wtmp holds only bob's logon).
     let bundle = env.root.join("incident.tar");
     let snap = snapshot(
@@ -348,6 +441,25 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
             }
         }
     }
+    // The bundle's timeline holds the .evtx copy's four records, each
+    // citing its tar member.
+    let rows = timeline_rows(&["--bundle".as_ref(), bundle.as_os_str()]);
+    let evtx_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r["object"].as_str().unwrap().ends_with(".evtx"))
+        .collect();
+    assert_eq!(evtx_rows.len(), 4, "{evtx_rows:#?}");
+    assert!(evtx_rows
+        .iter()
+        .all(|r| r["archive"] == tar && r["timestamp_desc"] == "Windows event TimeCreated"));
+    assert_eq!(
+        evtx_rows
+            .iter()
+            .filter(|r| r["kind"] == "failed_logon")
+            .count(),
+        1
+    );
+
     // One byte of the btmp copy flipped inside the tar.
     let btmp_member = btmp_member.expect("a btmp citation");
     let tampered = env.root.join("tampered.tar");

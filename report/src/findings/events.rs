@@ -39,6 +39,8 @@ pub enum Kind {
         image: String,
         account: String,
     },
+    /// A unit of a known format no rule uses, kept for the timeline.
+    Other,
     Web {
         ip: String,
         method: String,

@@ -46,6 +46,9 @@ pub struct FindingsOptions {
     pub host_tz: String,
     pub rules: rules::Compiled,
     pub include_unverified: bool,
+    /// Keep every parsed unit as an event (the timeline), not only the
+    /// ones a rule may use.
+    pub keep_all: bool,
 }
 
 /// What reading and scanning an input gave, before the rules.
@@ -63,6 +66,16 @@ struct Scan {
 /// Reads, verifies and scans the store or bundle; the report, or why
 /// there is none.
 pub fn run(o: &FindingsOptions) -> Result<Report, String> {
+    run_with_events(o).map(|(report, _, _)| report)
+}
+
+/// What a timeline needs beside the report: every event kept (verified,
+/// or all with `include_unverified`), merged across sources and sorted by
+/// time, and the segments their `seg` indexes.
+pub type Collected = (Report, Vec<events::Event>, Vec<SegmentSummary>);
+
+/// [`run`], also handing back the events and segments.
+pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
     let host_tz = jiff::tz::TimeZone::get(&o.host_tz).map_err(|e| {
         format!(
             "--host-tz {:?}: not a known time zone ({e}); e.g. Asia/Taipei",
@@ -174,7 +187,7 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
     }
     let findings = detect::detect(&events, &segs, &o.rules);
     let abnormal_ips = abnormal_ips(&ip_table, &findings);
-    Ok(Report {
+    let report = Report {
         schema: model::SCHEMA,
         store: o.store.clone(),
         from: custody_evidence::timefmt::format_utc(o.from),
@@ -198,7 +211,8 @@ pub fn run(o: &FindingsOptions) -> Result<Report, String> {
         streams: stats.into_values().collect(),
         notes,
         notes_omitted,
-    })
+    };
+    Ok((report, events, segs))
 }
 
 /// Every IP a finding names, with what the window's lines say about it
@@ -298,6 +312,7 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
                     from: o.from,
                     to: o.to,
                     rules: &o.rules,
+                    keep_all: o.keep_all,
                 };
                 let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
                 if let Ok(mut r) = results.lock() {
@@ -367,6 +382,7 @@ fn scan_bundle(
             from: o.from,
             to: o.to,
             rules: &o.rules,
+            keep_all: o.keep_all,
         };
         let mut out = payload::scanned_for(seg);
         let (found, error) = payload::scan_raw(reader, &ctx, &mut out);

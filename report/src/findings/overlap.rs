@@ -24,7 +24,7 @@ fn key(e: &Event) -> Option<String> {
         Kind::Logon { user, ip, .. } => Some(format!("logon\0{user}\0{ip}")),
         Kind::NewAccount { name } => Some(format!("new\0{name}")),
         Kind::GroupAdd { user, group } => Some(format!("group\0{user}\0{group}")),
-        Kind::LogCleared { .. } | Kind::NewService { .. } | Kind::Web { .. } => None,
+        Kind::LogCleared { .. } | Kind::NewService { .. } | Kind::Web { .. } | Kind::Other => None,
     }
 }
 

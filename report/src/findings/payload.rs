@@ -47,6 +47,8 @@ pub struct Ctx<'a> {
     /// Which access-log requests the detectors could use (the others are
     /// only counted per client, not kept).
     pub rules: &'a crate::findings::rules::Compiled,
+    /// Keep every parsed unit as an event (for the timeline).
+    pub keep_all: bool,
 }
 
 /// Per client or peer IP in one segment: the abnormal-IP table's figures,
@@ -314,7 +316,7 @@ impl LineState<'_> {
                 }
             }
         }
-        if let Some(kind) = kind {
+        if let Some(kind) = kind.or(self.ctx.keep_all.then_some(Kind::Other)) {
             out.events.push(Event {
                 time,
                 seg: self.ctx.seg_index,
@@ -460,16 +462,18 @@ impl LineState<'_> {
         }
         if let Some(r) = web::parse(text)? {
             let which = if r.status >= 400 { 3 } else { 2 };
-            // Only requests a detector could use are kept as events.
-            let kind =
-                crate::findings::detect::web_relevant(self.ctx.rules, &r).then(|| Kind::Web {
-                    ip: r.client.to_string(),
-                    method: r.method.to_string(),
-                    path: r.path.to_string(),
-                    status: r.status,
-                    bytes: r.bytes,
-                    user_agent: r.user_agent.to_string(),
-                });
+            // Only requests a detector could use are kept as events
+            // (all of them for the timeline).
+            let kind = (self.ctx.keep_all
+                || crate::findings::detect::web_relevant(self.ctx.rules, &r))
+            .then(|| Kind::Web {
+                ip: r.client.to_string(),
+                method: r.method.to_string(),
+                path: r.path.to_string(),
+                status: r.status,
+                bytes: r.bytes,
+                user_agent: r.user_agent.to_string(),
+            });
             return Ok(Some((r.time, kind, Some((r.client, which)))));
         }
         Ok(None)
@@ -542,6 +546,7 @@ mod tests {
             from: datetime!(2000-01-01 00:00 UTC),
             to: datetime!(2100-01-01 00:00 UTC),
             rules: &rules,
+            keep_all: false,
         };
         scan(Ok(object), &ctx)
     }
