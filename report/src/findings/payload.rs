@@ -13,7 +13,7 @@ use crate::findings::events::{Event, Kind};
 use crate::findings::lines::{Piece, Splitter};
 use crate::findings::model::{Note, StreamStats, UnverifiedSegment};
 use crate::input::{SegmentSummary, SourceKind};
-use crate::parse::{accounts, sshd, syslog, web};
+use crate::parse::{accounts, sshd, syslog, w3c, web};
 use custody_evidence::segment::Framing;
 
 mod units;
@@ -172,6 +172,10 @@ pub fn scan_raw(
         went_back: None,
         year: year_of(seg.last_read, ctx.host_tz),
         notes_by_kind: Default::default(),
+        w3c: None,
+        w3c_default: w3c::Fields::iis_default(),
+        w3c_assumed: None,
+        line_offset: 0,
     };
     let mut read_error = None;
     // Lines are split as they stream past. Journal entries, login records
@@ -209,6 +213,19 @@ pub fn scan_raw(
         }
         Framing::OctetCounted => state.syslog_frames(&whole, out),
     }
+    if let Some(at) = state.w3c_assumed {
+        state.note(
+            out,
+            "w3c_fields_assumed",
+            format!(
+                "host {} stream {} segment {}: IIS (W3C) lines from offset {at} were read with IIS's default fields ({}): the #Fields directive in force is in an earlier segment of the stream",
+                seg.host, seg.stream, seg.seq, w3c::IIS_DEFAULT_FIELDS
+            ),
+            at,
+            None,
+            0,
+        );
+    }
     (custody_evidence::Sha256::from_hasher(hasher), read_error)
 }
 
@@ -219,6 +236,14 @@ struct LineState<'a> {
     /// The year of the segment's last read, in the host's zone.
     year: i16,
     notes_by_kind: std::collections::BTreeMap<&'static str, usize>,
+    /// The `#Fields:` directive of an IIS log seen in this segment.
+    w3c: Option<w3c::Fields>,
+    /// IIS's default fields, for lines before any directive here.
+    w3c_default: w3c::Fields,
+    /// Offset of the first line read with the default fields.
+    w3c_assumed: Option<u64>,
+    /// Offset of the line being parsed.
+    line_offset: u64,
 }
 
 fn year_of(t: OffsetDateTime, tz: &jiff::tz::TimeZone) -> i16 {
@@ -381,6 +406,7 @@ impl LineState<'_> {
                 raw.len() as u64,
             );
         }
+        self.line_offset = offset;
         match self.parse(&text) {
             Ok(Some((time, kind, ip))) => {
                 if !self.record(out, time, kind, ip, offset, raw, &text) {
@@ -433,6 +459,27 @@ impl LineState<'_> {
         }
     }
 
+    /// An access-log request (Apache/nginx combined or IIS W3C): the event
+    /// when a detector could use it (every one for the timeline), and its
+    /// client with its [`IpAgg::counts`] index.
+    #[allow(clippy::type_complexity)]
+    fn request<'t>(
+        &self,
+        r: web::Request<'t>,
+    ) -> (OffsetDateTime, Option<Kind>, Option<(&'t str, usize)>) {
+        let which = if r.status >= 400 { 3 } else { 2 };
+        let kind = (self.ctx.keep_all || crate::findings::detect::web_relevant(self.ctx.rules, &r))
+            .then(|| Kind::Web {
+                ip: r.client.to_string(),
+                method: r.method.to_string(),
+                path: r.path.to_string(),
+                status: r.status,
+                bytes: r.bytes,
+                user_agent: r.user_agent.to_string(),
+            });
+        (r.time, kind, Some((r.client, which)))
+    }
+
     /// `Ok(Some((time, event, ip)))` for a line of a known format (event
     /// when it is one a rule may use; ip with its [`IpAgg::counts`] index
     /// when the line names one), `Ok(None)` for other lines.
@@ -461,20 +508,28 @@ impl LineState<'_> {
             return Ok(Some((time, kind, ip)));
         }
         if let Some(r) = web::parse(text)? {
-            let which = if r.status >= 400 { 3 } else { 2 };
-            // Only requests a detector could use are kept as events
-            // (all of them for the timeline).
-            let kind = (self.ctx.keep_all
-                || crate::findings::detect::web_relevant(self.ctx.rules, &r))
-            .then(|| Kind::Web {
-                ip: r.client.to_string(),
-                method: r.method.to_string(),
-                path: r.path.to_string(),
-                status: r.status,
-                bytes: r.bytes,
-                user_agent: r.user_agent.to_string(),
-            });
-            return Ok(Some((r.time, kind, Some((r.client, which)))));
+            return Ok(Some(self.request(r)));
+        }
+        if let Some(f) = w3c::Fields::from_directive(text) {
+            self.w3c = Some(f);
+            return Ok(None);
+        }
+        if w3c::looks_like(text) {
+            // Without a directive, a line that does not read with IIS's
+            // default fields is some other log that starts with a date
+            // (a Java application's), not a malformed IIS line.
+            let explicit = self.w3c.is_some();
+            let fields = self.w3c.as_ref().unwrap_or(&self.w3c_default);
+            let parsed = match w3c::parse(fields, text) {
+                Err(_) if !explicit => None,
+                other => other?,
+            };
+            if let Some(r) = parsed {
+                if self.w3c.is_none() && self.w3c_assumed.is_none() {
+                    self.w3c_assumed = Some(self.line_offset);
+                }
+                return Ok(Some(self.request(r)));
+            }
         }
         Ok(None)
     }
@@ -718,5 +773,47 @@ Jan  1 00:00:30 h sshd[2]: Accepted password for b from 10.0.0.1 port 2 ssh2\n";
         assert_eq!(out.events.len(), 1);
         assert_eq!(out.events[0].offset, 3);
         assert_eq!(out.stats.lines_malformed, 1);
+    }
+
+    #[test]
+    fn the_real_iis_sample_reads_every_data_line_with_and_without_its_directive() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/testdata/windows/iis_w3c.log"
+        );
+        let raw = std::fs::read(path).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let data = text
+            .lines()
+            .filter(|l| w3c::looks_like(l.trim_end_matches('\r')))
+            .count();
+        assert!(data > 4000, "{data}");
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let s = seg(&raw, &object, datetime!(2019-09-04 00:00 UTC));
+        let out = run(&s, object);
+        assert!(out.unverified.is_none());
+        let st = &out.stats;
+        assert_eq!(st.lines_malformed, 0, "{:?}", out.notes);
+        assert_eq!(st.lines_read - st.lines_unparsed, data as u64);
+        assert!(out.ips.contains_key("10.0.2.17"));
+        assert!(!out.notes.iter().any(|n| n.kind == "w3c_fields_assumed"));
+        // A segment that starts after the directive: IIS's default fields,
+        // and a note that says so.
+        let cut = text.find("\n2019").unwrap() + 1;
+        let raw = raw[cut..].to_vec();
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let s = seg(&raw, &object, datetime!(2019-09-04 00:00 UTC));
+        let out = run(&s, object);
+        assert_eq!(out.stats.lines_malformed, 0);
+        assert!(out.notes.iter().any(|n| n.kind == "w3c_fields_assumed"));
+        // An application log that starts with a date is not IIS.
+        let raw = b"2026-12-02 10:00:00 INFO  [main] Server started on port 8080\n".to_vec();
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let s = seg(&raw, &object, datetime!(2026-12-02 03:00 UTC));
+        let out = run(&s, object);
+        assert_eq!(
+            (out.stats.lines_malformed, out.stats.lines_unparsed),
+            (0, 1)
+        );
     }
 }

@@ -15,5 +15,6 @@ pub mod journal;
 pub mod sshd;
 pub mod syslog;
 pub mod utmp;
+pub mod w3c;
 pub mod web;
 pub mod winevent;
