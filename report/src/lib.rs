@@ -34,6 +34,7 @@ pub mod coverage;
 pub mod duration;
 pub mod findings;
 pub mod i18n;
+pub mod incident;
 pub mod input;
 pub mod localtime;
 pub mod parse;

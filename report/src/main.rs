@@ -66,12 +66,21 @@ struct InputArgs {
     /// An evidence bundle (a snapshot's .tar), verified as custody-verify bundle does; its log copies are read.
     #[arg(long, value_name = "FILE.tar")]
     bundle: Option<PathBuf>,
-    /// Start of the window (RFC 3339) [with --bundle: default, the beginning].
-    #[arg(long, required_unless_present = "bundle")]
+    /// Start of the window (RFC 3339) [with --bundle: the beginning; with --incident: --lookback before it was opened].
+    #[arg(long, required_unless_present_any = ["bundle", "incident"])]
     from: Option<String>,
-    /// End of the window (RFC 3339) [with --bundle: default, no end].
-    #[arg(long, required_unless_present = "bundle")]
+    /// End of the window (RFC 3339) [with --bundle: no end; with --incident: now].
+    #[arg(long, required_unless_present_any = ["bundle", "incident"])]
     to: Option<String>,
+    /// Scope to an incident: its hosts and window (from the collector's record, --collector-state), or with --bundle, check the bundle is its evidence.
+    #[arg(long, value_name = "ID")]
+    incident: Option<String>,
+    /// The collector's state directory (its state_dir), where --incident's record is.
+    #[arg(long, value_name = "DIR")]
+    collector_state: Option<PathBuf>,
+    /// With --incident: how far before the incident was opened the window starts (90s, 15m, 1h, 2d).
+    #[arg(long, default_value = "7d")]
+    lookback: String,
     /// Zone of syslog timestamps, which carry none (tz database name).
     #[arg(long, default_value = "Asia/Taipei")]
     host_tz: String,
@@ -243,14 +252,42 @@ fn findings_options(
     rules: Option<&PathBuf>,
     keep_all: bool,
 ) -> Result<custody_report::findings::FindingsOptions> {
-    let from = match &a.from {
-        Some(t) => parse_time("--from", t)?,
-        None => time::OffsetDateTime::UNIX_EPOCH,
+    // An incident on a store: its hosts, and a window that starts
+    // --lookback before it was opened.
+    let scope = match (&a.incident, &a.collector_state, &a.bundle) {
+        (Some(id), Some(state), None) => Some(
+            custody_report::incident::read(state, id).map_err(anyhow::Error::msg)?,
+        ),
+        (Some(_), None, None) => bail!(
+            "--incident with --store needs --collector-state DIR (the collector's state_dir, where custody-collector incident open wrote the record)"
+        ),
+        _ => None,
     };
-    let to = match &a.to {
-        Some(t) => parse_time("--to", t)?,
-        None => time::macros::datetime!(9999-12-31 23:59:59 UTC),
+    let lookback = custody_report::duration::parse_duration(&a.lookback)
+        .map_err(|e| anyhow::anyhow!("--lookback {e}"))?;
+    let from = match (&a.from, &scope) {
+        (Some(t), _) => parse_time("--from", t)?,
+        (None, Some(s)) => s.opened - lookback,
+        (None, None) => time::OffsetDateTime::UNIX_EPOCH,
     };
+    let to = match (&a.to, &scope) {
+        (Some(t), _) => parse_time("--to", t)?,
+        (None, Some(_)) => time::OffsetDateTime::now_utc(),
+        (None, None) => time::macros::datetime!(9999-12-31 23:59:59 UTC),
+    };
+    let fmt = custody_evidence::timefmt::format_utc;
+    let scope_note = scope.as_ref().map(|s| {
+        format!(
+            "incident {} (opened {} by {}: {}): hosts {}; window {} to {}",
+            s.id,
+            fmt(s.opened),
+            s.operator,
+            s.reason,
+            s.hosts.iter().cloned().collect::<Vec<_>>().join(", "),
+            fmt(from),
+            fmt(to)
+        )
+    });
     if to < from {
         bail!(
             "--from {} is after --to {}: give the window's start first",
@@ -295,6 +332,9 @@ fn findings_options(
         rules,
         include_unverified: a.include_unverified,
         keep_all,
+        hosts: scope.map(|s| s.hosts),
+        incident: a.incident.clone(),
+        scope_note,
     })
 }
 

@@ -138,4 +138,70 @@ fn iis_w3c_lines_give_exactly_the_planted_web_findings() {
         "W3C times are UTC"
     );
     assert_eq!(last["ip"], SCANNER);
+
+    // Scoped to an incident the real collector opened for this host: its
+    // hosts and a window from --lookback before it was opened to now.
+    let state = env.root.join("collector-state");
+    let open = |id: &str, host: &str| {
+        let out = Command::new(&bins().collector)
+            .args(["incident", "open", "--id", id, "--hosts", host])
+            .args([
+                "--operator",
+                "responder",
+                "--reason",
+                "webshell on the ERP site",
+            ])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--store")
+            .arg(&env.store)
+            .output()
+            .expect("run custody-collector");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    open("INC-2026-0101", &env.host_id);
+    open("INC-2026-0102", "another-host");
+    let scoped = |id: &str| -> Value {
+        serde_json::from_str(&report(&[
+            "findings",
+            "--store",
+            store,
+            "--incident",
+            id,
+            "--collector-state",
+            state.to_str().unwrap(),
+            "--lookback",
+            "3000d",
+        ]))
+        .unwrap()
+    };
+    let v = scoped("INC-2026-0101");
+    assert_eq!(v["findings"].as_array().unwrap().len(), 2, "{v:#}");
+    let note = v["notes"][0]["message"].as_str().unwrap();
+    assert!(
+        note.starts_with("incident INC-2026-0101 (opened ") && note.contains(&env.host_id),
+        "{note}"
+    );
+    let v = scoped("INC-2026-0102");
+    assert!(v["findings"].as_array().unwrap().is_empty(), "{v:#}");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "host_without_segments"
+                && n["message"].as_str().unwrap().contains("another-host")),
+        "{v:#}"
+    );
+    // Without the collector's state the flag says what it needs.
+    let out = Command::new(&bins().report)
+        .args(["findings", "--store", store, "--incident", "INC-2026-0101"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--collector-state"));
 }

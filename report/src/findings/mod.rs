@@ -49,6 +49,12 @@ pub struct FindingsOptions {
     /// Keep every parsed unit as an event (the timeline), not only the
     /// ones a rule may use.
     pub keep_all: bool,
+    /// Only these hosts (an incident's).
+    pub hosts: Option<BTreeSet<String>>,
+    /// The incident the report is for: a bundle must be of it.
+    pub incident: Option<String>,
+    /// How the scope was chosen, for the report's notes.
+    pub scope_note: Option<String>,
 }
 
 /// What reading and scanning an input gave, before the rules.
@@ -95,6 +101,16 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
     let mut events = Vec::new();
     let mut stats: BTreeMap<(String, String), StreamStats> = BTreeMap::new();
     let mut notes: Vec<Note> = input_notes;
+    if let Some(n) = &o.scope_note {
+        notes.insert(
+            0,
+            Note {
+                kind: "incident".into(),
+                message: n.clone(),
+                evidence: None,
+            },
+        );
+    }
     let mut notes_omitted = 0;
     let mut unverified_segments = Vec::new();
     let mut ip_table: BTreeMap<String, (payload::IpAgg, BTreeSet<String>)> = BTreeMap::new();
@@ -258,6 +274,7 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
         .segments
         .iter()
         .filter(|s| s.first_read <= o.to && s.last_read >= o.from)
+        .filter(|s| o.hosts.as_ref().is_none_or(|h| h.contains(&s.host)))
         .cloned()
         .collect();
     segs.sort_by(|a, b| (&a.host, &a.stream, a.seq).cmp(&(&b.host, &b.stream, b.seq)));
@@ -325,12 +342,24 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
         .into_inner()
         .map_err(|_| "a scanning thread panicked".to_string())?;
     results.sort_by_key(|(i, _)| *i);
+    let mut notes = Vec::new();
+    for h in o.hosts.iter().flatten() {
+        if !segs.iter().any(|s| &s.host == h) {
+            notes.push(Note {
+                kind: "host_without_segments".into(),
+                message: format!(
+                    "host {h}, named by the incident, has no segment in this store that was read within the window: nothing of it is in this report"
+                ),
+                evidence: None,
+            });
+        }
+    }
     Ok(Scan {
         segs,
         results,
         record_bad,
         cleared,
-        notes: Vec::new(),
+        notes,
     })
 }
 
@@ -342,6 +371,17 @@ fn scan_bundle(
     host_tz: &jiff::tz::TimeZone,
 ) -> Result<Scan, String> {
     let b = crate::bundle_input::Bundle::open(path, o.trusted_signers.clone())?;
+    if let Some(id) = o
+        .incident
+        .as_deref()
+        .filter(|id| *id != b.manifest.incident_id)
+    {
+        return Err(format!(
+            "--bundle {}: it is evidence for incident {:?}, not --incident {id:?}",
+            path.display(),
+            b.manifest.incident_id
+        ));
+    }
     let (segs, skipped) = b.log_copies();
     let mut notes: Vec<Note> = skipped
         .into_iter()
