@@ -33,6 +33,7 @@ const STATIC_IDS: &[&str] = &[
     "fd-q-accounts",
     "fd-q-files",
     "fd-q-exfiltration",
+    "fd-q-tampering",
     "fd-q-when",
     "fd-none",
     "fd-findings-title",
@@ -148,6 +149,7 @@ pub fn render(r: &Report, lang: Lang) -> Result<String, String> {
         accounts => of_rules(&["off_hours_logon", "external_logon", "new_account", "privilege_grant", "failed_logon_burst", "password_spraying"]),
         files => of_rules(&["webshell"]),
         exfiltration => of_rules(&["large_response"]),
+        tampering => of_rules(&["log_cleared", "new_service"]),
         when => when,
         unverified_count => cat.msg("fd-unverified-count", &[("n", r.unverified_segments.len().to_string())]),
     })
