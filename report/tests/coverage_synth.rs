@@ -106,6 +106,7 @@ fn buckets_and_the_six_month_flag_at_levels_a_to_c() {
         category: Category::Os,
         kind: Kind::Syslog("192.0.2.7".into()),
         skip: Vec::new(),
+        lines: None,
     };
     write_host(
         &store,
@@ -256,6 +257,7 @@ fn html_escapes_what_comes_from_logs_and_has_no_script() {
         category: Category::Web,
         kind: Kind::File(evil.into()),
         skip: vec![3],
+        lines: None,
     }];
     write_host(&store, &host("web01", NOW - Duration::days(20), streams)).unwrap();
     for lang in ["en", "zh-TW"] {

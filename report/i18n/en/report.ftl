@@ -165,3 +165,4 @@ fd-rule-large-response = Large download
 fd-rule-scanner-user-agent = Scanner user agent
 fd-rule-log-cleared = Log cleared
 fd-rule-new-service = New service installed
+fd-rule-new-ip-logon = Logon from a new address

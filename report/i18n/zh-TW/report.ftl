@@ -165,3 +165,4 @@ fd-rule-large-response = 大量下載
 fd-rule-scanner-user-agent = 掃描工具 User-Agent
 fd-rule-log-cleared = 日誌遭清除
 fd-rule-new-service = 安裝新服務
+fd-rule-new-ip-logon = 由新位址登入

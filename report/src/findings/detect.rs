@@ -11,8 +11,22 @@ use crate::findings::model::Finding;
 use crate::findings::rules::Compiled;
 use crate::input::SegmentSummary;
 
+/// What `new_ip_logon` compares the window's logons with.
+#[derive(Debug, Default)]
+pub struct NewIpInput {
+    /// Per host, the IPs its lines showed in the lookback before the window.
+    pub seen_before: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Hosts whose evidence reaches back over the whole lookback.
+    pub lookback_complete: std::collections::BTreeSet<String>,
+}
+
 /// Runs every enabled rule over `events` (sorted by time).
-pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Finding> {
+pub fn detect(
+    events: &[Event],
+    segs: &[SegmentSummary],
+    c: &Compiled,
+    new_ip: &NewIpInput,
+) -> Vec<Finding> {
     let r = &c.rules;
     let mut out = Vec::new();
     let host = |e: &Event| segs[e.seg as usize].host.clone();
@@ -166,6 +180,45 @@ pub fn detect(events: &[Event], segs: &[SegmentSummary], c: &Compiled) -> Vec<Fi
                 ));
             }
             _ => {}
+        }
+    }
+
+    // Logons from addresses the host did not see in the lookback: one
+    // finding per (host, IP), citing every such logon in the window.
+    let n = &r.new_ip_logon;
+    if n.enabled {
+        let mut fresh: BTreeMap<(String, &str), Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            if let Kind::Logon { ip, .. } = &e.kind {
+                let h = host(e);
+                let seen = new_ip.seen_before.get(&h).is_some_and(|s| s.contains(ip));
+                if !ip.is_empty() && new_ip.lookback_complete.contains(&h) && !seen {
+                    fresh.entry((h, ip.as_str())).or_default().push(e);
+                }
+            }
+        }
+        for ((_, ip), evs) in &fresh {
+            let users: std::collections::BTreeSet<&str> = evs
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    Kind::Logon { user, .. } => Some(user.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let users: Vec<&str> = users.into_iter().collect();
+            out.push(mk(
+                "new_ip_logon",
+                &n.severity,
+                evs,
+                Some(ip),
+                users.first().copied().filter(|_| users.len() == 1),
+                format!(
+                    "{} logon(s) from {ip} (as {}), an address none of the host's lines showed in the {} before the window",
+                    evs.len(),
+                    users.join(", "),
+                    n.lookback
+                ),
+            ));
         }
     }
 

@@ -67,6 +67,9 @@ struct Scan {
     /// Log clearing the records show, by segment.
     cleared: BTreeMap<usize, events::Event>,
     notes: Vec<Note>,
+    /// Hosts whose segments in the store reach back over `new_ip_logon`'s
+    /// whole lookback before the window.
+    lookback_complete: BTreeSet<String>,
 }
 
 /// Reads, verifies and scans the store or bundle; the report, or why
@@ -94,6 +97,7 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
         mut record_bad,
         mut cleared,
         notes: input_notes,
+        lookback_complete,
     } = match &o.bundle {
         Some(path) => scan_bundle(o, path, &host_tz)?,
         None => scan_store(o, &host_tz)?,
@@ -114,6 +118,7 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
     let mut notes_omitted = 0;
     let mut unverified_segments = Vec::new();
     let mut ip_table: BTreeMap<String, (payload::IpAgg, BTreeSet<String>)> = BTreeMap::new();
+    let mut seen_before: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (i, mut s) in results {
         let bad = record_bad.remove(&i).or(s.unverified.take());
         let verified = bad.is_none();
@@ -149,6 +154,10 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
         notes.extend(s.notes);
         notes_omitted += s.notes_omitted;
         if verified || o.include_unverified {
+            seen_before
+                .entry(s.stats.host.clone())
+                .or_default()
+                .extend(std::mem::take(&mut s.seen_before));
             for (ip, a) in s.ips {
                 match ip_table.get_mut(&ip) {
                     Some((t, hosts)) => {
@@ -201,7 +210,34 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
             evidence: None,
         });
     }
-    let findings = detect::detect(&events, &segs, &o.rules);
+    let new_ip = detect::NewIpInput {
+        seen_before,
+        lookback_complete,
+    };
+    if o.rules.rules.new_ip_logon.enabled {
+        let mut short: BTreeSet<&str> = BTreeSet::new();
+        for e in &events {
+            let host = segs[e.seg as usize].host.as_str();
+            if matches!(e.kind, events::Kind::Logon { .. })
+                && !new_ip.lookback_complete.contains(host)
+            {
+                short.insert(host);
+            }
+        }
+        for host in short {
+            notes.push(Note {
+                kind: "new_ip_lookback_short".into(),
+                message: format!(
+                    "new_ip_logon not applied to host {host}: {} does not hold its segments from {} before the window ({}), so which addresses are new cannot be told",
+                    if o.bundle.is_some() { "a bundle" } else { "the store" },
+                    o.rules.rules.new_ip_logon.lookback,
+                    custody_evidence::timefmt::format_utc(o.from - o.rules.new_ip_lookback)
+                ),
+                evidence: None,
+            });
+        }
+    }
+    let findings = detect::detect(&events, &segs, &o.rules, &new_ip);
     let abnormal_ips = abnormal_ips(&ip_table, &findings);
     let report = Report {
         schema: model::SCHEMA,
@@ -273,7 +309,7 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
     let mut segs: Vec<SegmentSummary> = input
         .segments
         .iter()
-        .filter(|s| s.first_read <= o.to && s.last_read >= o.from)
+        .filter(|s| s.first_read <= o.to && s.last_read >= o.from - o.rules.new_ip_lookback)
         .filter(|s| o.hosts.as_ref().is_none_or(|h| h.contains(&s.host)))
         .cloned()
         .collect();
@@ -330,6 +366,7 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
                     to: o.to,
                     rules: &o.rules,
                     keep_all: o.keep_all,
+                    seen_from: o.from - o.rules.new_ip_lookback,
                 };
                 let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
                 if let Ok(mut r) = results.lock() {
@@ -354,12 +391,24 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
             });
         }
     }
+    let since = o.from - o.rules.new_ip_lookback;
+    let mut earliest: BTreeMap<&str, OffsetDateTime> = BTreeMap::new();
+    for s in &input.segments {
+        let e = earliest.entry(&s.host).or_insert(s.first_read);
+        *e = (*e).min(s.first_read);
+    }
+    let lookback_complete = earliest
+        .into_iter()
+        .filter(|(_, t)| *t <= since)
+        .map(|(h, _)| h.to_string())
+        .collect();
     Ok(Scan {
         segs,
         results,
         record_bad,
         cleared,
         notes,
+        lookback_complete,
     })
 }
 
@@ -423,6 +472,7 @@ fn scan_bundle(
             to: o.to,
             rules: &o.rules,
             keep_all: o.keep_all,
+            seen_from: o.from,
         };
         let mut out = payload::scanned_for(seg);
         let (found, error) = payload::scan_raw(reader, &ctx, &mut out);
@@ -506,5 +556,8 @@ fn scan_bundle(
         record_bad,
         cleared: BTreeMap::new(),
         notes,
+        // A bundle's copies carry no time of their own: whether they reach
+        // back far enough is not known, so the rule is not applied.
+        lookback_complete: BTreeSet::new(),
     })
 }

@@ -35,6 +35,8 @@ pub struct Scanned {
     pub backwards: u64,
     /// Every IP of the window's lines, with its figures.
     pub ips: std::collections::BTreeMap<String, IpAgg>,
+    /// The IPs of lines in the lookback before the window.
+    pub seen_before: std::collections::BTreeSet<String>,
 }
 
 /// Context the parsers need from the segment record.
@@ -49,6 +51,9 @@ pub struct Ctx<'a> {
     pub rules: &'a crate::findings::rules::Compiled,
     /// Keep every parsed unit as an event (for the timeline).
     pub keep_all: bool,
+    /// Lines from here to `from` only record their IPs (`new_ip_logon`'s
+    /// lookback); `from` itself when the rule is off.
+    pub seen_from: OffsetDateTime,
 }
 
 /// Per client or peer IP in one segment: the abnormal-IP table's figures,
@@ -81,6 +86,7 @@ pub fn scanned_for(seg: &SegmentSummary) -> Scanned {
         unverified: None,
         backwards: 0,
         ips: Default::default(),
+        seen_before: Default::default(),
     }
 }
 
@@ -317,6 +323,13 @@ impl LineState<'_> {
         text: &str,
     ) -> bool {
         if time < self.ctx.from || time > self.ctx.to {
+            if time >= self.ctx.seen_from && time < self.ctx.from {
+                if let Some((ip, _)) = ip {
+                    if !out.seen_before.contains(ip) {
+                        out.seen_before.insert(ip.to_string());
+                    }
+                }
+            }
             out.stats.lines_outside_window += 1;
             return false;
         }
@@ -602,6 +615,7 @@ mod tests {
             to: datetime!(2100-01-01 00:00 UTC),
             rules: &rules,
             keep_all: false,
+            seen_from: datetime!(2000-01-01 00:00 UTC),
         };
         scan(Ok(object), &ctx)
     }

@@ -29,6 +29,18 @@ pub struct Rules {
     pub scanner_user_agent: Scanner,
     pub log_cleared: Simple,
     pub new_service: Simple,
+    pub new_ip_logon: NewIp,
+}
+
+/// A logon from an address the host's lines did not show in `lookback`
+/// before the window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIp {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub severity: String,
+    pub lookback: String,
 }
 
 fn yes() -> bool {
@@ -138,6 +150,8 @@ pub struct Compiled {
     pub spraying_window: time::Duration,
     pub web_error_window: time::Duration,
     pub downloads_window: time::Duration,
+    /// `new_ip_logon`'s lookback (zero when the rule is off).
+    pub new_ip_lookback: time::Duration,
     pub office: OfficeHours,
     /// Where the rules came from, for the report.
     pub source: String,
@@ -180,6 +194,12 @@ pub fn load(extra: Option<(&str, &str)>) -> Result<Compiled, String> {
         spraying_window: dur("password_spraying", &rules.password_spraying.window)?,
         web_error_window: dur("web_error_burst", &rules.web_error_burst.window)?,
         downloads_window: dur("large_response", &rules.large_response.window)?,
+        new_ip_lookback: if rules.new_ip_logon.enabled {
+            crate::duration::parse_duration(&rules.new_ip_logon.lookback)
+                .map_err(|e| format!("--rules {what}: [new_ip_logon] lookback: {e}"))?
+        } else {
+            time::Duration::ZERO
+        },
         office,
         rules,
         source,

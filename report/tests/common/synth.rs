@@ -40,6 +40,9 @@ pub struct StreamSpec {
     pub kind: Kind,
     /// Seqs whose record and payload are left out (a chain gap).
     pub skip: Vec<u64>,
+    /// Each segment's raw bytes from its `first_read` (a payload of its
+    /// own); `None`: the same few synthetic lines in every segment.
+    pub lines: Option<fn(OffsetDateTime) -> String>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,7 @@ pub fn six_streams() -> Vec<StreamSpec> {
         category: c,
         kind: Kind::File(p.into()),
         skip: Vec::new(),
+        lines: None,
     };
     vec![
         f("os.syslog", Category::Os, "/var/log/syslog"),
@@ -72,6 +76,7 @@ pub fn six_streams() -> Vec<StreamSpec> {
             category: Category::Os,
             kind: Kind::Journal,
             skip: Vec::new(),
+            lines: None,
         },
     ]
 }
@@ -131,9 +136,22 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
         let mut prev: Option<Sha256> = None;
         let mut t = spec.start;
         let mut seq = 0u64;
+        let mut offset = 0u64;
         while t < spec.end {
             let first_read = t;
             let last_read = t + Duration::seconds(1);
+            let own = match s.lines {
+                Some(f) => {
+                    let r = f(first_read).into_bytes();
+                    let p = compress_payload(&r, 3).map_err(err)?;
+                    Some((Sha256::digest(&p), Sha256::digest(&r), r, p))
+                }
+                None => None,
+            };
+            let (object_sha256, raw_sha256, raw, payload) = match &own {
+                Some((o, r, raw, p)) => (*o, *r, raw, p),
+                None => (object_sha256, raw_sha256, &raw, &payload),
+            };
             let source = match &s.kind {
                 Kind::File(p) => Source::File(SourceFile {
                     path: p.clone(),
@@ -172,8 +190,8 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
                 framing,
                 source,
                 range: ByteRange {
-                    start: seq * raw.len() as u64,
-                    end: (seq + 1) * raw.len() as u64,
+                    start: offset,
+                    end: offset + raw.len() as u64,
                 },
                 split: Split::default(),
                 first_read,
@@ -197,9 +215,9 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
                 let pkey = layout::segment_payload_key(&host, &stream, meta.seq, &object_sha256);
                 let ppath = root.join(&pkey);
                 match &first_payload {
-                    Some(first) => fs::hard_link(first, &ppath)?,
-                    None => {
-                        write_obj(root, &pkey, &payload)?;
+                    Some(first) if own.is_none() => fs::hard_link(first, &ppath)?,
+                    _ => {
+                        write_obj(root, &pkey, payload)?;
                         first_payload = Some(ppath);
                     }
                 }
@@ -214,6 +232,7 @@ pub fn write_host(root: &Path, spec: &HostSpec) -> io::Result<(u64, u64)> {
                     },
                 ));
             }
+            offset += raw.len() as u64;
             seq += 1;
             t += spec.segment_every;
         }
