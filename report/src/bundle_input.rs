@@ -154,8 +154,9 @@ impl Bundle {
     }
 
     /// One summary per bundled log copy the parsers read (text logs,
-    /// login records, `.evtx` files), and a note for each copy they do
-    /// not (compressed rotated copies).
+    /// login records, `.evtx` files, gzip-compressed rotated copies of
+    /// any of them), and a note for each copy they do not (other
+    /// compression).
     pub fn log_copies(&self) -> (Vec<SegmentSummary>, Vec<String>) {
         let m = &self.manifest;
         let mut segs = Vec::new();
@@ -163,7 +164,8 @@ impl Bundle {
         for item in m.items.iter().filter(|i| i.kind == ItemKind::Log) {
             let name = item.path.rsplit('/').next().unwrap_or(&item.path);
             let lower = name.to_ascii_lowercase();
-            if [".gz", ".xz", ".bz2", ".zst", ".zip"]
+            let gzip = lower.ends_with(".gz");
+            if [".xz", ".bz2", ".zst", ".zip"]
                 .iter()
                 .any(|x| lower.ends_with(x))
             {
@@ -186,7 +188,7 @@ impl Bundle {
             } else {
                 Framing::Lines
             };
-            let source_kind = if lower.ends_with(".evtx") {
+            let source_kind = if lower.trim_end_matches(".gz").ends_with(".evtx") {
                 SourceKind::EvtxFile
             } else {
                 SourceKind::File
@@ -223,6 +225,7 @@ impl Bundle {
                 file_identity: None,
                 range: (0, item.len),
                 archive: Some(self.path.display().to_string()),
+                gzip,
             });
         }
         (segs, skipped)

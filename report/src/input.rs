@@ -69,6 +69,9 @@ pub struct SegmentSummary {
     /// For a copy inside an evidence bundle: the bundle's path
     /// (`payload_key` is then the member's path inside it).
     pub archive: Option<String>,
+    /// The copy is gzip-compressed (a rotated `….gz`): offsets are in its
+    /// decompressed bytes, `raw_sha256` is of the copy as kept.
+    pub gzip: bool,
 }
 
 /// A segment summary for unit tests: a file source, read at `at`.
@@ -99,6 +102,7 @@ pub(crate) fn sample_segment(
         file_identity: Some((1, 2)),
         range: (0, 0),
         archive: None,
+        gzip: false,
     }
 }
 
@@ -342,6 +346,7 @@ fn summarise_segment(meta: &SegmentMeta) -> SegmentSummary {
         },
         range: (meta.range.start, meta.range.end),
         archive: None,
+        gzip: false,
     }
 }
 

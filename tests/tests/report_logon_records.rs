@@ -23,6 +23,7 @@ const WAIT: Duration = Duration::from_secs(90);
 const RECORD: usize = 384;
 const ALICE_IP: &str = "203.0.113.7";
 const ATTACKER: &str = "198.51.100.4";
+const OLD_ATTACKER: &str = "192.0.2.66";
 
 /// A glibc `struct utmp` record (x86-64 layout).
 fn utmp(kind: i16, pid: i32, line: &str, user: &str, host: &str, sec: i64) -> Vec<u8> {
@@ -221,6 +222,14 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
         .iter()
         .find(|f| f["rule"] == "failed_logon_burst")
         .unwrap();
+    // The abnormal-IP table counts each failure once too.
+    let row = v["abnormal_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ip"] == ATTACKER)
+        .expect("the attacker in the abnormal-IP table");
+    assert_eq!(row["counts"]["failed_logon"], 12, "{row:#}");
     assert!(
         burst["summary"]
             .as_str()
@@ -337,7 +346,26 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
     );
     assert_eq!(n.trim(), "30", "header and 29 rows");
 
-    // The snapshot: the files as they are now (wtmp holds only bob's logon).
+    // The snapshot: the files as they are now (wtmp holds only bob's
+    // logon), and a rotated, gzip-compressed auth.log.1.gz that the agent
+    // never tailed, with an older burst of failures.
+    let mut old = String::new();
+    for i in 0..10i64 {
+        let at = t - Span::days(1) + Span::seconds(i);
+        old.push_str(&format!(
+            "{} auditee sshd[{}]: Failed password for root from {OLD_ATTACKER} port {} ssh2\n",
+            stamp(at),
+            700 + i,
+            30000 + i
+        ));
+    }
+    let gz_path = env.log("auth.log.1.gz");
+    let plain = env.root.join("auth.log.1");
+    std::fs::write(&plain, old.as_bytes()).unwrap();
+    sh(
+        r#"gzip -c "$1" > "$2""#,
+        &[plain.to_str().unwrap(), gz_path.to_str().unwrap()],
+    );
     let bundle = env.root.join("incident.tar");
     let snap = snapshot(
         &opts,
@@ -391,6 +419,7 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
         summary(&v),
         vec![
             (s("external_logon"), s("alice"), 1),
+            (s("failed_logon_burst"), s(OLD_ATTACKER), 10),
             (s("failed_logon_burst"), s(ATTACKER), 24),
             // The sample's two 4624s of IEUser (logon type 2, one logon's
             // two tokens) at 21:18 Taipei time; its 4625 is one failure
@@ -422,9 +451,16 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
             );
             assert_eq!(whole.trim(), e["payload_raw_sha256"], "{e:#}");
             let (off, len) = (e["offset"].to_string(), e["len"].to_string());
+            // A gzip copy's offsets are in its decompressed bytes.
+            let unzip = if e["decompress"] == "gzip" {
+                "gzip -dc"
+            } else {
+                "cat"
+            };
+            assert_eq!(e["decompress"] == "gzip", member.ends_with(".gz"), "{e:#}");
             let cited = sh(
-                r#"tar -xOf "$1" "$2" | tail -c +$(($3 + 1)) | head -c "$4" | sha256sum | cut -d' ' -f1"#,
-                &[tar, member, &off, &len],
+                r#"tar -xOf "$1" "$2" | $5 | tail -c +$(($3 + 1)) | head -c "$4" | sha256sum | cut -d' ' -f1"#,
+                &[tar, member, &off, &len, unzip],
             );
             assert_eq!(cited.trim(), e["line_sha256"], "{e:#}");
             if member.ends_with(".evtx") {

@@ -98,6 +98,7 @@ impl Event {
             line_sha256: self.line_sha256.clone(),
             verified: self.verified,
             archive: seg.archive.clone(),
+            decompress: seg.gzip.then_some("gzip"),
         }
     }
 }
@@ -128,6 +129,7 @@ pub fn evidence_of(seg: &SegmentSummary, offset: u64, len: u64, bytes: Option<&[
         line_sha256,
         verified: false,
         archive: seg.archive.clone(),
+        decompress: seg.gzip.then_some("gzip"),
     }
 }
 

@@ -25,6 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use sha2::Digest;
+
 use custody_evidence::verify::{FindingKind, Severity};
 use time::OffsetDateTime;
 
@@ -201,6 +203,20 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
     }
     events.sort_by_key(|e| (e.time, e.seg, e.offset));
     let (events, merged) = overlap::merge(events, &segs);
+    // The abnormal-IP table counted every line; an event two sources kept
+    // is one event there too.
+    for e in &events {
+        for a in &e.also {
+            let which = match &a.kind {
+                events::Kind::FailedLogon { .. } => 0,
+                events::Kind::Logon { .. } => 1,
+                _ => continue,
+            };
+            if let Some((agg, _)) = a.ip().and_then(|ip| ip_table.get_mut(ip)) {
+                agg.counts[which] = agg.counts[which].saturating_sub(1);
+            }
+        }
+    }
     if merged > 0 {
         notes.push(Note {
             kind: "same_event_two_sources".into(),
@@ -475,7 +491,23 @@ fn scan_bundle(
             seen_from: o.from,
         };
         let mut out = payload::scanned_for(seg);
-        let (found, error) = payload::scan_raw(reader, &ctx, &mut out);
+        // The copy's own SHA-256 is of the bytes as kept; a gzip copy is
+        // parsed decompressed, and its bytes hashed as they leave the tar.
+        let mut kept = HashingReader {
+            inner: reader,
+            hasher: sha2::Sha256::new(),
+        };
+        let (found, error) = if seg.gzip {
+            let mut gz = flate2::read::MultiGzDecoder::new(&mut kept);
+            let (_, error) = payload::scan_raw(&mut gz, &ctx, &mut out);
+            drop(gz);
+            // Whatever follows the last gzip member is hashed too.
+            let _ = std::io::copy(&mut kept, &mut std::io::sink());
+            (custody_evidence::Sha256::from_hasher(kept.hasher), error)
+        } else {
+            let (_, error) = payload::scan_raw(&mut kept, &ctx, &mut out);
+            (custody_evidence::Sha256::from_hasher(kept.hasher), error)
+        };
         let bad = |check: &str,
                    expected: Option<String>,
                    found: Option<String>,
@@ -560,4 +592,18 @@ fn scan_bundle(
         // back far enough is not known, so the rule is not applied.
         lookback_complete: BTreeSet::new(),
     })
+}
+
+/// Hashes the bytes read through it.
+struct HashingReader<'a> {
+    inner: &'a mut dyn std::io::Read,
+    hasher: sha2::Sha256,
+}
+
+impl std::io::Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
 }
