@@ -132,17 +132,7 @@ pub fn looks_like_evtx(bytes: &[u8]) -> bool {
 /// record or chunk that cannot be read is an error: a report that silently
 /// skipped part of a log would claim more than it checked.
 pub fn read_evtx(bytes: &[u8]) -> Result<EvtxSummary, EvtxReadError> {
-    if !looks_like_evtx(bytes) {
-        return Err(EvtxReadError::NotEvtx(
-            "the file does not start with the \"ElfFile\" signature".into(),
-        ));
-    }
-    let settings = evtx::ParserSettings::new()
-        .num_threads(1)
-        .separate_json_attributes(false);
-    let mut parser = evtx::EvtxParser::from_buffer(bytes.to_vec())
-        .map_err(|e| EvtxReadError::NotEvtx(chain(&e)))?
-        .with_configuration(settings);
+    let mut parser = open_parser(bytes)?;
     let header = parser.header();
     let (chunks, actual) = (header.chunk_count, bytes.len() as u64);
     let expected = HEADER_BLOCK + u64::from(chunks) * CHUNK;
@@ -153,17 +143,10 @@ pub fn read_evtx(bytes: &[u8]) -> Result<EvtxSummary, EvtxReadError> {
             actual,
         });
     }
-    let mut summary = EvtxSummary::default();
-    for i in 0..u64::from(chunks) {
-        let start = (HEADER_BLOCK + i * CHUNK) as usize;
-        let data = bytes[start..start + CHUNK as usize].to_vec();
-        // A chunk that does not even parse is reported by the record loop.
-        if let Ok(chunk) = evtx::EvtxChunkData::new(data, false) {
-            if !chunk.validate_checksum() {
-                summary.bad_checksum_chunks.push(i);
-            }
-        }
-    }
+    let mut summary = EvtxSummary {
+        bad_checksum_chunks: bad_checksum_chunks(bytes, u64::from(chunks)),
+        ..Default::default()
+    };
     for (i, record) in parser.records_json_value().enumerate() {
         let record = record.map_err(|e| EvtxReadError::Damaged {
             index: i as u64 + 1,
@@ -175,6 +158,36 @@ pub fn read_evtx(bytes: &[u8]) -> Result<EvtxSummary, EvtxReadError> {
         }
     }
     Ok(summary)
+}
+
+/// The `evtx` parser over `bytes`, once they start like an .evtx file;
+/// records rendered to JSON with attributes inline, on this thread.
+fn open_parser(bytes: &[u8]) -> Result<evtx::EvtxParser<std::io::Cursor<Vec<u8>>>, EvtxReadError> {
+    if !looks_like_evtx(bytes) {
+        return Err(EvtxReadError::NotEvtx(
+            "the file does not start with the \"ElfFile\" signature".into(),
+        ));
+    }
+    let settings = evtx::ParserSettings::new()
+        .num_threads(1)
+        .separate_json_attributes(false);
+    Ok(evtx::EvtxParser::from_buffer(bytes.to_vec())
+        .map_err(|e| EvtxReadError::NotEvtx(chain(&e)))?
+        .with_configuration(settings))
+}
+
+/// The first `chunks` chunks (numbered from 0) whose CRC-32s do not match;
+/// a chunk that does not even parse is reported by the record loop.
+fn bad_checksum_chunks(bytes: &[u8], chunks: u64) -> Vec<u64> {
+    (0..chunks)
+        .filter(|&i| {
+            let start = (HEADER_BLOCK + i * CHUNK) as usize;
+            bytes
+                .get(start..start + CHUNK as usize)
+                .and_then(|data| evtx::EvtxChunkData::new(data.to_vec(), false).ok())
+                .is_some_and(|chunk| !chunk.validate_checksum())
+        })
+        .collect()
 }
 
 /// An error and its sources, one line.

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::{attr, chain, event_data, looks_like_evtx, text, utc_rfc3339, EvtxReadError};
+use crate::{
+    attr, bad_checksum_chunks, chain, event_data, open_parser, text, utc_rfc3339, EvtxReadError,
+};
 
 /// One record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,29 +53,13 @@ const CHUNK: usize = 65536;
 
 /// Reads every record; a file that is not an .evtx at all is an error.
 pub fn read_records(bytes: &[u8]) -> Result<EvtxRecords, EvtxReadError> {
-    if !looks_like_evtx(bytes) {
-        return Err(EvtxReadError::NotEvtx(
-            "the file does not start with the \"ElfFile\" signature".into(),
-        ));
-    }
-    let places = record_places(bytes);
-    let settings = evtx::ParserSettings::new()
-        .num_threads(1)
-        .separate_json_attributes(false);
-    let mut parser = evtx::EvtxParser::from_buffer(bytes.to_vec())
-        .map_err(|e| EvtxReadError::NotEvtx(chain(&e)))?
-        .with_configuration(settings);
-    let mut out = EvtxRecords::default();
+    let mut parser = open_parser(bytes)?;
     let chunks = bytes.len().saturating_sub(HEADER_BLOCK) / CHUNK;
-    for i in 0..chunks {
-        let start = HEADER_BLOCK + i * CHUNK;
-        let data = bytes[start..start + CHUNK].to_vec();
-        if let Ok(chunk) = evtx::EvtxChunkData::new(data, false) {
-            if !chunk.validate_checksum() {
-                out.bad_checksum_chunks.push(i as u64);
-            }
-        }
-    }
+    let mut out = EvtxRecords {
+        bad_checksum_chunks: bad_checksum_chunks(bytes, chunks as u64),
+        ..Default::default()
+    };
+    let places = record_places(bytes);
     for (i, record) in parser.records_json_value().enumerate() {
         match record {
             Ok(r) => out.records.push(fields_of(

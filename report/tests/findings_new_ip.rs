@@ -52,6 +52,25 @@ fn host(name: &str, days: i64) -> HostSpec {
     }
 }
 
+/// `custody-report findings` over the last day before NOW, as JSON.
+fn findings(store: &std::path::Path, extra: &[&std::ffi::OsStr]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_custody-report"))
+        .arg("findings")
+        .arg("--store")
+        .arg(store)
+        .args([
+            "--from",
+            "2026-11-30T00:00:00Z",
+            "--to",
+            "2026-12-01T00:00:00Z",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 #[test]
 fn a_logon_from_an_address_unseen_in_the_lookback_is_found_and_a_short_store_says_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,20 +78,7 @@ fn a_logon_from_an_address_unseen_in_the_lookback_is_found_and_a_short_store_say
     init_store(&store).unwrap();
     write_host(&store, &host("web01", 40)).unwrap();
     write_host(&store, &host("young01", 5)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_custody-report"))
-        .arg("findings")
-        .arg("--store")
-        .arg(&store)
-        .args([
-            "--from",
-            "2026-11-30T00:00:00Z",
-            "--to",
-            "2026-12-01T00:00:00Z",
-        ])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let v = findings(&store, &[]);
     let new: Vec<&Value> = v["findings"]
         .as_array()
         .unwrap()
@@ -102,21 +108,7 @@ fn a_logon_from_an_address_unseen_in_the_lookback_is_found_and_a_short_store_say
     // still new, and young01's history is long enough to judge it too.
     let rules = dir.path().join("rules.toml");
     std::fs::write(&rules, "[new_ip_logon]\nlookback = \"1d\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_custody-report"))
-        .arg("findings")
-        .arg("--store")
-        .arg(&store)
-        .args([
-            "--from",
-            "2026-11-30T00:00:00Z",
-            "--to",
-            "2026-12-01T00:00:00Z",
-        ])
-        .arg("--rules")
-        .arg(&rules)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = findings(&store, &["--rules".as_ref(), rules.as_os_str()]);
     let mut hosts: Vec<&str> = v["findings"]
         .as_array()
         .unwrap()

@@ -379,11 +379,12 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
         ],
     );
     assert_success("custody-agent snapshot", &snap);
-    let run_bundle = |bundle: &std::path::Path| -> Value {
+    let run_bundle_with = |bundle: &std::path::Path, extra: &[&str]| -> Value {
         let out = Command::new(&bins().report)
             .arg("findings")
             .arg("--bundle")
             .arg(bundle)
+            .args(extra)
             .output()
             .expect("run custody-report");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -394,6 +395,7 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
             )
         })
     };
+    let run_bundle = |bundle: &std::path::Path| run_bundle_with(bundle, &[]);
     let v = run_bundle(&bundle);
     let summary = |v: &Value| -> Vec<(String, String, usize)> {
         let mut got: Vec<_> = v["findings"]
@@ -494,6 +496,24 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
             .filter(|r| r["kind"] == "failed_logon")
             .count(),
         1
+    );
+
+    // --incident checks that the bundle is that incident's evidence.
+    let out = Command::new(&bins().report)
+        .args(["findings", "--incident", "INC-2026-0100", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("INC-2026-0099") && err.contains("INC-2026-0100"),
+        "{err}"
+    );
+    assert_eq!(
+        summary(&run_bundle_with(&bundle, &["--incident", "INC-2026-0099"])),
+        summary(&v),
+        "the right incident changes nothing"
     );
 
     // One byte of the btmp copy flipped inside the tar.

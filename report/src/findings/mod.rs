@@ -317,6 +317,26 @@ fn abnormal_ips(
         .collect()
 }
 
+/// What the parsers of segment `i` need from the options.
+fn ctx_for<'a>(
+    o: &'a FindingsOptions,
+    seg: &'a SegmentSummary,
+    i: usize,
+    host_tz: &'a jiff::tz::TimeZone,
+    seen_from: OffsetDateTime,
+) -> payload::Ctx<'a> {
+    payload::Ctx {
+        seg,
+        seg_index: i as u32,
+        host_tz,
+        from: o.from,
+        to: o.to,
+        rules: &o.rules,
+        keep_all: o.keep_all,
+        seen_from,
+    }
+}
+
 /// A store: its records verified, the segments in the window scanned in
 /// parallel (one payload per thread at a time).
 fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan, String> {
@@ -374,16 +394,7 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(seg) = segs.get(i) else { break };
-                let ctx = payload::Ctx {
-                    seg,
-                    seg_index: i as u32,
-                    host_tz,
-                    from: o.from,
-                    to: o.to,
-                    rules: &o.rules,
-                    keep_all: o.keep_all,
-                    seen_from: o.from - o.rules.new_ip_lookback,
-                };
+                let ctx = ctx_for(o, seg, i, host_tz, o.from - o.rules.new_ip_lookback);
                 let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
                 if let Ok(mut r) = results.lock() {
                     r.push((i, scanned));
@@ -480,16 +491,8 @@ fn scan_bundle(
     let mut results = Vec::with_capacity(segs.len());
     b.each_copy(&segs, &mut |i, reader| {
         let seg = &segs[i];
-        let ctx = payload::Ctx {
-            seg,
-            seg_index: i as u32,
-            host_tz,
-            from: o.from,
-            to: o.to,
-            rules: &o.rules,
-            keep_all: o.keep_all,
-            seen_from: o.from,
-        };
+        // No lookback in a bundle: new_ip_logon is not applied there.
+        let ctx = ctx_for(o, seg, i, host_tz, o.from);
         let mut out = payload::scanned_for(seg);
         // The copy's own SHA-256 is of the bytes as kept; a gzip copy is
         // parsed decompressed, and its bytes hashed as they leave the tar.

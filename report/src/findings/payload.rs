@@ -309,6 +309,20 @@ impl LineState<'_> {
         });
     }
 
+    /// A unit that looks like its format but does not read: counted as
+    /// malformed, and a note citing its bytes (never silently skipped).
+    fn malformed(
+        &mut self,
+        out: &mut Scanned,
+        message: String,
+        offset: u64,
+        bytes: Option<&[u8]>,
+        len: u64,
+    ) {
+        out.stats.lines_malformed += 1;
+        self.note(out, "malformed", message, offset, bytes, len);
+    }
+
     /// Counts and keeps one parsed line or entry; `false` when it is
     /// outside the window (counted, not kept).
     #[allow(clippy::too_many_arguments)]
@@ -440,15 +454,7 @@ impl LineState<'_> {
                 }
             }
             Err(why) => {
-                out.stats.lines_malformed += 1;
-                self.note(
-                    out,
-                    "malformed",
-                    why.to_string(),
-                    offset,
-                    Some(raw),
-                    raw.len() as u64,
-                );
+                self.malformed(out, why.to_string(), offset, Some(raw), raw.len() as u64);
             }
         }
         if let Some((t, prev)) = self.went_back.take() {

@@ -26,12 +26,10 @@ impl LineState<'_> {
                     // The rest cannot be split into entries: one note for
                     // it, counted as one malformed unit.
                     out.stats.lines_read += 1;
-                    out.stats.lines_malformed += 1;
                     let seg = self.ctx.seg;
                     let rest = &raw[pos..];
-                    self.note(
+                    self.malformed(
                         out,
-                        "malformed",
                         format!(
                             "host {} stream {} segment {}: {} (at offset {}); the {} bytes from offset {pos} are kept but not matched",
                             seg.host, seg.stream, seg.seq, m.why, m.offset, rest.len()
@@ -50,10 +48,8 @@ impl LineState<'_> {
             let Some(time) = e.realtime_usec.and_then(|us| {
                 OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
             }) else {
-                out.stats.lines_malformed += 1;
-                self.note(
+                self.malformed(
                     out,
-                    "malformed",
                     "journal entry without a usable __REALTIME_TIMESTAMP; kept but not matched"
                         .into(),
                     e.offset,
@@ -103,10 +99,8 @@ impl LineState<'_> {
             let u = match utmp::parse(rec) {
                 Ok(u) => u,
                 Err(why) => {
-                    out.stats.lines_malformed += 1;
-                    self.note(
+                    self.malformed(
                         out,
-                        "malformed",
                         format!(
                             "host {} stream {} segment {}: {why} (record at offset {at}); kept, not matched",
                             seg.host, seg.stream, seg.seq
@@ -121,7 +115,16 @@ impl LineState<'_> {
             let Ok(time) = OffsetDateTime::from_unix_timestamp(u.sec)
                 .map(|t| t + time::Duration::microseconds(i64::from(u.usec)))
             else {
-                out.stats.lines_malformed += 1;
+                self.malformed(
+                    out,
+                    format!(
+                        "host {} stream {} segment {}: ut_tv {} is not a time (record at offset {at}); kept, not matched",
+                        seg.host, seg.stream, seg.seq, u.sec
+                    ),
+                    at,
+                    Some(rec),
+                    rec.len() as u64,
+                );
                 continue;
             };
             let peer = u.peer();
@@ -174,65 +177,49 @@ impl LineState<'_> {
 
     fn windows_event(&mut self, at: u64, msg: &[u8], out: &mut Scanned) {
         let seg = self.ctx.seg;
-        let parsed = winevent::decode_utf16le(msg).and_then(|(text, lossy)| {
-            if lossy {
-                Err("the event's UTF-16 holds an unpaired surrogate")
-            } else {
-                Ok(text)
-            }
-        });
-        let text = match parsed {
-            Ok(t) => t,
-            Err(why) => {
-                out.stats.lines_malformed += 1;
-                self.note(
-                    out,
-                    "malformed",
-                    format!(
-                        "host {} stream {} segment {}: {why} (frame at offset {at}); kept, not matched",
-                        seg.host, seg.stream, seg.seq
-                    ),
-                    at,
-                    Some(msg),
-                    msg.len() as u64,
-                );
-                return;
-            }
-        };
-        let ev = winevent::parse_xml(&text).and_then(|ev| {
-            let t = ev
-                .system_time
-                .as_deref()
-                .and_then(|t| {
-                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-                })
-                .ok_or_else(|| "event without a usable TimeCreated/@SystemTime".to_string())?;
-            Ok((ev, t))
-        });
-        let (ev, time) = match ev {
-            Ok(x) => x,
-            Err(why) => {
-                out.stats.lines_malformed += 1;
-                self.note(
-                    out,
-                    "malformed",
-                    format!(
-                        "host {} stream {} segment {}: {why} (frame at offset {at}); kept, not matched",
-                        seg.host, seg.stream, seg.seq
-                    ),
-                    at,
-                    Some(msg),
-                    msg.len() as u64,
-                );
-                return;
-            }
-        };
-        let (kind, ip) = match winevent::meaning(&ev) {
+        let read = winevent::decode_utf16le(msg)
+            .map_err(str::to_string)
+            .and_then(|(text, lossy)| {
+                if lossy {
+                    return Err("the event's UTF-16 holds an unpaired surrogate".into());
+                }
+                let ev = winevent::parse_xml(&text)?;
+                let time = system_time(ev.system_time.as_deref())
+                    .ok_or("event without a usable TimeCreated/@SystemTime")?;
+                Ok((text, ev, time))
+            });
+        match read {
+            Ok((text, ev, time)) => self.windows_record(out, time, &ev, at, msg, &text),
+            Err(why) => self.malformed(
+                out,
+                format!(
+                    "host {} stream {} segment {}: {why} (frame at offset {at}); kept, not matched",
+                    seg.host, seg.stream, seg.seq
+                ),
+                at,
+                Some(msg),
+                msg.len() as u64,
+            ),
+        }
+    }
+
+    /// One Windows event, from a stream's XML or an `.evtx` record: what it
+    /// means for the rules, counted and kept like a line.
+    fn windows_record(
+        &mut self,
+        out: &mut Scanned,
+        time: OffsetDateTime,
+        ev: &winevent::WinEvent,
+        at: u64,
+        bytes: &[u8],
+        text: &str,
+    ) {
+        let (kind, ip) = match winevent::meaning(ev) {
             Some(m) => windows_kind(m),
             None => (None, None),
         };
         let ip = ip.as_ref().map(|(p, i)| (p.as_str(), *i));
-        self.record(out, time, kind, ip, at, msg, &text);
+        self.record(out, time, kind, ip, at, bytes, text);
     }
 
     /// Reads every frame's message as `kind`, at its offset; bytes that
@@ -256,12 +243,10 @@ impl LineState<'_> {
                     pos += frame.len();
                 }
                 _ => {
-                    out.stats.lines_malformed += 1;
                     let seg = self.ctx.seg;
                     let rest = &raw[pos..];
-                    self.note(
+                    self.malformed(
                         out,
-                        "malformed",
                         format!(
                             "host {} stream {} segment {}: the bytes from offset {pos} are not an octet-counted frame (`LEN SP MESSAGE`); the {} bytes are kept but not matched",
                             seg.host, seg.stream, seg.seq, rest.len()
@@ -288,10 +273,8 @@ impl LineState<'_> {
             Ok(r) => r,
             Err(e) => {
                 out.stats.lines_read += 1;
-                out.stats.lines_malformed += 1;
-                self.note(
+                self.malformed(
                     out,
-                    "malformed",
                     format!(
                         "host {} {}: {e}; the {} bytes are kept, not matched",
                         seg.host,
@@ -321,10 +304,8 @@ impl LineState<'_> {
         }
         for (index, why) in &recs.unreadable {
             out.stats.lines_read += 1;
-            out.stats.lines_malformed += 1;
-            self.note(
+            self.malformed(
                 out,
-                "malformed",
                 format!(
                     "host {} {}: record {index} (in file order) cannot be read: {why}",
                     seg.host, seg.payload_key
@@ -336,14 +317,10 @@ impl LineState<'_> {
         }
         for r in recs.records {
             out.stats.lines_read += 1;
-            let time = r.time.as_deref().and_then(|t| {
-                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            });
+            let time = system_time(r.time.as_deref());
             let (Some((off, len)), Some(time)) = (r.place, time) else {
-                out.stats.lines_malformed += 1;
-                self.note(
+                self.malformed(
                     out,
-                    "malformed",
                     format!(
                         "host {} {}: record {} has no usable time or was not found in its chunk; kept, not matched",
                         seg.host, seg.payload_key, r.record_id
@@ -377,14 +354,14 @@ impl LineState<'_> {
                 provider: r.provider.unwrap_or_default(),
                 data: r.fields.into_iter().collect(),
             };
-            let (kind, ip) = match winevent::meaning(&ev) {
-                Some(m) => windows_kind(m),
-                None => (None, None),
-            };
-            let ip = ip.as_ref().map(|(p, i)| (p.as_str(), *i));
-            self.record(out, time, kind, ip, off, bytes, &text);
+            self.windows_record(out, time, &ev, off, bytes, &text);
         }
     }
+}
+
+/// `TimeCreated/@SystemTime` (RFC 3339, up to 100 ns) as a time.
+fn system_time(t: Option<&str>) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(t?, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// What the messages of octet-counted frames are.
