@@ -63,6 +63,9 @@ impl StoreTarget {
 pub struct Config {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    /// The operators' HTTPS API (issue 10); `None`: off. Needs `ca_dir`
+    /// (operators authenticate with certificates from the collector CA).
+    pub api_listen: Option<SocketAddr>,
     /// The CA of agents' client certificates; `None`: no HTTPS ingest
     /// (a collector for syslog devices only).
     pub ca_dir: Option<PathBuf>,
@@ -95,6 +98,8 @@ pub struct SyslogSetup {
 pub struct RawConfig {
     pub listen: Option<String>,
     pub metrics_listen: Option<String>,
+    /// The operators' API address (off unless set).
+    pub api_listen: Option<String>,
     pub ca_dir: Option<PathBuf>,
     pub store: Option<String>,
     pub state_dir: Option<PathBuf>,
@@ -168,6 +173,7 @@ impl RawConfig {
         take!(
             listen,
             metrics_listen,
+            api_listen,
             ca_dir,
             store,
             state_dir,
@@ -238,6 +244,17 @@ impl RawConfig {
             DEFAULT_METRICS_LISTEN,
             &mut bad,
         );
+        let api_listen = match self.api_listen.as_deref() {
+            None => Some(None),
+            Some(text) => addr("api_listen", Some(text), "0.0.0.0:8444", &mut bad).map(Some),
+        };
+        if matches!(api_listen, Some(Some(_))) && self.ca_dir.is_none() {
+            bad(
+                "api_listen",
+                "needs ca_dir: operators authenticate with client certificates from the collector CA                  (custody-collector operator add NAME --role ROLE)"
+                    .into(),
+            );
+        }
         let syslog_wanted = self
             .syslog
             .as_ref()
@@ -447,7 +464,7 @@ impl RawConfig {
             _ => Some(None),
         };
         match (
-            listen,
+            (listen, api_listen),
             metrics_listen,
             ca_dir,
             state_dir,
@@ -457,7 +474,7 @@ impl RawConfig {
             problems.is_empty(),
         ) {
             (
-                Some(listen),
+                (Some(listen), Some(api_listen)),
                 Some(metrics_listen),
                 Some(ca_dir),
                 Some(state_dir),
@@ -468,6 +485,7 @@ impl RawConfig {
             ) => Ok(Config {
                 listen,
                 metrics_listen,
+                api_listen,
                 ca_dir,
                 store,
                 state_dir,
@@ -532,6 +550,29 @@ mod tests {
         ] {
             assert!(err.contains(want), "{want} missing from {err}");
         }
+    }
+
+    #[test]
+    fn the_operators_api_is_off_unless_set_and_needs_the_ca() {
+        let c = parse("ca_dir = \"/ca\"\nstore = \"/srv/custody\"\n")
+            .check()
+            .unwrap();
+        assert_eq!(c.api_listen, None);
+        let c =
+            parse("ca_dir = \"/ca\"\nstore = \"/srv/custody\"\napi_listen = \"127.0.0.1:8444\"\n")
+                .check()
+                .unwrap();
+        assert_eq!(c.api_listen.map(|a| a.port()), Some(8444));
+        let err = parse("host_id = \"c1\"\nstore = \"/srv/custody\"\napi_listen = \"127.0.0.1:8444\"\n[syslog]\nudp = \"127.0.0.1:5514\"\n")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_listen: needs ca_dir"), "{err}");
+        let err = parse("ca_dir = \"/ca\"\nstore = \"/srv/custody\"\napi_listen = \"nope\"\n")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_listen: \"nope\""), "{err}");
     }
 
     #[test]

@@ -49,8 +49,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod findings;
 pub mod incident;
 pub mod ingest;

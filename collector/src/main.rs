@@ -105,6 +105,37 @@ struct SiteArgs {
     s3_path_style: Option<bool>,
 }
 
+/// Run the command on a collector's operators' API instead of its state
+/// directory (from anywhere, as the operator of the certificate).
+#[derive(Args)]
+struct ApiArgs {
+    /// The operators' API, https://COLLECTOR:PORT (its --api-listen).
+    #[arg(long, value_name = "URL", requires = "operator_dir")]
+    url: Option<String>,
+    /// The directory `operator add --out` wrote (ca.pem, operator.pem, operator.key).
+    #[arg(long, value_name = "DIR", requires = "url")]
+    operator_dir: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<Option<custody_collector::api::client::ApiClient>> {
+        match (&self.url, &self.operator_dir) {
+            (Some(url), Some(dir)) => Ok(Some(custody_collector::api::client::ApiClient::new(
+                url, dir,
+            )?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
+}
+
 #[derive(Subcommand)]
 enum IncidentCommand {
     /// Ask agents for a snapshot: each named agent connected to this collector starts within 10 s.
@@ -124,14 +155,21 @@ enum IncidentCommand {
         /// Every host enrolled (with --ca-dir) or seen by this collector.
         #[arg(long)]
         all: bool,
-        /// Who is opening it (recorded).
-        #[arg(long, value_name = "NAME")]
-        operator: String,
+        /// Who is opening it (recorded); with --url, the certificate's operator.
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "url",
+            conflicts_with = "url"
+        )]
+        operator: Option<String>,
         /// Why (recorded, and written into each bundle's custody records).
         #[arg(long, value_name = "TEXT")]
         reason: String,
         #[command(flatten)]
         site: SiteArgs,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Each host's progress and result.
     Status {
@@ -142,19 +180,29 @@ enum IncidentCommand {
         json: bool,
         #[command(flatten)]
         site: SiteArgs,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Lift the legal holds of an incident, recording who and why.
     Release {
         /// Incident id.
         id: String,
-        /// Who is releasing it (recorded in a signed custody event).
-        #[arg(long, value_name = "NAME")]
-        operator: String,
+        /// Who is releasing it (recorded in a signed custody event); with
+        /// --url, the certificate's operator.
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "url",
+            conflicts_with = "url"
+        )]
+        operator: Option<String>,
         /// Why (recorded).
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
         #[command(flatten)]
         site: SiteArgs,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -181,6 +229,14 @@ enum OperatorCommand {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Set an operator's password for browser logins on the operators' API
+    /// (read from standard input, one line, at least 12 characters; stored
+    /// as an argon2id hash).
+    Passwd {
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        name: String,
     },
     /// Revoke every certificate of an operator; a running collector refuses them at once.
     Revoke {
@@ -226,6 +282,20 @@ fn operator(command: OperatorCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        OperatorCommand::Passwd { ca_dir, name } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            custody_collector::api::passwords::set(&ca_dir, &name, password)?;
+            println!(
+                "password set for operator {name} (argon2id hash in {})",
+                ca_dir
+                    .join(custody_collector::api::passwords::PASSWORDS_FILE)
+                    .display()
+            );
+        }
         OperatorCommand::Revoke { ca_dir, name } => {
             let done = operators::revoke(&ca_dir, &name)?;
             if done.is_empty() {
@@ -266,6 +336,10 @@ struct ServeArgs {
     /// Plain-HTTP address of /healthz and /metrics [default: 127.0.0.1:9464].
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// The operators' HTTPS API (/api/v1; operator client certificates
+    /// from --ca-dir) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    api_listen: Option<String>,
     /// The CA directory made by `ca init` (agents over HTTPS; without it,
     /// syslog only).
     #[arg(long, value_name = "DIR")]
@@ -371,6 +445,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let flags = RawConfig {
         listen: args.listen,
         metrics_listen: args.metrics_listen,
+        api_listen: args.api_listen,
         ca_dir: args.ca_dir.map(absolute).transpose()?,
         store,
         state_dir: args.state_dir.map(absolute).transpose()?,
@@ -452,7 +527,34 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
             operator,
             reason,
             site,
+            api,
         } => {
+            if let Some(client) = api.client()? {
+                let mut body = serde_json::json!({ "id": id, "reason": reason });
+                if all {
+                    body["all"] = true.into();
+                } else {
+                    body["hosts"] = hosts.into();
+                }
+                let v = block_on(client.post("/api/v1/incidents", &body))?;
+                let named: Vec<String> = v["hosts"]
+                    .as_array()
+                    .map(|l| {
+                        l.iter()
+                            .filter_map(|h| h.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "opened incident {id} for {} host(s): {} (as operator {})",
+                    named.len(),
+                    named.join(", "),
+                    v["operator"].as_str().unwrap_or("?")
+                );
+                println!("follow with: custody-collector incident status {id} --url URL --operator-dir DIR");
+                return Ok(());
+            }
+            let operator = operator.unwrap_or_default();
             let raw = site_config(&site)?;
             let which = if all {
                 Hosts::All(raw.ca_dir.clone())
@@ -470,9 +572,20 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        IncidentCommand::Status { id, json, site } => {
-            let raw = site_config(&site)?;
-            let status = commands::status(&state_dir_of(&raw), &id)?;
+        IncidentCommand::Status {
+            id,
+            json,
+            site,
+            api,
+        } => {
+            let status = match api.client()? {
+                Some(client) => {
+                    let path = format!("/api/v1/incidents/{id}");
+                    let v = block_on(client.get(&path))?;
+                    serde_json::from_value(v).context("the API's incident status")?
+                }
+                None => commands::status(&state_dir_of(&site_config(&site)?), &id)?,
+            };
             if json {
                 println!(
                     "{}",
@@ -488,7 +601,28 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
             operator,
             reason,
             site,
+            api,
         } => {
+            if let Some(client) = api.client()? {
+                let path = format!("/api/v1/incidents/{id}/release");
+                let v = block_on(client.post(&path, &serde_json::json!({ "reason": reason })))?;
+                if v["status"] == "awaiting_approval" {
+                    println!(
+                        "release of incident {id} asked for by {}: a second operator must approve it (run the same command with their --operator-dir)",
+                        v["requested_by"].as_str().unwrap_or("?")
+                    );
+                    return Ok(());
+                }
+                println!(
+                    "released incident {id} (asked for by {}, approved by {}): legal hold lifted on {} object(s) in {} bundle(s)",
+                    v["operator"].as_str().unwrap_or("?"),
+                    v["approved_by"].as_str().unwrap_or("?"),
+                    v["objects_released"],
+                    v["bundles"].as_array().map_or(0, |b| b.len())
+                );
+                return Ok(());
+            }
+            let operator = operator.unwrap_or_default();
             let raw = site_config(&site)?;
             // The store and retention exactly as `serve` reads them; a
             // configuration `serve` would refuse is refused here too.
@@ -505,6 +639,7 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
                     &config.retention,
                     &id,
                     &operator,
+                    None,
                     reason.as_deref(),
                 )
                 .await

@@ -56,6 +56,13 @@ pub struct Metrics {
     pub prune_deleted: AtomicU64,
     pub prune_runs: AtomicU64,
     pub prune_errors: AtomicU64,
+    /// Operators' API and console: logins that made a session, failed
+    /// logins (wrong password, or limited), requests refused (401, 403),
+    /// and changes done (incident opened, release asked for or done).
+    pub api_logins: AtomicU64,
+    pub api_login_failures: AtomicU64,
+    pub api_denied: AtomicU64,
+    pub api_changes: AtomicU64,
     /// The syslog service's counters, when it runs.
     syslog: OnceLock<Arc<SyslogStats>>,
 }
@@ -253,7 +260,27 @@ impl Metrics {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");
         }
-        let counters: [(&str, &str, u64); 8] = [
+        let counters: [(&str, &str, u64); 12] = [
+            (
+                "custody_collector_api_logins_total",
+                "Operator password logins that made a session (API and console).",
+                self.api_logins.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_api_login_failures_total",
+                "Operator logins refused: wrong name or password, or too many failures.",
+                self.api_login_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_api_denied_total",
+                "Operators' API and console requests refused with 401 or 403 (no or unknown credentials, revoked, role, CSRF).",
+                self.api_denied.load(Ordering::Relaxed),
+            ),
+            (
+                "custody_collector_api_changes_total",
+                "Changes made through the operators' API and console (incidents opened, releases asked for or done).",
+                self.api_changes.load(Ordering::Relaxed),
+            ),
             (
                 "custody_collector_revoked_certificate_refusals_total",
                 "Requests refused because their client certificate is revoked (revoked.jsonl).",

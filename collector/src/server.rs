@@ -113,6 +113,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let api = match (&config.api_listen, &config.ca_dir) {
+        (Some(addr), Some(ca_dir)) => Some((
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (api_listen)"))?,
+            crate::tls::server_config(ca_dir)?,
+            Arc::new(crate::api::Api {
+                app: app.clone(),
+                ca_dir: ca_dir.clone(),
+                state_dir: config.state_dir.clone(),
+                sessions: Default::default(),
+            }),
+        )),
+        _ => None,
+    };
     let ops = TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("listening on {} (metrics_listen)", config.metrics_listen))?;
@@ -140,6 +155,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .map(|(l, _)| l.local_addr().unwrap_or(config.listen).to_string())
             .unwrap_or_else(|| "off (no ca_dir)".into()),
         metrics = %ops.local_addr().unwrap_or(config.metrics_listen),
+        api = %api
+            .as_ref()
+            .and_then(|(l, _, _)| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off (no api_listen)".into()),
         syslog = syslog_task.is_some(),
         store = %config.store.describe(),
         findings = %app.findings.path().display(),
@@ -168,6 +188,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(shutdown.clone()),
         ))
     });
+    let api_task = api.map(|(listener, tls, api)| {
+        tokio::spawn(crate::api::serve(
+            listener,
+            tls,
+            api,
+            stopped(shutdown.clone()),
+        ))
+    });
     tokio::select! {
         _ = signal() => tracing::info!("stopping: finishing requests in progress"),
         _ = shutdown.cancelled() => tracing::error!("stopping: the syslog service failed"),
@@ -188,6 +216,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let _ = ops_task.await;
+    if let Some(t) = api_task {
+        let _ = t.await;
+    }
     if let Some(t) = prune_task {
         let _ = t.await;
     }

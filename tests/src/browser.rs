@@ -101,3 +101,42 @@ pub fn view_page(url: &str, selectors: &[&str], screenshot: Option<&Path>) -> Pa
         )
     })
 }
+
+/// Drives the collector console through `tests/browser/console_flow.py`
+/// (log in with a wrong then the right password, read the dashboard, open
+/// an incident with the form, read it, switch language, log out) and
+/// returns what each page showed, as JSON.
+pub fn console_flow(
+    base: &str,
+    name: &str,
+    password: &str,
+    incident: &str,
+    hosts: &str,
+    reason: &str,
+    screenshots: Option<&Path>,
+) -> serde_json::Value {
+    let script = crate::bins::workspace_root().join("tests/browser/console_flow.py");
+    let mut cmd = Command::new(crate::python::python3());
+    cmd.arg(&script)
+        .args([base, name, password, incident, hosts, reason]);
+    if let Some(dir) = screenshots {
+        cmd.arg("--screenshot-dir").arg(dir);
+    }
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {}: {e} (selenium in .venv, Debian's chromium and chromium-driver)",
+            script.display()
+        )
+    });
+    assert!(
+        out.status.success(),
+        "console_flow.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "console_flow.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

@@ -108,7 +108,7 @@ pub fn open(
 }
 
 /// Everything `incident status` shows.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     pub id: String,
     /// `null` for an incident no one opened here (bundles a host uploaded
@@ -118,7 +118,7 @@ pub struct Status {
     pub released: Option<Release>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct HostStatus {
     #[serde(flatten)]
     pub progress: HostProgress,
@@ -277,6 +277,7 @@ pub async fn release(
     retention: &RetentionPolicy,
     id: &str,
     operator: &str,
+    approved_by: Option<&str>,
     reason: Option<&str>,
 ) -> anyhow::Result<Release> {
     check_incident_id(id).context("incident id")?;
@@ -327,9 +328,12 @@ pub async fn release(
             problems.join("; ")
         );
     }
+    let approval = approved_by
+        .map(|a| format!(" (approved by {a})"))
+        .unwrap_or_default();
     let purpose = match reason {
-        Some(r) => format!("legal hold lifted, incident {id} released: {r}"),
-        None => format!("legal hold lifted, incident {id} released"),
+        Some(r) => format!("legal hold lifted, incident {id} released{approval}: {r}"),
+        None => format!("legal hold lifted, incident {id} released{approval}"),
     };
     let mut bundles = Vec::new();
     for h in &holds {
@@ -366,6 +370,7 @@ pub async fn release(
         id: id.to_string(),
         released: format_utc(now_utc_micros()),
         operator: operator.to_string(),
+        approved_by: approved_by.map(str::to_string),
         reason: reason.map(str::to_string),
         bundles,
         objects_released: done.len() as u64,

@@ -139,6 +139,10 @@ pub struct Release {
     pub id: String,
     pub released: String,
     pub operator: String,
+    /// The second operator who approved a release asked for through the
+    /// operators' API (two-person rule); absent for the local command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
     pub reason: Option<String>,
     /// Bundles whose holds were lifted, with the custody event recording it.
     pub bundles: Vec<ReleasedBundle>,
@@ -152,6 +156,15 @@ pub struct Release {
 pub struct ReleasedBundle {
     pub bundle_key: String,
     pub event_key: String,
+}
+
+/// A release asked for on the operators' API, waiting for a second
+/// operator's approval (`release-request.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub requested_by: String,
+    pub requested: String,
+    pub reason: Option<String>,
 }
 
 /// The incident records under one state directory.
@@ -354,6 +367,14 @@ impl Desk {
 
     pub fn release(&self, id: &str) -> anyhow::Result<Option<Release>> {
         read_json(&self.dir(id)?.join("released.json"))
+    }
+
+    pub fn release_request(&self, id: &str) -> anyhow::Result<Option<ReleaseRequest>> {
+        read_json(&self.dir(id)?.join("release-request.json"))
+    }
+
+    pub fn write_release_request(&self, id: &str, r: &ReleaseRequest) -> anyhow::Result<()> {
+        write_atomic(&self.dir(id)?.join("release-request.json"), &json(r)?, true)
     }
 
     pub fn write_release(&self, release: &Release) -> anyhow::Result<()> {
