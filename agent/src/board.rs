@@ -211,6 +211,25 @@ impl Board {
         });
     }
 
+    /// A source's current problems, replaced as a whole (a webroot whose
+    /// directories cannot be listed).
+    pub fn set_source_errors(&self, stream: &StreamId, errors: Vec<String>) {
+        self.change(|s| {
+            let Some(src) = s
+                .sources
+                .iter_mut()
+                .find(|x| x.stream_id == stream.as_str())
+            else {
+                return false;
+            };
+            if src.errors == errors {
+                return false;
+            }
+            src.errors = errors;
+            true
+        });
+    }
+
     pub fn segment_committed(&self, stream: &StreamId, seq: u64) {
         self.source(stream, |s| {
             s.last_segment_seq = Some(seq);

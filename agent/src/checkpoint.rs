@@ -66,6 +66,10 @@ pub enum StateAfter {
     EventLog {
         eventlog: crate::eventlog::reader::ChannelState,
     },
+    /// A web-root inventory's progress (FORMAT.md §18).
+    Inventory {
+        inventory: crate::webroot::InventoryState,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +86,9 @@ pub struct StreamState {
     /// written before event log sources existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eventlog: Option<crate::eventlog::reader::ChannelState>,
+    /// For a webroot stream: the last durable inventory part (FORMAT.md §18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<crate::webroot::InventoryState>,
 }
 
 impl StreamState {

@@ -62,6 +62,7 @@ pub fn recover(cp: &mut Checkpoint, spool: &Spool) -> anyhow::Result<()> {
                 StateAfter::File(file) => upsert(&mut st.files, file),
                 StateAfter::Journal { journal } => st.journal = Some(journal),
                 StateAfter::EventLog { eventlog } => st.eventlog = Some(eventlog),
+                StateAfter::Inventory { inventory } => st.inventory = Some(inventory),
             }
             cp.digest.pending.push(entry_of(&meta, &record));
             tracing::info!(%stream, seq, "rolled the checkpoint forward over a spooled segment");
@@ -331,6 +332,7 @@ impl Committer {
                 st.eventlog = Some(eventlog.clone());
                 self.board.eventlog_committed(&seg.stream, eventlog);
             }
+            StateAfter::Inventory { inventory } => st.inventory = Some(inventory.clone()),
         }
         cp.digest.pending.push(entry_of(&meta, &record));
         self.board.segment_committed(&seg.stream, seg.seq);

@@ -65,6 +65,9 @@ pub struct SourceConfig {
     /// Set for a `kind = "eventlog"` source (Windows only, FORMAT.md §17):
     /// the channel path. `name` is then the whole stream id.
     pub eventlog: Option<String>,
+    /// Set for a `kind = "webroot"` source (FORMAT.md §18): the web roots
+    /// to inventory (`paths` is empty: nothing is tailed).
+    pub webroot: Option<crate::webroot::WebrootConfig>,
 }
 
 /// Which journal a `kind = "journald"` source reads, and how.
@@ -192,6 +195,8 @@ pub struct RawSource {
     pub journalctl: Option<PathBuf>,
     /// eventlog only: the channel path (`Security`, `Microsoft-Windows-Sysmon/Operational`).
     pub channel: Option<String>,
+    /// webroot only: seconds between inventories [default: 3600, hourly].
+    pub interval_seconds: Option<u64>,
     #[serde(skip)]
     pub origin: SourceOrigin,
 }
@@ -888,10 +893,11 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
         None | Some("files") => {}
         Some("journald") => return check_journal_source(raw, problems),
         Some("eventlog") => return check_eventlog_source(raw, problems),
+        Some("webroot") => return check_webroot_source(raw, problems),
         Some(other) => {
             problems.push(Problem {
                 key: raw.key("kind"),
-                message: format!("{other:?} is not one of files, journald, eventlog"),
+                message: format!("{other:?} is not one of files, journald, eventlog, webroot"),
             });
             return None;
         }
@@ -915,6 +921,12 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
                 message: "applies only to a journal source (kind = \"journald\")".to_string(),
             });
         }
+    }
+    if raw.interval_seconds.is_some() {
+        problems.push(Problem {
+            key: raw.key("interval_seconds"),
+            message: "applies only to a web-root inventory (kind = \"webroot\")".to_string(),
+        });
     }
     let before = problems.len();
     let category = match raw.category.as_deref() {
@@ -1011,6 +1023,7 @@ fn check_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceCo
         framing: framing?,
         journal: None,
         eventlog: None,
+        webroot: None,
     };
     with_valid_stream_id(source, raw, problems)
 }
@@ -1072,7 +1085,59 @@ fn check_eventlog_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option
         framing: SourceFraming::Lines,
         journal: None,
         eventlog: Some(c.channel),
+        webroot: None,
     })
+}
+
+/// A `kind = "webroot"` source (FORMAT.md §18.1): the roots in `paths`,
+/// checked by [`crate::webroot::config`]; no journal or event log key.
+fn check_webroot_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<SourceConfig> {
+    let before = problems.len();
+    for (field, set) in [
+        ("framing", raw.framing.is_some()),
+        ("directory", raw.directory.is_some()),
+        ("files", raw.files.is_some()),
+        ("matches", raw.matches.is_some()),
+        ("journalctl", raw.journalctl.is_some()),
+        ("channel", raw.channel.is_some()),
+    ] {
+        if set {
+            problems.push(Problem {
+                key: raw.key(field),
+                message: "does not apply to a web-root inventory (kind = \"webroot\"); give paths and interval_seconds".to_string(),
+            });
+        }
+    }
+    let checked = crate::webroot::config::check(
+        raw.paths.as_deref(),
+        raw.name.as_deref(),
+        raw.category.as_deref(),
+        raw.interval_seconds,
+    );
+    let checked = match checked {
+        Ok(c) => Some(c),
+        Err(list) => {
+            problems.extend(list.into_iter().map(|(field, message)| Problem {
+                key: raw.key(field),
+                message,
+            }));
+            None
+        }
+    };
+    if problems.len() != before {
+        return None;
+    }
+    let c = checked?;
+    let source = SourceConfig {
+        name: c.name,
+        category: c.category,
+        paths: Vec::new(),
+        framing: SourceFraming::Lines,
+        journal: None,
+        eventlog: None,
+        webroot: Some(c.webroot),
+    };
+    with_valid_stream_id(source, raw, problems)
 }
 
 /// A `kind = "journald"` source: category `os` unless given, named
@@ -1180,6 +1245,7 @@ fn check_journal_source(raw: &RawSource, problems: &mut Vec<Problem>) -> Option<
             journalctl,
         }),
         eventlog: None,
+        webroot: None,
     };
     with_valid_stream_id(source, raw, problems)
 }
@@ -1331,6 +1397,7 @@ paths = ["/var/log/syslog*"]
                 framing: SourceFraming::Lines,
                 journal: None,
                 eventlog: None,
+                webroot: None,
             }]
         );
     }

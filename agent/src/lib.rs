@@ -25,5 +25,6 @@ pub mod spool;
 pub mod status;
 pub mod unreadable;
 pub mod wake;
+pub mod webroot;
 #[cfg(windows)]
 pub mod winservice;

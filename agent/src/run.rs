@@ -320,7 +320,10 @@ pub async fn run(
                     name: s.name.clone(),
                     category: s.category.to_string(),
                     stream_id: id.to_string(),
-                    patterns: s.paths.clone(),
+                    patterns: match &s.webroot {
+                        Some(w) => w.roots.iter().map(|r| r.display().to_string()).collect(),
+                        None => s.paths.clone(),
+                    },
                     last_segment_seq: cp.streams.get(id).and_then(|st| st.next_seq.checked_sub(1)),
                     journal: s.journal.as_ref().map(|j| crate::status::JournalStatus {
                         journal: j.describe(),
@@ -427,6 +430,22 @@ pub async fn run(
                 stop.clone(),
                 paused.clone(),
             )?
+        } else if let Some(webroot) = &src.webroot {
+            let reader = crate::webroot::InventoryReader {
+                stream: stream.clone(),
+                category: src.category,
+                webroot: webroot.clone(),
+                segment_max_bytes: config.segment_max_bytes,
+                next_seq: st.next_seq,
+                committed: st.inventory.clone(),
+                sealer,
+                out: tx.clone(),
+                board: board.clone(),
+                wake: wake.clone(),
+                stop: stop.clone(),
+                paused: paused.clone(),
+            };
+            Box::new(move || reader.run())
         } else if src.journal.is_some() {
             let reader = JournalReader::new(
                 src.clone(),

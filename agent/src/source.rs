@@ -1389,6 +1389,7 @@ mod tests {
             framing: SourceFraming::Lines,
             journal: None,
             eventlog: None,
+            webroot: None,
         };
         let settings = SourceSettings {
             segment_max_bytes: 1 << 20,

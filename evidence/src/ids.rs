@@ -144,8 +144,16 @@ impl Sha256 {
     pub fn from_hasher(h: sha2::Sha256) -> Self {
         Self(h.finalize().into())
     }
+    /// Lowercase hex, two digits a byte. Written by table, not through
+    /// `hex::encode`'s char iterator: reports hex one hash per cited line.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(char::from(DIGITS[usize::from(b >> 4)]));
+            s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        }
+        s
     }
 }
 
@@ -230,5 +238,20 @@ impl FromStr for Category {
                 value: s.to_string(),
                 why: "must be one of os, web, app, logon",
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sha256;
+
+    #[test]
+    fn to_hex_is_lowercase_hex_of_every_byte() {
+        let mut b = [0u8; 32];
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (i as u8).wrapping_mul(37).wrapping_add(0xa5);
+        }
+        assert_eq!(Sha256(b).to_hex(), hex::encode(b));
+        assert_eq!(Sha256([0xff; 32]).to_hex(), "f".repeat(64));
     }
 }

@@ -34,6 +34,7 @@
 pub mod bundle;
 pub mod digest;
 pub mod ids;
+pub mod inventory;
 pub mod layout;
 pub mod octets;
 pub mod retention;

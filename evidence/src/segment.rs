@@ -59,6 +59,7 @@ pub enum Source {
     Syslog(SyslogSource),
     Journal(JournalSource),
     EventLog(EventLogSource),
+    Inventory(InventorySource),
 }
 
 impl Source {
@@ -66,7 +67,17 @@ impl Source {
     pub fn as_file(&self) -> Option<&SourceFile> {
         match self {
             Source::File(f) => Some(f),
-            Source::Syslog(_) | Source::Journal(_) | Source::EventLog(_) => None,
+            Source::Syslog(_) | Source::Journal(_) | Source::EventLog(_) | Source::Inventory(_) => {
+                None
+            }
+        }
+    }
+
+    /// The web roots, for a segment that is (part of) an inventory of them.
+    pub fn as_inventory(&self) -> Option<&InventorySource> {
+        match self {
+            Source::Inventory(i) => Some(i),
+            _ => None,
         }
     }
 
@@ -81,8 +92,8 @@ impl Source {
     /// The device, for a segment a collector received as syslog.
     pub fn as_syslog(&self) -> Option<&SyslogSource> {
         match self {
-            Source::File(_) | Source::Journal(_) | Source::EventLog(_) => None,
             Source::Syslog(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -90,7 +101,7 @@ impl Source {
     pub fn as_journal(&self) -> Option<&JournalSource> {
         match self {
             Source::Journal(j) => Some(j),
-            Source::File(_) | Source::Syslog(_) | Source::EventLog(_) => None,
+            _ => None,
         }
     }
 }
@@ -110,6 +121,12 @@ impl From<SourceFile> for Source {
 impl From<SyslogSource> for Source {
     fn from(s: SyslogSource) -> Self {
         Source::Syslog(s)
+    }
+}
+
+impl From<InventorySource> for Source {
+    fn from(i: InventorySource) -> Self {
+        Source::Inventory(i)
     }
 }
 
@@ -223,6 +240,39 @@ pub struct JournalSource {
     /// entry still in the journal, so entries between may be missing and
     /// entries before may be stored twice.
     pub lost_cursor: Option<String>,
+}
+
+/// The constant tag of an [`InventorySource`]: always `"inventory"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryKind {
+    #[default]
+    Inventory,
+}
+
+/// An inventory of web roots an agent took (FORMAT.md §18): one line per
+/// file ([`crate::inventory::InventoryEntry`]). A web root is not a log, so
+/// there are no bytes to tail; what the incident form asks ("unauthorised
+/// files in web directories") is answered by comparing inventories taken
+/// over time, each as preserved and chained as any log segment.
+///
+/// One inventory may span several segments (parts); `range` then counts
+/// bytes of the whole inventory's text, and only the part with `last_part`
+/// set closes it. An inventory without its last part (the agent stopped
+/// during the walk) is incomplete and says nothing about files not listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventorySource {
+    /// Always [`InventoryKind::Inventory`]; tells a reader this is not a file.
+    pub kind: InventoryKind,
+    /// The web roots walked, as configured (absolute directories).
+    pub roots: Vec<String>,
+    /// When the walk began (UTC): the inventory's name among its parts.
+    #[serde(with = "serde_utc")]
+    pub taken: OffsetDateTime,
+    /// This segment's place among the inventory's parts, from 0.
+    pub part: u32,
+    /// Set on the inventory's final part.
+    pub last_part: bool,
 }
 
 /// Half-open byte range `[start, end)` of the source file.

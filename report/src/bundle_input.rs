@@ -154,9 +154,9 @@ impl Bundle {
     }
 
     /// One summary per bundled log copy the parsers read (text logs,
-    /// login records, `.evtx` files, gzip-compressed rotated copies of
-    /// any of them), and a note for each copy they do not (other
-    /// compression).
+    /// login records, `.evtx` files, gzip-, zstd-, bzip2- or xz-compressed
+    /// rotated copies of any of them), and a note for each copy they do
+    /// not (other compression).
     pub fn log_copies(&self) -> (Vec<SegmentSummary>, Vec<String>) {
         let m = &self.manifest;
         let mut segs = Vec::new();
@@ -164,8 +164,8 @@ impl Bundle {
         for item in m.items.iter().filter(|i| i.kind == ItemKind::Log) {
             let name = item.path.rsplit('/').next().unwrap_or(&item.path);
             let lower = name.to_ascii_lowercase();
-            let gzip = lower.ends_with(".gz");
-            if [".xz", ".bz2", ".zst", ".zip"]
+            let compression = crate::input::CopyCompression::of_name(&lower);
+            if [".zip", ".7z", ".lz4", ".z"]
                 .iter()
                 .any(|x| lower.ends_with(x))
             {
@@ -188,7 +188,8 @@ impl Bundle {
             } else {
                 Framing::Lines
             };
-            let source_kind = if lower.trim_end_matches(".gz").ends_with(".evtx") {
+            let plain = compression.map_or(lower.as_str(), |c| c.strip(&lower));
+            let source_kind = if plain.ends_with(".evtx") {
                 SourceKind::EvtxFile
             } else {
                 SourceKind::File
@@ -225,7 +226,8 @@ impl Bundle {
                 file_identity: None,
                 range: (0, item.len),
                 archive: Some(self.path.display().to_string()),
-                gzip,
+                compression,
+                inventory: None,
             });
         }
         (segs, skipped)

@@ -430,9 +430,14 @@ pub fn compute(input: &Input, opts: &CoverageOptions, trusted_keys_given: bool) 
         }
     }
 
-    // Segments per host and stream, in seq order.
+    // Segments per host and stream, in seq order. A web-root inventory is
+    // not a log: keeping it says nothing about how long web logs are kept.
     let mut by_stream: BTreeMap<(&str, &str), Vec<&SegmentSummary>> = BTreeMap::new();
-    for s in &input.segments {
+    for s in input
+        .segments
+        .iter()
+        .filter(|s| s.source_kind != SourceKind::Inventory)
+    {
         by_stream.entry((&s.host, &s.stream)).or_default().push(s);
     }
     let mut digests_by_host: BTreeMap<&str, Vec<&DigestSummary>> = BTreeMap::new();

@@ -31,6 +31,77 @@ pub enum SourceKind {
     /// A `.evtx` file (a bundle's copy of a Windows Event Log channel):
     /// read record by record, not by its framing.
     EvtxFile,
+    /// An inventory of web roots (FORMAT.md §18): compared, not parsed.
+    Inventory,
+}
+
+/// How a bundle's rotated copy is compressed, named by the stock tool
+/// that decompresses it (`TOOL -dc`), which is what an auditor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyCompression {
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl CopyCompression {
+    const ALL: [(&'static str, CopyCompression); 4] = [
+        (".gz", CopyCompression::Gzip),
+        (".zst", CopyCompression::Zstd),
+        (".bz2", CopyCompression::Bzip2),
+        (".xz", CopyCompression::Xz),
+    ];
+
+    /// By the copy's name (`auth.log.2.gz`), lower-cased.
+    pub fn of_name(lower_name: &str) -> Option<CopyCompression> {
+        Self::ALL
+            .into_iter()
+            .find(|(ext, _)| lower_name.ends_with(ext))
+            .map(|(_, c)| c)
+    }
+
+    /// The tool, as the report's `decompress` field names it.
+    pub fn tool(self) -> &'static str {
+        match self {
+            CopyCompression::Gzip => "gzip",
+            CopyCompression::Zstd => "zstd",
+            CopyCompression::Bzip2 => "bzip2",
+            CopyCompression::Xz => "xz",
+        }
+    }
+
+    /// The name without its compression suffix (`auth.log.2`).
+    pub fn strip(self, lower_name: &str) -> &str {
+        let ext = Self::ALL
+            .into_iter()
+            .find(|(_, c)| *c == self)
+            .map_or("", |(e, _)| e);
+        lower_name.strip_suffix(ext).unwrap_or(lower_name)
+    }
+
+    /// A reader of the decompressed bytes of `inner` (every member or
+    /// frame, as `TOOL -dc` gives them).
+    pub fn decoder<'a>(
+        self,
+        inner: &'a mut dyn std::io::Read,
+    ) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+        Ok(match self {
+            CopyCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+            CopyCompression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner)?),
+            CopyCompression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(inner)),
+            CopyCompression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(inner)),
+        })
+    }
+}
+
+/// Which inventory a webroot segment is part of (FORMAT.md §18).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryPart {
+    pub taken: OffsetDateTime,
+    pub part: u32,
+    pub last_part: bool,
+    pub roots: Vec<String>,
 }
 
 /// What a coverage report needs from one segment record.
@@ -69,9 +140,12 @@ pub struct SegmentSummary {
     /// For a copy inside an evidence bundle: the bundle's path
     /// (`payload_key` is then the member's path inside it).
     pub archive: Option<String>,
-    /// The copy is gzip-compressed (a rotated `….gz`): offsets are in its
-    /// decompressed bytes, `raw_sha256` is of the copy as kept.
-    pub gzip: bool,
+    /// The copy is compressed (a rotated `….gz`, `.zst`, `.bz2`, `.xz`):
+    /// offsets are in its decompressed bytes, `raw_sha256` is of the copy
+    /// as kept.
+    pub compression: Option<CopyCompression>,
+    /// For a webroot segment: the inventory it is a part of.
+    pub inventory: Option<InventoryPart>,
 }
 
 /// A segment summary for unit tests: a file source, read at `at`.
@@ -102,7 +176,8 @@ pub(crate) fn sample_segment(
         file_identity: Some((1, 2)),
         range: (0, 0),
         archive: None,
-        gzip: false,
+        compression: None,
+        inventory: None,
     }
 }
 
@@ -317,6 +392,7 @@ fn summarise_segment(meta: &SegmentMeta) -> SegmentSummary {
             None,
         ),
         Source::EventLog(e) => (SourceKind::Eventlog, e.channel.clone(), None),
+        Source::Inventory(i) => (SourceKind::Inventory, i.roots.join(", "), None),
     };
     SegmentSummary {
         host: meta.host_id.to_string(),
@@ -346,7 +422,13 @@ fn summarise_segment(meta: &SegmentMeta) -> SegmentSummary {
         },
         range: (meta.range.start, meta.range.end),
         archive: None,
-        gzip: false,
+        compression: None,
+        inventory: meta.source.as_inventory().map(|i| InventoryPart {
+            taken: i.taken,
+            part: i.part,
+            last_part: i.last_part,
+            roots: i.roots.clone(),
+        }),
     }
 }
 

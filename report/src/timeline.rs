@@ -97,6 +97,10 @@ fn kind_of(k: &Kind) -> (&'static str, Option<&str>, Option<&str>) {
         Kind::LogCleared { by, .. } => ("log_cleared", ip(by), None),
         Kind::NewService { account, .. } => ("new_service", ip(account), None),
         Kind::Web { ip: i, .. } => ("web_request", None, ip(i)),
+        Kind::WebrootChange { .. } => ("webroot_change", None, None),
+        Kind::Noted {
+            what, user, ip: i, ..
+        } => (what, non_empty(user), ip(i)),
         Kind::Other => ("other", None, None),
     }
 }
@@ -109,6 +113,7 @@ fn timestamp_desc(e: &Event, seg: &SegmentSummary) -> &'static str {
         }
     }
     match (seg.source_kind, seg.framing) {
+        (SourceKind::Inventory, _) => "web-root inventory taken",
         (SourceKind::EvtxFile | SourceKind::Eventlog, _) => "Windows event TimeCreated",
         (_, Framing::JournalExport) => "journal __REALTIME_TIMESTAMP",
         (_, Framing::Records { .. }) => "utmp ut_tv",

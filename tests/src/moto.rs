@@ -5,7 +5,7 @@
 //! The tests do not skip when moto is missing: they fail and say "install
 //! moto[server] and boto3 (pip)" (.ci/run installs them).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,10 +35,8 @@ impl Moto {
             ),
             Err(e) => panic!("install moto[server] and boto3 (pip): cannot run python3: {e}"),
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        // Outside the ephemeral range, as for the collector's ports.
+        let port = crate::collector::free_port();
         let mut moto = Moto {
             child: None,
             port,

@@ -797,3 +797,118 @@ fn bad_input_is_counted_and_referenced_never_a_crash() {
         "{un:#}"
     );
 }
+
+/// The same planted logs shipped by the real agent to the S3 test server
+/// (moto) and then snapshotted into a bundle: `findings` over the bucket and
+/// over the bundle finds exactly the planted findings too, and a bundle
+/// citation re-derives with `tar -xOf | tail -c | head -c | sha256sum`.
+#[test]
+fn the_same_planted_findings_from_an_s3_store_and_from_a_bundle() {
+    use custody_tests::bundle::{assert_success, snapshot};
+    use custody_tests::moto::Moto;
+    let env = TestEnv::new("report_findings_s3");
+    let p = plant(20261203);
+    let auth = env.log("auth.log");
+    let web = env.log("access.log");
+    let os = env.log("syslog");
+    std::fs::write(&auth, &p.auth).expect("write auth.log");
+    std::fs::write(&web, &p.web).expect("write access.log");
+    std::fs::write(&os, &p.iso).expect("write syslog");
+    let total = (p.auth.len() + p.web.len() + p.iso.len()) as u64;
+
+    let moto = Moto::start();
+    let bucket = "report-findings";
+    moto.create_bucket(bucket, true);
+    let url = format!("s3://{bucket}/site-a");
+    let mut opts = AgentOptions::new(&env)
+        .source("logon", &auth.display().to_string())
+        .source("web", &web.display().to_string())
+        .source("os", &os.display().to_string())
+        .flag("s3-endpoint", &moto.endpoint)
+        .flag("s3-region", "us-east-1");
+    opts.store = std::path::PathBuf::from(&url);
+    let (from, to) = window();
+    let run = |input: &[&str]| -> (Option<i32>, Value) {
+        let out = Command::new(&bins().report)
+            .arg("findings")
+            .args(input)
+            .args(["--from", &from, "--to", &to])
+            .output()
+            .expect("run custody-report");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}); stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), v)
+    };
+    let s3_input = [
+        "--store",
+        url.as_str(),
+        "--s3-endpoint",
+        moto.endpoint.as_str(),
+        "--s3-region",
+        "us-east-1",
+    ];
+    let mut agent = AgentProcess::start(&opts);
+    wait_for(
+        "every byte in the bucket, as the report reads it",
+        WAIT,
+        || {
+            agent.check_running()?;
+            let (_, v) = run(&s3_input);
+            let n: u64 = v["streams"]
+                .as_array()
+                .map(|s| s.iter().map(|x| x["bytes"].as_u64().unwrap_or(0)).sum())
+                .unwrap_or(0);
+            (n == total)
+                .then_some(())
+                .ok_or_else(|| format!("{n} of {total} bytes"))
+        },
+    );
+    agent.stop_clean(WAIT);
+
+    let (code, v) = run(&s3_input);
+    assert_eq!(code, Some(0), "{v:#}");
+    let got: BTreeSet<(String, String)> = keys(&v).into_iter().collect();
+    assert_eq!(got, p.expected, "over S3; notes {:#}", v["notes"]);
+    for f in v["findings"].as_array().unwrap() {
+        assert_eq!(f["verified"], true, "{f:#}");
+        assert!(f["evidence"][0]["object"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1/"));
+    }
+
+    // The snapshot of the same host: the log files as they are now.
+    let bundle = env.root.join("incident.tar");
+    let snap = snapshot(
+        &opts,
+        &[
+            "--incident",
+            "INC-2026-0120",
+            "--operator",
+            "responder",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_success("custody-agent snapshot", &snap);
+    let (code, v) = run(&["--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let got: BTreeSet<(String, String)> = keys(&v).into_iter().collect();
+    assert_eq!(got, p.expected, "over the bundle; notes {:#}", v["notes"]);
+    let f = &v["findings"][0];
+    let e = &f["evidence"][0];
+    assert_eq!(e["archive"], bundle.to_str().unwrap());
+    let member = e["object"].as_str().unwrap();
+    let offset = e["offset"].as_u64().unwrap().to_string();
+    let len = e["len"].as_u64().unwrap().to_string();
+    let line_hash = sh(
+        r#"tar -xOf "$1" "$2" | tail -c +$(($3 + 1)) | head -c "$4" | sha256sum | cut -d' ' -f1"#,
+        &[bundle.to_str().unwrap(), member, &offset, &len],
+    );
+    assert_eq!(line_hash.trim(), e["line_sha256"], "{e:#}");
+}

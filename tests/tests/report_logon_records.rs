@@ -24,6 +24,12 @@ const RECORD: usize = 384;
 const ALICE_IP: &str = "203.0.113.7";
 const ATTACKER: &str = "198.51.100.4";
 const OLD_ATTACKER: &str = "192.0.2.66";
+/// Older bursts in `auth.log.2.zst`, `auth.log.3.bz2`, `auth.log.4.xz`.
+const OLDER_ATTACKERS: [(&str, &str, &str); 3] = [
+    ("zst", "zstd -q -c", "192.0.2.67"),
+    ("bz2", "bzip2 -c", "192.0.2.68"),
+    ("xz", "xz -c", "192.0.2.69"),
+];
 
 /// A glibc `struct utmp` record (x86-64 layout).
 fn utmp(kind: i16, pid: i32, line: &str, user: &str, host: &str, sec: i64) -> Vec<u8> {
@@ -366,6 +372,26 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
         r#"gzip -c "$1" > "$2""#,
         &[plain.to_str().unwrap(), gz_path.to_str().unwrap()],
     );
+    // Older rotations, compressed with the other stock tools.
+    for (k, (ext, tool, ip)) in OLDER_ATTACKERS.iter().enumerate() {
+        let mut text = String::new();
+        for i in 0..10i64 {
+            let at = t - Span::days(2 + k as i64) + Span::seconds(i);
+            text.push_str(&format!(
+                "{} auditee sshd[{}]: Failed password for root from {ip} port {} ssh2\n",
+                stamp(at),
+                800 + i,
+                31000 + i
+            ));
+        }
+        let plain = env.root.join(format!("auth.log.{}", k + 2));
+        std::fs::write(&plain, text.as_bytes()).unwrap();
+        let packed = env.log(&format!("auth.log.{}.{ext}", k + 2));
+        sh(
+            &format!(r#"{tool} "$1" > "$2""#),
+            &[plain.to_str().unwrap(), packed.to_str().unwrap()],
+        );
+    }
     let bundle = env.root.join("incident.tar");
     let snap = snapshot(
         &opts,
@@ -422,6 +448,9 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
         vec![
             (s("external_logon"), s("alice"), 1),
             (s("failed_logon_burst"), s(OLD_ATTACKER), 10),
+            (s("failed_logon_burst"), s(OLDER_ATTACKERS[0].2), 10),
+            (s("failed_logon_burst"), s(OLDER_ATTACKERS[1].2), 10),
+            (s("failed_logon_burst"), s(OLDER_ATTACKERS[2].2), 10),
             (s("failed_logon_burst"), s(ATTACKER), 24),
             // The sample's two 4624s of IEUser (logon type 2, one logon's
             // two tokens) at 21:18 Taipei time; its 4625 is one failure
@@ -453,16 +482,25 @@ fn login_records_and_sshd_lines_give_one_finding_per_event_and_truncation_is_log
             );
             assert_eq!(whole.trim(), e["payload_raw_sha256"], "{e:#}");
             let (off, len) = (e["offset"].to_string(), e["len"].to_string());
-            // A gzip copy's offsets are in its decompressed bytes.
-            let unzip = if e["decompress"] == "gzip" {
-                "gzip -dc"
-            } else {
-                "cat"
+            // A compressed copy's offsets are in its decompressed bytes.
+            let unzip = match e["decompress"].as_str() {
+                Some(tool @ ("gzip" | "zstd" | "bzip2" | "xz")) => format!("{tool} -dc"),
+                Some(other) => panic!("decompress {other:?}"),
+                None => "cat".to_string(),
             };
-            assert_eq!(e["decompress"] == "gzip", member.ends_with(".gz"), "{e:#}");
+            let want = [
+                (".gz", "gzip"),
+                (".zst", "zstd"),
+                (".bz2", "bzip2"),
+                (".xz", "xz"),
+            ]
+            .iter()
+            .find(|(x, _)| member.ends_with(x))
+            .map(|(_, t)| *t);
+            assert_eq!(e["decompress"].as_str(), want, "{e:#}");
             let cited = sh(
                 r#"tar -xOf "$1" "$2" | $5 | tail -c +$(($3 + 1)) | head -c "$4" | sha256sum | cut -d' ' -f1"#,
-                &[tar, member, &off, &len, unzip],
+                &[tar, member, &off, &len, &unzip],
             );
             assert_eq!(cited.trim(), e["line_sha256"], "{e:#}");
             if member.ends_with(".evtx") {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -25,18 +25,20 @@ fn collector_bin() -> &'static Path {
     &custody_tests::bins().collector
 }
 
+/// Ports outside the ephemeral range (`collector::free_port`): a port the
+/// kernel handed out with port 0 may be taken again by a client's connect
+/// before the collector binds it ("Address already in use" under load).
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free tcp port")
-        .port()
+    custody_tests::collector::free_port()
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free udp port")
-        .port()
+    loop {
+        let port = custody_tests::collector::free_port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running collector; killed (SIGKILL) on drop if still running.

@@ -764,6 +764,7 @@ mod tests {
                 journalctl: "journalctl".into(),
             }),
             eventlog: None,
+            webroot: None,
         };
         let settings = SourceSettings {
             segment_max_bytes: 100,

@@ -163,6 +163,7 @@ mod tests {
             framing: crate::config::SourceFraming::Lines,
             journal: None,
             eventlog: None,
+            webroot: None,
         }
     }
 

@@ -51,19 +51,16 @@ pub fn detect(
             verified: evs.iter().all(|e| e.verified),
             // The same event kept by two sources (journald and syslog,
             // sshd and btmp) is one event citing both.
-            evidence: evs
-                .iter()
-                .flat_map(|e| std::iter::once(*e).chain(e.also.iter()))
-                .map(|e| e.evidence(&segs[e.seg as usize]))
-                .collect(),
+            evidence: evidence_of(evs, segs),
         }
     };
 
-    // Failed logons by (host, IP).
-    let mut failed: BTreeMap<(String, &str), Vec<&Event>> = BTreeMap::new();
+    // Failed logons by (host, IP); the host borrowed (one per event).
+    let mut failed: BTreeMap<(&str, &str), Vec<&Event>> = BTreeMap::new();
     for e in events {
         if let Kind::FailedLogon { ip, .. } = &e.kind {
-            failed.entry((host(e), ip.as_str())).or_default().push(e);
+            let h = segs[e.seg as usize].host.as_str();
+            failed.entry((h, ip.as_str())).or_default().push(e);
         }
     }
     for ((_, ip), evs) in &failed {
@@ -250,6 +247,19 @@ pub fn detect(
     out
 }
 
+/// The evidence of `evs`, each followed by the same event as other
+/// sources kept it; sized up front (a burst can cite tens of thousands).
+fn evidence_of(evs: &[&Event], segs: &[SegmentSummary]) -> Vec<crate::findings::model::Evidence> {
+    let mut out = Vec::with_capacity(evs.iter().map(|e| 1 + e.also.len()).sum());
+    for e in evs
+        .iter()
+        .flat_map(|e| std::iter::once(*e).chain(e.also.iter()))
+    {
+        out.push(e.evidence(&segs[e.seg as usize]));
+    }
+    out
+}
+
 /// A peer address for a summary: a local logon has none.
 fn shown_peer(ip: &str) -> &str {
     if ip.is_empty() {
@@ -411,6 +421,16 @@ fn web(
 /// those are kept as events, so memory follows the suspicious requests,
 /// not the traffic.
 pub fn web_relevant(c: &Compiled, r: &crate::parse::web::Request<'_>) -> bool {
+    web_relevant_with(c, r, |ua| scanner_agent(c, ua))
+}
+
+/// [`web_relevant`] with the scanner check given: a caller that sees the
+/// same few User-Agents on every line remembers its answers.
+pub fn web_relevant_with(
+    c: &Compiled,
+    r: &crate::parse::web::Request<'_>,
+    scanner: impl FnOnce(&str) -> bool,
+) -> bool {
     let rules = &c.rules;
     (rules.web_error_burst.enabled && (400..600).contains(&r.status))
         || (rules.webshell.enabled && r.method == "POST")
@@ -420,17 +440,27 @@ pub fn web_relevant(c: &Compiled, r: &crate::parse::web::Request<'_>) -> bool {
                     .large_response
                     .min_bytes
                     .min(rules.large_response.bytes))
-        || (rules.scanner_user_agent.enabled && {
-            let ua = r.user_agent.to_ascii_lowercase();
-            rules
-                .scanner_user_agent
-                .substrings
-                .iter()
-                .any(|x| ua.contains(&x.to_ascii_lowercase()))
-        })
+        || (rules.scanner_user_agent.enabled && scanner(r.user_agent))
 }
 
-fn local(t: OffsetDateTime, c: &Compiled) -> String {
+/// Whether `ua` holds one of the scanner substrings, ignoring ASCII case
+/// (as `to_ascii_lowercase` on both sides, without allocating either).
+pub fn scanner_agent(c: &Compiled, ua: &str) -> bool {
+    c.rules
+        .scanner_user_agent
+        .substrings
+        .iter()
+        .any(|x| contains_ignore_ascii_case(ua.as_bytes(), x.as_bytes()))
+}
+
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+pub(crate) fn local(t: OffsetDateTime, c: &Compiled) -> String {
     match jiff::Timestamp::new(t.unix_timestamp(), 0) {
         Ok(ts) => format!(
             "{} ({})",
@@ -468,22 +498,22 @@ fn max_in_window(evs: &[&Event], w: Duration) -> usize {
 }
 
 /// The most distinct failing users inside any window of length `w`.
-fn max_distinct_users(evs: &[&Event], w: Duration) -> usize {
-    let user = |e: &Event| match &e.kind {
-        Kind::FailedLogon { user, .. } => user.clone(),
-        _ => String::new(),
+fn max_distinct_users<'a>(evs: &[&'a Event], w: Duration) -> usize {
+    let user = |e: &'a Event| match &e.kind {
+        Kind::FailedLogon { user, .. } => user.as_str(),
+        _ => "",
     };
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut best = 0;
     let mut j = 0;
     for i in 0..evs.len() {
         *counts.entry(user(evs[i])).or_default() += 1;
         while evs[i].time - evs[j].time > w {
             let u = user(evs[j]);
-            if let Some(n) = counts.get_mut(&u) {
+            if let Some(n) = counts.get_mut(u) {
                 *n -= 1;
                 if *n == 0 {
-                    counts.remove(&u);
+                    counts.remove(u);
                 }
             }
             j += 1;

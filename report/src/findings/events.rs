@@ -39,6 +39,20 @@ pub enum Kind {
         image: String,
         account: String,
     },
+    /// A file added, changed or removed under a web root, between two
+    /// inventories (findings::webroot).
+    WebrootChange {
+        change: &'static str,
+        path: String,
+    },
+    /// An event of a known meaning no rule fires on, for the timeline
+    /// (Windows 4634, 4648, 4672, 7040: [`crate::parse::winevent::Meaning::Noted`]).
+    Noted {
+        what: &'static str,
+        user: String,
+        ip: String,
+        detail: String,
+    },
     /// A unit of a known format no rule uses, kept for the timeline.
     Other,
     Web {
@@ -98,7 +112,7 @@ impl Event {
             line_sha256: self.line_sha256.clone(),
             verified: self.verified,
             archive: seg.archive.clone(),
-            decompress: seg.gzip.then_some("gzip"),
+            decompress: seg.compression.map(|c| c.tool()),
         }
     }
 }
@@ -129,7 +143,7 @@ pub fn evidence_of(seg: &SegmentSummary, offset: u64, len: u64, bytes: Option<&[
         line_sha256,
         verified: false,
         archive: seg.archive.clone(),
-        decompress: seg.gzip.then_some("gzip"),
+        decompress: seg.compression.map(|c| c.tool()),
     }
 }
 

@@ -40,7 +40,7 @@ impl Splitter {
     /// Feeds the next chunk; calls `f` for every line it completes.
     pub fn feed(&mut self, chunk: &[u8], f: &mut dyn FnMut(Piece<'_>)) {
         let mut start = 0usize;
-        while let Some(i) = chunk[start..].iter().position(|&b| b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', &chunk[start..]) {
             let part = &chunk[start..start + i];
             self.end_line(part, f);
             start += i + 1;

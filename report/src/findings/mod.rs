@@ -20,6 +20,7 @@ pub mod model;
 pub mod overlap;
 pub mod payload;
 pub mod rules;
+pub mod webroot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -121,9 +122,13 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
     let mut unverified_segments = Vec::new();
     let mut ip_table: BTreeMap<String, (payload::IpAgg, BTreeSet<String>)> = BTreeMap::new();
     let mut seen_before: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut verified_segs: BTreeSet<usize> = BTreeSet::new();
     for (i, mut s) in results {
         let bad = record_bad.remove(&i).or(s.unverified.take());
         let verified = bad.is_none();
+        if verified {
+            verified_segs.insert(i);
+        }
         if let Some(b) = bad {
             unverified_segments.push(b);
         }
@@ -201,6 +206,14 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
             evidence: None,
         });
     }
+    let webroot = compare_webroots(o, &segs, &verified_segs);
+    notes.extend(webroot.notes);
+    events.extend(
+        webroot
+            .events
+            .into_iter()
+            .filter(|e| e.verified || o.include_unverified),
+    );
     events.sort_by_key(|e| (e.time, e.seg, e.offset));
     let (events, merged) = overlap::merge(events, &segs);
     // The abnormal-IP table counted every line; an event two sources kept
@@ -253,7 +266,14 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
             });
         }
     }
-    let findings = detect::detect(&events, &segs, &o.rules, &new_ip);
+    let mut findings = detect::detect(&events, &segs, &o.rules, &new_ip);
+    findings.extend(
+        webroot
+            .findings
+            .into_iter()
+            .filter(|f| f.verified || o.include_unverified),
+    );
+    findings.sort_by(|a, b| (&a.time, &a.rule, &a.host).cmp(&(&b.time, &b.rule, &b.host)));
     let abnormal_ips = abnormal_ips(&ip_table, &findings);
     let report = Report {
         schema: model::SCHEMA,
@@ -281,6 +301,53 @@ pub fn run_with_events(o: &FindingsOptions) -> Result<Collected, String> {
         notes_omitted,
     };
     Ok((report, events, segs))
+}
+
+/// The web-root inventories among `segs` compared (a store only: a
+/// bundle holds log copies, not inventories).
+fn compare_webroots(
+    o: &FindingsOptions,
+    segs: &[SegmentSummary],
+    verified: &BTreeSet<usize>,
+) -> webroot::Compared {
+    if o.bundle.is_some() || !segs.iter().any(|s| s.inventory.is_some()) {
+        return webroot::Compared::default();
+    }
+    let objects = match Objects::open(&o.store, &o.s3) {
+        Ok(objects) => objects,
+        Err(e) => {
+            let mut c = webroot::Compared::default();
+            c.notes.push(Note {
+                kind: "webroot_inventory_unreadable".into(),
+                message: format!("web-root inventories not compared: {e}"),
+                evidence: None,
+            });
+            return c;
+        }
+    };
+    let read_raw = |i: usize| -> Result<Vec<u8>, String> {
+        let seg = &segs[i];
+        let object = objects.get(&seg.payload_key)?;
+        let raw = custody_evidence::segment::decompress_payload(&object, seg.raw_len as usize)
+            .map_err(|e| format!("{}: does not decompress: {e}", seg.payload_key))?;
+        // Read again since it was verified: check again.
+        if custody_evidence::Sha256::digest(&raw) != seg.raw_sha256 {
+            return Err(format!(
+                "{}: its raw SHA-256 no longer matches the record",
+                seg.payload_key
+            ));
+        }
+        Ok(raw)
+    };
+    webroot::compare(
+        segs,
+        &|i| verified.contains(&i),
+        &read_raw,
+        o.from,
+        o.to,
+        o.include_unverified,
+        &o.rules,
+    )
 }
 
 /// Every IP a finding names, with what the window's lines say about it
@@ -383,6 +450,11 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
 
     let cleared = cleared::from_records(&input.segments, &segs);
     let objects = Objects::open(&o.store, &o.s3).map_err(|e| e.to_string())?;
+    // The biggest payloads first, so the last one to finish is a small
+    // one and no core waits long for the other (the results are put back
+    // in segment order below).
+    let mut order: Vec<usize> = (0..segs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(segs[i].raw_len));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, payload::Scanned)>> = Mutex::new(Vec::with_capacity(segs.len()));
     let workers = std::thread::available_parallelism()
@@ -391,13 +463,14 @@ fn scan_store(o: &FindingsOptions, host_tz: &jiff::tz::TimeZone) -> Result<Scan,
         .min(segs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(seg) = segs.get(i) else { break };
-                let ctx = ctx_for(o, seg, i, host_tz, o.from - o.rules.new_ip_lookback);
-                let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
-                if let Ok(mut r) = results.lock() {
-                    r.push((i, scanned));
+            scope.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let seg = &segs[i];
+                    let ctx = ctx_for(o, seg, i, host_tz, o.from - o.rules.new_ip_lookback);
+                    let scanned = payload::scan(objects.get(&seg.payload_key), &ctx);
+                    if let Ok(mut r) = results.lock() {
+                        r.push((i, scanned));
+                    }
                 }
             });
         }
@@ -494,17 +567,18 @@ fn scan_bundle(
         // No lookback in a bundle: new_ip_logon is not applied there.
         let ctx = ctx_for(o, seg, i, host_tz, o.from);
         let mut out = payload::scanned_for(seg);
-        // The copy's own SHA-256 is of the bytes as kept; a gzip copy is
-        // parsed decompressed, and its bytes hashed as they leave the tar.
+        // The copy's own SHA-256 is of the bytes as kept; a compressed
+        // copy is parsed decompressed, its bytes hashed as they leave the tar.
         let mut kept = HashingReader {
             inner: reader,
             hasher: sha2::Sha256::new(),
         };
-        let (found, error) = if seg.gzip {
-            let mut gz = flate2::read::MultiGzDecoder::new(&mut kept);
-            let (_, error) = payload::scan_raw(&mut gz, &ctx, &mut out);
-            drop(gz);
-            // Whatever follows the last gzip member is hashed too.
+        let (found, error) = if let Some(c) = seg.compression {
+            let error = match c.decoder(&mut kept) {
+                Ok(mut dec) => payload::scan_raw(&mut dec, &ctx, &mut out).1,
+                Err(e) => Some(format!("not {} data: {e}", c.tool())),
+            };
+            // Whatever follows the last member or frame is hashed too.
             let _ = std::io::copy(&mut kept, &mut std::io::sink());
             (custody_evidence::Sha256::from_hasher(kept.hasher), error)
         } else {

@@ -29,8 +29,9 @@ pub struct Evidence {
     /// path inside it, `payload_raw_sha256` the copy's SHA-256).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archive: Option<String>,
-    /// `gzip` when the member is a compressed copy: `offset`/`len` are in
-    /// its decompressed bytes (`tar -xOf B M | gzip -dc | tail -c …`).
+    /// `gzip`, `zstd`, `bzip2` or `xz` when the member is a compressed
+    /// copy: `offset`/`len` are in its decompressed bytes (`tar -xOf B M |
+    /// gzip -dc | tail -c …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decompress: Option<&'static str>,
 }

@@ -16,15 +16,21 @@ use crate::input::SegmentSummary;
 /// whole seconds, wtmp and journald microseconds.
 const SAME_EVENT: Duration = Duration::seconds(2);
 
-/// What makes two events of one host the same event; `None` for kinds
+/// What makes two events of `host` the same event (the host first, in
+/// the one string, so an event costs one allocation); `None` for kinds
 /// one source alone writes (access log requests).
-fn key(e: &Event) -> Option<String> {
+fn key(host: &str, e: &Event) -> Option<String> {
     match &e.kind {
-        Kind::FailedLogon { user, ip } => Some(format!("fail\0{user}\0{ip}")),
-        Kind::Logon { user, ip, .. } => Some(format!("logon\0{user}\0{ip}")),
-        Kind::NewAccount { name } => Some(format!("new\0{name}")),
-        Kind::GroupAdd { user, group } => Some(format!("group\0{user}\0{group}")),
-        Kind::LogCleared { .. } | Kind::NewService { .. } | Kind::Web { .. } | Kind::Other => None,
+        Kind::FailedLogon { user, ip } => Some(format!("{host}\0fail\0{user}\0{ip}")),
+        Kind::Logon { user, ip, .. } => Some(format!("{host}\0logon\0{user}\0{ip}")),
+        Kind::NewAccount { name } => Some(format!("{host}\0new\0{name}")),
+        Kind::GroupAdd { user, group } => Some(format!("{host}\0group\0{user}\0{group}")),
+        Kind::LogCleared { .. }
+        | Kind::NewService { .. }
+        | Kind::Web { .. }
+        | Kind::WebrootChange { .. }
+        | Kind::Noted { .. }
+        | Kind::Other => None,
     }
 }
 
@@ -32,16 +38,16 @@ fn key(e: &Event) -> Option<String> {
 /// the events kept, still sorted, and how many were merged into another.
 pub fn merge(events: Vec<Event>, segs: &[SegmentSummary]) -> (Vec<Event>, u64) {
     let mut kept: Vec<Event> = Vec::with_capacity(events.len());
-    // (host, key) → indices into `kept`, oldest first.
-    let mut recent: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    // host and key → indices into `kept`, oldest first.
+    let mut recent: HashMap<String, Vec<usize>> = HashMap::new();
     let mut merged = 0;
     for e in events {
-        let Some(k) = key(&e) else {
+        let seg = &segs[e.seg as usize];
+        let Some(k) = key(&seg.host, &e) else {
             kept.push(e);
             continue;
         };
-        let seg = &segs[e.seg as usize];
-        let slot = recent.entry((seg.host.clone(), k)).or_default();
+        let slot = recent.entry(k).or_default();
         slot.retain(|&i| e.time - kept[i].time <= SAME_EVENT);
         let stream = &seg.stream;
         let into = slot.iter().copied().find(|&i| {

@@ -16,6 +16,7 @@ use crate::input::{SegmentSummary, SourceKind};
 use crate::parse::{accounts, sshd, syslog, w3c, web};
 use custody_evidence::segment::Framing;
 
+mod memo;
 mod units;
 
 /// Lines longer than this are counted and referenced, not matched.
@@ -23,6 +24,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Notes kept per segment and kind; the rest are counted.
 const NOTES_PER_KIND: usize = 20;
 const CHUNK: usize = 256 * 1024;
+/// Distinct User-Agents whose scanner check is remembered per segment.
+const SCANNER_AGENTS_KEPT: usize = 4096;
 
 /// What scanning one segment gave.
 pub struct Scanned {
@@ -33,8 +36,9 @@ pub struct Scanned {
     pub unverified: Option<UnverifiedSegment>,
     /// Syslog times that ran backwards within the segment.
     pub backwards: u64,
-    /// Every IP of the window's lines, with its figures.
-    pub ips: std::collections::BTreeMap<String, IpAgg>,
+    /// Every IP of the window's lines, with its figures (looked up once
+    /// per line: hashed, not ordered; the report orders them).
+    pub ips: std::collections::HashMap<String, IpAgg>,
     /// The IPs of lines in the lookback before the window.
     pub seen_before: std::collections::BTreeSet<String>,
 }
@@ -132,7 +136,9 @@ pub fn scan(object: Result<Vec<u8>, String>, ctx: &Ctx<'_>) -> Scanned {
             ),
         );
     }
-    let (found_raw, decode_error) = match zstd::stream::read::Decoder::new(&bytes[..]) {
+    // The object is in memory: zstd reads it in place (`with_buffer`), not
+    // through a second buffer.
+    let (found_raw, decode_error) = match zstd::stream::read::Decoder::with_buffer(&bytes[..]) {
         Ok(mut dec) => scan_raw(&mut dec, ctx, &mut out),
         Err(e) => (custody_evidence::Sha256::digest(b""), Some(e.to_string())),
     };
@@ -182,13 +188,18 @@ pub fn scan_raw(
         w3c_default: w3c::Fields::iis_default(),
         w3c_assumed: None,
         line_offset: 0,
+        syslog_times: memo::Last::new(),
+        web_times: memo::Last::new(),
+        scanner_agents: memo::Bounded::new(SCANNER_AGENTS_KEPT),
     };
     let mut read_error = None;
     // Lines are split as they stream past. Journal entries, login records
     // and octet-counted frames are read from the raw bytes held whole
     // (bounded by the agent's segment size).
     let evtx = seg.source_kind == SourceKind::EvtxFile;
-    let by_lines = seg.framing == Framing::Lines && !evtx;
+    // An inventory is hashed here and compared later (findings::webroot).
+    let inventory = seg.source_kind == SourceKind::Inventory;
+    let by_lines = seg.framing == Framing::Lines && !evtx && !inventory;
     let mut whole = Vec::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -198,7 +209,7 @@ pub fn scan_raw(
                 hasher.update(&buf[..n]);
                 if by_lines {
                     splitter.feed(&buf[..n], &mut |p| state.line(p, out));
-                } else {
+                } else if !inventory {
                     whole.extend_from_slice(&buf[..n]);
                 }
             }
@@ -210,6 +221,7 @@ pub fn scan_raw(
         }
     }
     match seg.framing {
+        _ if inventory => {}
         _ if evtx => state.evtx_file(&whole, out),
         Framing::Lines => splitter.finish(&mut |p| state.line(p, out)),
         Framing::JournalExport => state.journal(&whole, out),
@@ -250,6 +262,12 @@ struct LineState<'a> {
     w3c_assumed: Option<u64>,
     /// Offset of the line being parsed.
     line_offset: u64,
+    /// The last syslog timestamp (month, day, h, m, s) and its time.
+    syslog_times: memo::Last<Option<OffsetDateTime>>,
+    /// The last access-log `[time]` and its time.
+    web_times: memo::Last<Option<OffsetDateTime>>,
+    /// User-Agents and whether they name a scanner.
+    scanner_agents: memo::Bounded,
 }
 
 fn year_of(t: OffsetDateTime, tz: &jiff::tz::TimeZone) -> i16 {
@@ -262,30 +280,39 @@ impl LineState<'_> {
     /// A syslog timestamp completed with the segment's year and the
     /// host's zone; a line more than a day after its segment was read is
     /// taken to be from the year before (a December line read in January).
-    fn syslog_time(&self, l: &syslog::Syslog<'_>) -> Option<OffsetDateTime> {
-        let tz = self.ctx.host_tz;
-        let mk = |y: i16| -> Option<OffsetDateTime> {
-            let dt = jiff::civil::DateTime::new(
-                y,
-                l.month as i8,
-                l.day as i8,
-                l.hour as i8,
-                l.minute as i8,
-                l.second.min(59) as i8,
-                0,
-            )
-            .ok()?;
-            let z = dt.to_zoned(tz.clone()).ok()?;
-            OffsetDateTime::from_unix_timestamp(z.timestamp().as_second()).ok()
-        };
-        let t = mk(self.year)?;
-        if t > self.ctx.seg.last_read + time::Duration::days(1) {
-            mk(self.year - 1)
-        } else {
-            Some(t)
-        }
+    fn syslog_time(&mut self, l: &syslog::Syslog<'_>) -> Option<OffsetDateTime> {
+        let key = [l.month, l.day, l.hour, l.minute, l.second];
+        let (ctx, year) = (self.ctx, self.year);
+        self.syslog_times.get(&key, || syslog_time_in(ctx, year, l))
     }
+}
 
+/// [`LineState::syslog_time`], computed.
+fn syslog_time_in(ctx: &Ctx<'_>, year: i16, l: &syslog::Syslog<'_>) -> Option<OffsetDateTime> {
+    let tz = ctx.host_tz;
+    let mk = |y: i16| -> Option<OffsetDateTime> {
+        let dt = jiff::civil::DateTime::new(
+            y,
+            l.month as i8,
+            l.day as i8,
+            l.hour as i8,
+            l.minute as i8,
+            l.second.min(59) as i8,
+            0,
+        )
+        .ok()?;
+        let z = dt.to_zoned(tz.clone()).ok()?;
+        OffsetDateTime::from_unix_timestamp(z.timestamp().as_second()).ok()
+    };
+    let t = mk(year)?;
+    if t > ctx.seg.last_read + time::Duration::days(1) {
+        mk(year - 1)
+    } else {
+        Some(t)
+    }
+}
+
+impl LineState<'_> {
     fn note(
         &mut self,
         out: &mut Scanned,
@@ -412,7 +439,12 @@ impl LineState<'_> {
     /// `raw` is its bytes as stored, at `offset` in the payload.
     fn text_unit(&mut self, offset: u64, raw: &[u8], out: &mut Scanned) {
         let trimmed = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = String::from_utf8_lossy(trimmed);
+        // Valid UTF-8 (nearly every line) is checked by the fast path of
+        // `from_utf8`; only the others go through the lossy decoder.
+        let text = match std::str::from_utf8(trimmed) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(trimmed),
+        };
         if trimmed.contains(&0) {
             self.note(
                 out,
@@ -483,19 +515,24 @@ impl LineState<'_> {
     /// client with its [`IpAgg::counts`] index.
     #[allow(clippy::type_complexity)]
     fn request<'t>(
-        &self,
+        &mut self,
         r: web::Request<'t>,
     ) -> (OffsetDateTime, Option<Kind>, Option<(&'t str, usize)>) {
         let which = if r.status >= 400 { 3 } else { 2 };
-        let kind = (self.ctx.keep_all || crate::findings::detect::web_relevant(self.ctx.rules, &r))
-            .then(|| Kind::Web {
-                ip: r.client.to_string(),
-                method: r.method.to_string(),
-                path: r.path.to_string(),
-                status: r.status,
-                bytes: r.bytes,
-                user_agent: r.user_agent.to_string(),
+        let rules = self.ctx.rules;
+        let agents = &mut self.scanner_agents;
+        let relevant = self.ctx.keep_all
+            || crate::findings::detect::web_relevant_with(rules, &r, |ua| {
+                agents.get(ua, |ua| crate::findings::detect::scanner_agent(rules, ua))
             });
+        let kind = relevant.then(|| Kind::Web {
+            ip: r.client.to_string(),
+            method: r.method.to_string(),
+            path: r.path.to_string(),
+            status: r.status,
+            bytes: r.bytes,
+            user_agent: r.user_agent.to_string(),
+        });
         (r.time, kind, Some((r.client, which)))
     }
 
@@ -526,7 +563,9 @@ impl LineState<'_> {
             let (kind, ip) = classify(prog, message);
             return Ok(Some((time, kind, ip)));
         }
-        if let Some(r) = web::parse(text)? {
+        let web_times = &mut self.web_times;
+        let mut time_of = |stamp: &str| web_times.get(stamp.as_bytes(), || web::parse_time(stamp));
+        if let Some(r) = web::parse_with(text, &mut time_of)? {
             return Ok(Some(self.request(r)));
         }
         if let Some(f) = w3c::Fields::from_directive(text) {

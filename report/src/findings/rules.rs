@@ -30,6 +30,27 @@ pub struct Rules {
     pub log_cleared: Simple,
     pub new_service: Simple,
     pub new_ip_logon: NewIp,
+    pub webroot_change: WebrootChange,
+}
+
+/// A file added, changed or removed under a web root between two
+/// inventories (FORMAT.md §18).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrootChange {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// For a script file (one of `script_extensions`) added or changed.
+    pub severity: String,
+    /// For any other file added or changed.
+    pub severity_other: String,
+    /// For a file removed.
+    pub severity_removed: String,
+    /// Compared case-insensitively with the file name's last extension.
+    pub script_extensions: Vec<String>,
+    /// Paths under these prefixes are not reported (caches, upload spools
+    /// an agency expects to change).
+    pub ignore_prefixes: Vec<String>,
 }
 
 /// A logon from an address the host's lines did not show in `lookback`

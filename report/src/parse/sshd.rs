@@ -24,7 +24,7 @@ pub enum SshEvent<'a> {
 /// `None` for sshd messages that are not about a logon outcome.
 pub fn parse(msg: &str) -> Option<SshEvent<'_>> {
     if let Some(rest) = msg.strip_prefix("Failed ") {
-        let (_method, rest) = rest.split_once(" for ")?;
+        let (_method, rest) = super::split_once(rest, " for ")?;
         let (user, ip) = user_from(rest)?;
         return Some(match user.strip_prefix("invalid user ") {
             Some(u) => SshEvent::Failed {
@@ -40,7 +40,7 @@ pub fn parse(msg: &str) -> Option<SshEvent<'_>> {
         });
     }
     if let Some(rest) = msg.strip_prefix("Accepted ") {
-        let (method, rest) = rest.split_once(" for ")?;
+        let (method, rest) = super::split_once(rest, " for ")?;
         let (user, ip) = user_from(rest)?;
         return Some(SshEvent::Accepted { user, ip, method });
     }

@@ -93,7 +93,7 @@ pub fn without_bsd_pri(line: &str) -> &str {
 
 /// `prog[pid]: message` → (`prog`, `message`).
 fn tag_and_message(rest: &str) -> (&str, &str) {
-    let (tag, message) = match rest.split_once(": ") {
+    let (tag, message) = match super::split_once(rest, ": ") {
         Some((t, m)) if !t.contains(' ') || t.contains('[') => (t, m),
         _ => match rest.strip_suffix(':') {
             Some(t) => (t, ""),

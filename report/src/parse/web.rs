@@ -20,7 +20,16 @@ pub struct Request<'a> {
 /// `Ok(None)`: not an access log line (no `[time] "request"` after the
 /// first three fields). `Err`: has that shape but a field is malformed.
 pub fn parse(line: &str) -> Result<Option<Request<'_>>, &'static str> {
-    let Some((head, rest)) = line.split_once(" [") else {
+    parse_with(line, &mut parse_time)
+}
+
+/// [`parse`] with the `[time]` read by `time_of` (given the text between
+/// the brackets): a caller reading many lines remembers the last answer.
+pub fn parse_with<'a>(
+    line: &'a str,
+    time_of: &mut dyn FnMut(&str) -> Option<OffsetDateTime>,
+) -> Result<Option<Request<'a>>, &'static str> {
+    let Some((head, rest)) = super::split_once(line, " [") else {
         return Ok(None);
     };
     let mut fields = head.splitn(3, ' ');
@@ -31,13 +40,12 @@ pub fn parse(line: &str) -> Result<Option<Request<'_>>, &'static str> {
     {
         return Ok(None);
     }
-    let Some((stamp, rest)) = rest.split_once("] \"") else {
+    let Some((stamp, rest)) = super::split_once(rest, "] \"") else {
         return Ok(None);
     };
-    let time = parse_time(stamp).ok_or("access log time is not dd/Mon/yyyy:HH:MM:SS +zzzz")?;
-    let (request, rest) = rest
-        .split_once("\" ")
-        .ok_or("access log request is not closed by a quote")?;
+    let time = time_of(stamp).ok_or("access log time is not dd/Mon/yyyy:HH:MM:SS +zzzz")?;
+    let (request, rest) =
+        super::split_once(rest, "\" ").ok_or("access log request is not closed by a quote")?;
     let mut r = request.splitn(3, ' ');
     let method = r.next().unwrap_or("");
     let path = r.next().ok_or("access log request has no path")?;
@@ -68,7 +76,8 @@ pub fn parse(line: &str) -> Result<Option<Request<'_>>, &'static str> {
     }))
 }
 
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
+/// `dd/Mon/yyyy:HH:MM:SS +zzzz` as a time.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
     let fmt = time::macros::format_description!(
         "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
     );

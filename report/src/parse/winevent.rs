@@ -129,6 +129,16 @@ pub enum Meaning {
         image: String,
         account: String,
     },
+    /// An event no rule fires on that a responder reads in the timeline:
+    /// 4634 `logoff`, 4648 `explicit_credentials` (runas, lateral
+    /// movement), 4672 `special_privileges` (an administrator's logon),
+    /// 7040 `service_start_type_changed` (`detail`: service, from, to).
+    Noted {
+        what: &'static str,
+        user: String,
+        ip: String,
+        detail: String,
+    },
 }
 
 /// The account as Windows names it: `DOMAIN\user`, or `user` alone.
@@ -219,6 +229,39 @@ pub fn meaning(ev: &WinEvent) -> Option<Meaning> {
             image: s("ImagePath"),
             account: s("AccountName"),
         }),
+        4634 if security && !is_system_account(&s("TargetUserName")) => Some(Meaning::Noted {
+            what: "logoff",
+            user: account(f("TargetDomainName"), &s("TargetUserName")),
+            ip: String::new(),
+            detail: format!("logon type {}", s("LogonType")),
+        }),
+        4648 if security => Some(Meaning::Noted {
+            what: "explicit_credentials",
+            user: account(f("TargetDomainName"), &s("TargetUserName")),
+            ip: peer(f("IpAddress")),
+            detail: format!(
+                "by {} to {} ({})",
+                account(f("SubjectDomainName"), &s("SubjectUserName")),
+                s("TargetServerName"),
+                s("ProcessName")
+            ),
+        }),
+        4672 if security && !is_system_account(&s("SubjectUserName")) => Some(Meaning::Noted {
+            what: "special_privileges",
+            user: account(f("SubjectDomainName"), &s("SubjectUserName")),
+            ip: String::new(),
+            detail: s("PrivilegeList")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        }),
+        7040 => Some(Meaning::Noted {
+            what: "service_start_type_changed",
+            user: String::new(),
+            ip: String::new(),
+            // The System log's 7040 has no names, only param1..param4.
+            detail: format!("{}: {} -> {}", s("param1"), s("param2"), s("param3")),
+        }),
         _ => None,
     }
 }
@@ -254,6 +297,49 @@ mod tests {
             .replace(">alice<", ">WS01$<")
             .replace("'LogonType'>10", "'LogonType'>5");
         assert_eq!(meaning(&parse_xml(&svc).unwrap()), None);
+    }
+
+    #[test]
+    fn events_for_the_timeline_only_are_named() {
+        let explicit = LOGON
+            .replace("<EventID>4624<", "<EventID>4648<")
+            .replace(
+                "<Data Name='SubjectUserSid'>S-1-0-0</Data>",
+                "<Data Name='SubjectUserName'>bob</Data><Data Name='SubjectDomainName'>AGENCY</Data><Data Name='TargetServerName'>dc01</Data><Data Name='ProcessName'>C:\\Windows\\System32\\runas.exe</Data>",
+            );
+        match meaning(&parse_xml(&explicit).unwrap()) {
+            Some(Meaning::Noted {
+                what,
+                user,
+                ip,
+                detail,
+            }) => {
+                assert_eq!(
+                    (what, user.as_str(), ip.as_str()),
+                    ("explicit_credentials", "AGENCY\\alice", "203.0.113.7")
+                );
+                assert!(detail.starts_with("by AGENCY\\bob to dc01"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let changed = "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System><Provider Name='Service Control Manager'/><EventID Qualifiers='16384'>7040</EventID><TimeCreated SystemTime='2026-12-01T18:20:00.0000000Z'/><EventRecordID>9</EventRecordID><Channel>System</Channel><Computer>ws01</Computer></System><EventData><Data Name='param1'>Windows Defender Antivirus Service</Data><Data Name='param2'>auto start</Data><Data Name='param3'>disabled</Data><Data Name='param4'>WinDefend</Data></EventData></Event>";
+        assert_eq!(
+            meaning(&parse_xml(changed).unwrap()),
+            Some(Meaning::Noted {
+                what: "service_start_type_changed",
+                user: String::new(),
+                ip: String::new(),
+                detail: "Windows Defender Antivirus Service: auto start -> disabled".into(),
+            })
+        );
+        // The machine's own logoffs are left out, a person's kept.
+        let logoff = LOGON.replace("<EventID>4624<", "<EventID>4634<");
+        assert!(matches!(
+            meaning(&parse_xml(&logoff).unwrap()),
+            Some(Meaning::Noted { what: "logoff", .. })
+        ));
+        let machine = logoff.replace(">alice<", ">WS01$<");
+        assert_eq!(meaning(&parse_xml(&machine).unwrap()), None);
     }
 
     #[test]

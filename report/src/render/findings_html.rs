@@ -147,7 +147,7 @@ pub fn render(r: &Report, lang: Lang) -> Result<String, String> {
         findings => findings,
         connections => ips,
         accounts => of_rules(&["off_hours_logon", "external_logon", "new_account", "privilege_grant", "failed_logon_burst", "password_spraying", "new_ip_logon"]),
-        files => of_rules(&["webshell"]),
+        files => of_rules(&["webroot_change", "webshell"]),
         exfiltration => of_rules(&["large_response"]),
         tampering => of_rules(&["log_cleared", "new_service"]),
         when => when,

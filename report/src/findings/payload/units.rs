@@ -440,5 +440,19 @@ fn windows_kind(m: Meaning) -> (Option<Kind>, Option<(String, usize)>) {
             }),
             None,
         ),
+        Meaning::Noted {
+            what,
+            user,
+            ip,
+            detail,
+        } => (
+            Some(Kind::Noted {
+                what,
+                user,
+                ip,
+                detail,
+            }),
+            None,
+        ),
     }
 }
