@@ -82,7 +82,31 @@ pub struct Config {
     pub prune_interval: Option<Duration>,
     /// Syslog from devices, when any syslog listener is configured.
     pub syslog: Option<SyslogSetup>,
+    /// When the console and `/api/v1/hosts` call a host quiet (yellow)
+    /// and silent (red).
+    pub host_thresholds: HostThresholds,
 }
+
+/// A host that last polled within `quiet_after` is green, within
+/// `silent_after` yellow, else red. Agents poll about every 30 s, so the
+/// defaults (5 min, 1 h) tolerate a restart but not an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostThresholds {
+    pub quiet_after: Duration,
+    pub silent_after: Duration,
+}
+
+impl Default for HostThresholds {
+    fn default() -> Self {
+        HostThresholds {
+            quiet_after: Duration::from_secs(DEFAULT_HOST_QUIET_AFTER_S),
+            silent_after: Duration::from_secs(DEFAULT_HOST_SILENT_AFTER_S),
+        }
+    }
+}
+
+pub const DEFAULT_HOST_QUIET_AFTER_S: u64 = 300;
+pub const DEFAULT_HOST_SILENT_AFTER_S: u64 = 3600;
 
 /// The syslog side: its settings and the collector's own host id, under
 /// which device streams are stored and digests signed.
@@ -112,6 +136,10 @@ pub struct RawConfig {
     pub idle_timeout_s: Option<u64>,
     /// Seconds between prunes of a filesystem store; 0 turns it off.
     pub prune_interval_s: Option<u64>,
+    /// Seconds without a poll after which a host shows yellow (quiet).
+    pub host_quiet_after_s: Option<u64>,
+    /// Seconds without a poll after which a host shows red (silent).
+    pub host_silent_after_s: Option<u64>,
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
     pub s3_path_style: Option<bool>,
@@ -184,6 +212,8 @@ impl RawConfig {
             max_inflight_bytes,
             idle_timeout_s,
             prune_interval_s,
+            host_quiet_after_s,
+            host_silent_after_s,
             s3_endpoint,
             s3_region,
             s3_path_style,
@@ -416,6 +446,28 @@ impl RawConfig {
             self.idle_timeout_s,
             DEFAULT_IDLE_TIMEOUT_S,
         ));
+        let host_thresholds = HostThresholds {
+            quiet_after: Duration::from_secs(positive(
+                "host_quiet_after_s",
+                self.host_quiet_after_s,
+                DEFAULT_HOST_QUIET_AFTER_S,
+            )),
+            silent_after: Duration::from_secs(positive(
+                "host_silent_after_s",
+                self.host_silent_after_s,
+                DEFAULT_HOST_SILENT_AFTER_S,
+            )),
+        };
+        if host_thresholds.silent_after <= host_thresholds.quiet_after {
+            bad(
+                "host_silent_after_s",
+                format!(
+                    "{} is not longer than host_quiet_after_s ({}); a host turns yellow before it turns red",
+                    host_thresholds.silent_after.as_secs(),
+                    host_thresholds.quiet_after.as_secs()
+                ),
+            );
+        }
         if max_inflight_bytes < max_body_bytes {
             bad(
                 "max_inflight_bytes",
@@ -496,6 +548,7 @@ impl RawConfig {
                 idle_timeout,
                 prune_interval,
                 syslog,
+                host_thresholds,
             }),
             _ => Err(ConfigError {
                 file: self.file.clone(),
@@ -550,6 +603,27 @@ mod tests {
         ] {
             assert!(err.contains(want), "{want} missing from {err}");
         }
+    }
+
+    #[test]
+    fn host_thresholds_default_and_must_be_ordered() {
+        let c = parse("ca_dir = \"/ca\"\nstore = \"/srv/custody\"\n")
+            .check()
+            .unwrap();
+        assert_eq!(c.host_thresholds, HostThresholds::default());
+        assert_eq!(c.host_thresholds.quiet_after, Duration::from_secs(300));
+        let c = parse("ca_dir = \"/ca\"\nstore = \"/srv/custody\"\nhost_quiet_after_s = 60\nhost_silent_after_s = 600\n")
+            .check()
+            .unwrap();
+        assert_eq!(c.host_thresholds.silent_after, Duration::from_secs(600));
+        let err = parse("ca_dir = \"/ca\"\nstore = \"/srv/custody\"\nhost_quiet_after_s = 600\nhost_silent_after_s = 60\n")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("host_silent_after_s: 60 is not longer"),
+            "{err}"
+        );
     }
 
     #[test]

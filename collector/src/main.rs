@@ -368,6 +368,12 @@ struct ServeArgs {
     /// Seconds a connection may go without a request (or take to send one's headers), or an upload without a body byte (408), before it is closed [default: 30].
     #[arg(long, value_name = "N")]
     idle_timeout_s: Option<u64>,
+    /// Seconds without an incident poll before the console shows a host yellow (quiet) [default: 300].
+    #[arg(long, value_name = "N")]
+    host_quiet_after_s: Option<u64>,
+    /// Seconds without an incident poll before the console shows a host red (silent) [default: 3600].
+    #[arg(long, value_name = "N")]
+    host_silent_after_s: Option<u64>,
     /// Seconds between prunes of a filesystem store; 0 turns it off [default: 3600].
     #[arg(long, value_name = "N")]
     prune_interval_s: Option<u64>,
@@ -455,6 +461,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         max_inflight_bytes: args.max_inflight_bytes,
         idle_timeout_s: args.idle_timeout_s,
+        host_quiet_after_s: args.host_quiet_after_s,
+        host_silent_after_s: args.host_silent_after_s,
         prune_interval_s: args.prune_interval_s,
         s3_endpoint: args.s3_endpoint,
         s3_region: args.s3_region,

@@ -124,6 +124,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 ca_dir: ca_dir.clone(),
                 state_dir: config.state_dir.clone(),
                 sessions: Default::default(),
+                thresholds: config.host_thresholds,
             }),
         )),
         _ => None,

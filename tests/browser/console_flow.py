@@ -1,5 +1,7 @@
 """Drives the collector console like a responder: log in, read the
-dashboard, open an incident with the form, read its page, switch language.
+dashboard, open an incident with the form, read its page until the host's
+bundle is stored, verify it from the page and read the custody trail,
+switch language.
 
     console_flow.py BASE_URL NAME PASSWORD INCIDENT_ID HOSTS REASON [--screenshot-dir DIR]
 
@@ -50,6 +52,15 @@ def look(driver, name: str, shots: str | None) -> dict:
     return view
 
 
+def trail(driver) -> list:
+    """The custody trail tables' rows: action, actor, chained."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('table.trail tbody tr')).map(r => "
+        "({action: r.querySelector('.action').innerText, actor: r.querySelector('.actor').innerText, "
+        "cells: Array.from(r.cells).map(c => c.innerText)}))"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     for a in ("base", "name", "password", "incident", "hosts", "reason"):
@@ -76,10 +87,38 @@ def main() -> int:
         driver.find_element(By.ID, "open-submit").click()
         out["incident"] = look(driver, "incident", args.screenshot_dir)
         out["incident_reason"] = driver.find_element(By.ID, "incident-reason").text
+        # Wait for the agent's bundle (the page is reloaded, as a person would).
+        deadline = time.time() + 150
+        while not driver.find_elements(By.CSS_SELECTOR, "a.download") and time.time() < deadline:
+            time.sleep(2)
+            driver.refresh()
+        out["incident_stored"] = look(driver, "incident-stored", args.screenshot_dir)
+        out["trail_before"] = trail(driver)
+        out["download_links"] = [
+            a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a.download")
+        ]
+        buttons = driver.find_elements(By.CSS_SELECTOR, "form.verify button")
+        if buttons:
+            buttons[0].click()
+            out["verified"] = look(driver, "verified", args.screenshot_dir)
+            out["trail_after"] = trail(driver)
         driver.find_element(By.ID, "back").click()
         out["dashboard_after"] = look(driver, "dashboard-after", args.screenshot_dir)
         driver.find_element(By.ID, "lang").click()
         out["dashboard_other_lang"] = look(driver, "dashboard-en", args.screenshot_dir)
+        # The test stops the agent of the first host meanwhile; the host
+        # must turn yellow once it has not polled for the quiet threshold.
+        print("PAUSE", flush=True)
+        sys.stdin.readline()
+        host = args.hosts.split(",")[0].strip()
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            driver.get(f"{args.base}/console/?lang=en")
+            rows = look(driver, "dashboard-poll", None)["host_rows"]
+            if any(r["host"] == host and r["state"] == "state-yellow" for r in rows):
+                break
+            time.sleep(2)
+        out["dashboard_yellow"] = look(driver, "dashboard-yellow", args.screenshot_dir)
         driver.find_element(By.ID, "logout").click()
         out["after_logout"] = look(driver, "logout", args.screenshot_dir)
         driver.get(f"{args.base}/console/")

@@ -104,8 +104,11 @@ pub fn view_page(url: &str, selectors: &[&str], screenshot: Option<&Path>) -> Pa
 
 /// Drives the collector console through `tests/browser/console_flow.py`
 /// (log in with a wrong then the right password, read the dashboard, open
-/// an incident with the form, read it, switch language, log out) and
-/// returns what each page showed, as JSON.
+/// an incident with the form, wait for its bundle, verify it, switch
+/// language; then `pause` runs (the test stops an agent) and the script
+/// reloads the dashboard until the first of `hosts` shows yellow; log out)
+/// and returns what each page showed, as JSON.
+#[allow(clippy::too_many_arguments)]
 pub fn console_flow(
     base: &str,
     name: &str,
@@ -114,7 +117,9 @@ pub fn console_flow(
     hosts: &str,
     reason: &str,
     screenshots: Option<&Path>,
+    pause: &mut dyn FnMut(),
 ) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Read, Write};
     let script = crate::bins::workspace_root().join("tests/browser/console_flow.py");
     let mut cmd = Command::new(crate::python::python3());
     cmd.arg(&script)
@@ -122,21 +127,39 @@ pub fn console_flow(
     if let Some(dir) = screenshots {
         cmd.arg("--screenshot-dir").arg(dir);
     }
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {}: {e} (selenium in .venv, Debian's chromium and chromium-driver)",
-            script.display()
-        )
-    });
-    assert!(
-        out.status.success(),
-        "console_flow.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "console_flow.py printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (selenium in .venv, Debian's chromium and chromium-driver)",
+                script.display()
+            )
+        });
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    let _ = stdout.read_line(&mut first);
+    if first.trim() == "PAUSE" {
+        pause();
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"go\n");
+        }
+    }
+    let mut rest = String::new();
+    let _ = stdout.read_to_string(&mut rest);
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let status = child.wait().expect("console_flow.py");
+    assert!(status.success(), "console_flow.py failed: {first}{stderr}");
+    let json = if first.trim() == "PAUSE" {
+        rest
+    } else {
+        first + &rest
+    };
+    serde_json::from_str(&json)
+        .unwrap_or_else(|e| panic!("console_flow.py printed no JSON ({e}): {json}\n{stderr}"))
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use custody_tests::bundle::verify_bundle;
 use custody_tests::collector::{free_port, CollectorProcess, CollectorSetup};
 use custody_tests::*;
 use serde_json::Value;
@@ -73,6 +74,53 @@ impl Api {
             json: serde_json::from_str(body).unwrap_or(Value::Null),
         }
     }
+}
+
+impl Api {
+    /// `curl` saving the body to `out`: the status and the headers.
+    fn download(&self, identity: (&Path, &Path), path: &str, out: &Path) -> (u16, String) {
+        let headers = self.scratch.join("download-headers.txt");
+        let run = Command::new("curl")
+            .args(["-sS", "--max-time", "120", "-w", "%{http_code}"])
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(identity.0)
+            .arg("--key")
+            .arg(identity.1)
+            .arg("-D")
+            .arg(&headers)
+            .arg("-o")
+            .arg(out)
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl");
+        let code = String::from_utf8_lossy(&run.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (code, std::fs::read_to_string(&headers).unwrap_or_default())
+    }
+}
+
+/// The value of `name` in a block of response headers.
+fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+    headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The actions of a bundle's custody trail, in order.
+fn trail_actions(trail: &Value) -> Vec<String> {
+    trail["bundles"][0]["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| e["action"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn collector(args: &[&str]) -> std::process::Output {
@@ -289,6 +337,104 @@ fn operators_read_open_and_are_refused_by_role_on_the_api() {
     let list = api.call(vera, "GET", "/api/v1/incidents", None, &[]);
     assert_eq!(list.json["incidents"][0]["id"], "INC-2026-0300");
 
+    // The evidence: a viewer may not download or verify; an auditor may,
+    // and each is a signed custody event naming her.
+    let host = &env.host_id;
+    let bundle_path = format!("/api/v1/incidents/INC-2026-0300/hosts/{host}/bundle");
+    let verify_path = format!("/api/v1/incidents/INC-2026-0300/hosts/{host}/verify");
+    let a = api.call(vera, "GET", &bundle_path, None, &[]);
+    assert_eq!(a.status, 403, "{}", a.json);
+    assert!(
+        a.json["error"].as_str().unwrap().contains("auditor"),
+        "{}",
+        a.json
+    );
+    let a = api.call(vera, "POST", &verify_path, Some(b"{}"), &[json_type]);
+    assert_eq!(a.status, 403, "{}", a.json);
+    let trail = api.call(
+        vera,
+        "GET",
+        "/api/v1/incidents/INC-2026-0300/custody",
+        None,
+        &[],
+    );
+    assert_eq!(trail.status, 200, "{}", trail.json);
+    assert_eq!(
+        trail_actions(&trail.json),
+        ["collected", "received"],
+        "refused requests add no event: {}",
+        trail.json
+    );
+    let ada = add_operator(&setup, "ada", "auditor");
+    let ada_id = Some((ada.0.as_path(), ada.1.as_path()));
+    for bad in [
+        "/api/v1/incidents/INC-2026-0300/hosts/..%2F..%2Fetc%2Fpasswd/bundle",
+        "/api/v1/incidents/INC-2026-0300/hosts/other-host/bundle",
+        "/api/v1/incidents/..%2Fincidents/hosts/x/bundle",
+    ] {
+        let a = api.call(ada_id, "GET", bad, None, &[]);
+        assert_eq!(a.status, 404, "{bad}: {}", a.json);
+    }
+    let tar = env.root.join("downloaded-bundle.tar");
+    let (code, headers) = api.download((&ada.0, &ada.1), &bundle_path, &tar);
+    assert_eq!(code, 200, "{headers}");
+    let bytes = std::fs::read(&tar).unwrap();
+    assert_eq!(
+        header(&headers, "x-content-sha256"),
+        Some(
+            custody_evidence::Sha256::digest(&bytes)
+                .to_string()
+                .as_str()
+        ),
+        "{headers}"
+    );
+    assert!(
+        header(&headers, "content-disposition").is_some_and(|d| d.starts_with("attachment")),
+        "{headers}"
+    );
+    // The auditor's own verifier, on the copy and the store: the copy's
+    // log plus the collector's events beside it (received, exported).
+    let store = setup.store.to_string_lossy().into_owned();
+    let v = verify_bundle(&tar, &["--store", &store]);
+    assert_eq!(v.code, Some(0), "{}\n{}", v.stdout, v.stderr);
+    assert_eq!(
+        v.json.as_ref().and_then(|j| j["custody_events"].as_u64()),
+        Some(3),
+        "{}",
+        v.stdout
+    );
+    for (body, want) in [(&b"{\"deep\":true}"[..], 400), (&b"not json"[..], 400)] {
+        let a = api.call(ada_id, "POST", &verify_path, Some(body), &[json_type]);
+        assert_eq!(a.status, want, "{}", a.json);
+    }
+    let a = api.call(ada_id, "POST", &verify_path, Some(b"{}"), &[json_type]);
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["clean"], true, "{}", a.json);
+    assert_eq!(a.json["report"]["custody_events"], 3, "{}", a.json);
+    let trail = api.call(
+        vera,
+        "GET",
+        "/api/v1/incidents/INC-2026-0300/custody",
+        None,
+        &[],
+    );
+    assert_eq!(
+        trail_actions(&trail.json),
+        ["collected", "received", "exported", "verified"],
+        "{}",
+        trail.json
+    );
+    for e in trail.json["bundles"][0]["events"].as_array().unwrap() {
+        assert_eq!(e["chained"], true, "{e}");
+        assert_eq!(e["signature"]["good"], true, "{e}");
+    }
+    let events = &trail.json["bundles"][0]["events"];
+    assert_eq!(events[2]["actor"], "ada", "{events}");
+    assert!(
+        events[3]["purpose"].as_str().unwrap().contains("clean"),
+        "{events}"
+    );
+
     // A viewer may not release; the responder may, once.
     let a = api.call(
         vera,
@@ -393,6 +539,19 @@ fn operators_read_open_and_are_refused_by_role_on_the_api() {
     let local: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(local["released"]["operator"], "rita", "{local:#}");
     assert_eq!(local["released"]["approved_by"], "rob", "{local:#}");
+    let trail = api.call(
+        vera,
+        "GET",
+        "/api/v1/incidents/INC-2026-0300/custody",
+        None,
+        &[],
+    );
+    assert_eq!(
+        trail_actions(&trail.json).last().map(String::as_str),
+        Some("released"),
+        "{}",
+        trail.json
+    );
     let a = api.call(
         rita_id,
         "POST",
@@ -747,7 +906,13 @@ fn the_console_in_a_browser() {
     let env = TestEnv::new("ops-console");
     let mut setup = CollectorSetup::new(&env.subdir("collector"));
     let api_port = free_port();
-    setup.extra = vec!["--api-listen".into(), format!("127.0.0.1:{api_port}")];
+    // Yellow after 15 s without a poll (agents poll every 3 s).
+    setup.extra = vec![
+        "--api-listen".into(),
+        format!("127.0.0.1:{api_port}"),
+        "--host-quiet-after-s".into(),
+        "15".into(),
+    ];
     let enroll = setup.enroll(&env.host_id);
     let mut server = CollectorProcess::start(&setup);
     add_operator(&setup, "rita", "responder");
@@ -798,6 +963,7 @@ fn the_console_in_a_browser() {
         "<script>window.__custody_pwned=1</script><img src=x onerror=\"window.__custody_pwned=1\">";
     let shots = env.root.join("screens");
     std::fs::create_dir_all(&shots).unwrap();
+    let mut stopped = None;
     let v = custody_tests::browser::console_flow(
         &format!("https://127.0.0.1:{api_port}"),
         "rita",
@@ -806,6 +972,30 @@ fn the_console_in_a_browser() {
         &env.host_id,
         HOSTILE,
         Some(&shots),
+        &mut || {
+            agent.stop_clean(Duration::from_secs(60));
+            stopped = Some(std::time::Instant::now());
+        },
+    );
+    let stopped = stopped.expect("the flow paused for the agent to stop");
+    let yellow_after = stopped.elapsed();
+    let yellow = &v["dashboard_yellow"];
+    let row = yellow["host_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == env.host_id.as_str())
+        .unwrap_or_else(|| panic!("the host on the dashboard: {yellow}"));
+    assert_eq!(row["state"], "state-yellow", "{row}");
+    assert_eq!(row["dot"], "rgb(191, 135, 0)", "drawn yellow: {row}");
+    assert!(
+        yellow_after < Duration::from_secs(120),
+        "yellow {yellow_after:?} after the agent stopped (threshold 15 s)"
+    );
+    assert!(
+        yellow["text"].as_str().unwrap().contains("within 15 s"),
+        "the rule shown is the configured one: {}",
+        yellow["text"]
     );
     for (page, view) in v.as_object().unwrap() {
         let Some(view) = view.as_object() else {
@@ -849,6 +1039,47 @@ fn the_console_in_a_browser() {
         .as_str()
         .unwrap()
         .contains("INC-2026-0302"));
+    // The bundle stored: download offered, verified from the page, and
+    // the trail shows the verification by rita, each event chained.
+    let actions = |rows: &Value| -> Vec<String> {
+        rows.as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|e| e["action"].as_str().unwrap_or("?").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        actions(&v["trail_before"]),
+        ["collected", "received"],
+        "{}",
+        v["incident_stored"]["text"]
+    );
+    let links = v["download_links"].as_array().unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(
+        links[0].as_str().unwrap().ends_with(&format!(
+            "/api/v1/incidents/INC-2026-0302/hosts/{}/bundle",
+            env.host_id
+        )),
+        "{links:?}"
+    );
+    let verified = v["verified"]["text"].as_str().unwrap_or("");
+    assert!(verified.contains("驗證通過"), "{verified}");
+    let after = &v["trail_after"];
+    assert_eq!(
+        actions(after),
+        ["collected", "received", "verified"],
+        "{after}"
+    );
+    assert_eq!(after[2]["actor"], "rita", "{after}");
+    for row in after.as_array().unwrap() {
+        // Chained and signed: both cells read "是" (yes).
+        let cells = row["cells"].as_array().unwrap();
+        assert_eq!(cells[6], "是", "{row}");
+        assert!(cells[7].as_str().unwrap().starts_with("是"), "{row}");
+    }
     assert!(v["dashboard_after"]["text"]
         .as_str()
         .unwrap()
@@ -887,6 +1118,5 @@ fn the_console_in_a_browser() {
     let local: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(local["incident"]["operator"], "rita");
     assert_eq!(local["incident"]["reason"], HOSTILE);
-    agent.stop_clean(Duration::from_secs(60));
     assert!(server.log().contains("console: incident opened"));
 }

@@ -20,11 +20,6 @@ use crate::incident::commands::{self, Hosts};
 use crate::incident::state::Desk;
 use crate::revocation::{self, Issued, Revoked, ISSUED_FILE, REVOKED_FILE};
 
-/// A host last seen within this long is `green`, within
-/// [`YELLOW_WITHIN`] `yellow`, else `red` (`never` when it never polled).
-const GREEN_WITHIN: time::Duration = time::Duration::minutes(5);
-const YELLOW_WITHIN: time::Duration = time::Duration::hours(1);
-
 /// One request, from authentication to reply; refusals are logged.
 pub async fn handle(
     api: &Api,
@@ -72,7 +67,7 @@ pub async fn handle(
             return r;
         }
     };
-    let reply = route(api, &operator, req).await;
+    let reply = route(api, &operator, addr, req).await;
     let status = reply.status();
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         api.app.metrics.api_denied.fetch_add(1, Ordering::Relaxed);
@@ -98,7 +93,7 @@ fn segments(path: &str) -> Option<Vec<&str>> {
     Some(rest.split('/').filter(|s| !s.is_empty()).collect())
 }
 
-async fn route(api: &Api, op: &Operator, req: Request<Incoming>) -> Reply {
+async fn route(api: &Api, op: &Operator, addr: SocketAddr, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let Some(seg) = segments(&path) else {
         return error_reply(
@@ -119,6 +114,29 @@ async fn route(api: &Api, op: &Operator, req: Request<Incoming>) -> Reply {
         },
         (Method::GET, ["incidents"]) => incidents(api),
         (Method::GET, ["incidents", id]) => incident(api, id),
+        (Method::GET, ["incidents", id, "custody"]) => super::evidence::trail(api, id).await,
+        (Method::GET, ["incidents", id, "hosts", host, "bundle"]) => {
+            match permit(op, Action::Download) {
+                Err(r) => *r,
+                Ok(()) => super::evidence::download(api, op, addr, id, host).await,
+            }
+        }
+        (Method::POST, ["incidents", id, "hosts", host, "verify"]) => {
+            let (id, host) = (id.to_string(), host.to_string());
+            match admit(op, Action::Verify, &req) {
+                Err(r) => *r,
+                Ok(()) => match body::<Value>(req).await {
+                    Err(r) => *r,
+                    Ok(v) if v.as_object().is_some_and(|o| o.is_empty()) => {
+                        super::evidence::verify(api, op, &id, &host).await
+                    }
+                    Ok(_) => error_reply(
+                        StatusCode::BAD_REQUEST,
+                        "a verification takes an empty JSON object ({}) as its body",
+                    ),
+                },
+            }
+        }
         (Method::POST, ["incidents"]) => match admit(op, Action::OpenIncident, &req) {
             Err(r) => *r,
             Ok(()) => match body::<OpenRequest>(req).await {
@@ -144,6 +162,8 @@ async fn route(api: &Api, op: &Operator, req: Request<Incoming>) -> Reply {
             | ["logout"]
             | ["incidents"]
             | ["incidents", _]
+            | ["incidents", _, "custody"]
+            | ["incidents", _, "hosts", _, "bundle" | "verify"]
             | ["incidents", _, "release"],
         ) => error_reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -156,19 +176,27 @@ async fn route(api: &Api, op: &Operator, req: Request<Incoming>) -> Reply {
     }
 }
 
+/// The role check of a request that changes nothing but needs more than
+/// reading (a download).
+fn permit(op: &Operator, action: Action) -> Result<(), Box<Reply>> {
+    if allowed(op.role, action) {
+        return Ok(());
+    }
+    Err(Box::new(error_reply(
+        StatusCode::FORBIDDEN,
+        format!(
+            "operator {} has role {}, which may not {}; {} may",
+            op.name,
+            op.role.as_str(),
+            action.name(),
+            action.who_may()
+        ),
+    )))
+}
+
 /// The role and CSRF checks of a mutation, before its body is read.
 fn admit(op: &Operator, action: Action, req: &Request<Incoming>) -> Result<(), Box<Reply>> {
-    if !allowed(op.role, action) {
-        return Err(Box::new(error_reply(
-            StatusCode::FORBIDDEN,
-            format!(
-                "operator {} has role {}, which may not {}; responder or admin may",
-                op.name,
-                op.role.as_str(),
-                action.name()
-            ),
-        )));
-    }
+    permit(op, action)?;
     let json_body = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -577,8 +605,8 @@ fn hosts(api: &Api) -> Reply {
                 "hosts": list,
                 "state_rule": format!(
                     "green: polled within {} s; yellow: within {} s; red: longer; never: has not polled this collector",
-                    GREEN_WITHIN.whole_seconds(),
-                    YELLOW_WITHIN.whole_seconds()
+                    api.thresholds.quiet_after.as_secs(),
+                    api.thresholds.silent_after.as_secs()
                 ),
             }),
         ),
@@ -598,6 +626,9 @@ pub(crate) fn host_rows(api: &Api) -> Result<Vec<Value>, String> {
     let mut names: BTreeSet<String> = enrolled.iter().cloned().collect();
     names.extend(desk.seen_hosts().unwrap_or_default());
     let now = OffsetDateTime::now_utc();
+    let green = time::Duration::try_from(api.thresholds.quiet_after).unwrap_or(time::Duration::MAX);
+    let yellow =
+        time::Duration::try_from(api.thresholds.silent_after).unwrap_or(time::Duration::MAX);
     let list: Vec<Value> = names
         .iter()
         .map(|h| {
@@ -613,8 +644,8 @@ pub(crate) fn host_rows(api: &Api) -> Result<Vec<Value>, String> {
                 .map(|t| now - t);
             let state = match age {
                 None => "never",
-                Some(a) if a <= GREEN_WITHIN => "green",
-                Some(a) if a <= YELLOW_WITHIN => "yellow",
+                Some(a) if a <= green => "green",
+                Some(a) if a <= yellow => "yellow",
                 Some(_) => "red",
             };
             json!({

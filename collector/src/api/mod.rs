@@ -12,12 +12,14 @@
 //! records and custody events it writes name the operator.
 //!
 //! What is here so far: who am I, hosts (enrolled, revoked, last seen),
-//! incidents (list, status, open, release). The console pages, password
-//! logins, downloads, coverage and the two-person release are still to
-//! come (issue 10).
+//! incidents (list, status, open, two-person release), password logins and
+//! sessions, and each incident's bundles ([`evidence`]: download, verify,
+//! custody trail). Coverage, findings and reports, host detail,
+//! enrollment and revocation are still to come (issue 10).
 
 pub mod auth;
 pub mod client;
+pub mod evidence;
 pub mod handlers;
 pub mod login;
 pub mod passwords;
@@ -55,6 +57,8 @@ pub struct Api {
     pub ca_dir: PathBuf,
     pub state_dir: PathBuf,
     pub sessions: sessions::Sessions,
+    /// When a host is shown yellow and red.
+    pub thresholds: crate::config::HostThresholds,
 }
 
 pub type Reply = Response<Full<Bytes>>;

@@ -13,6 +13,10 @@ pub enum Action {
     OpenIncident,
     /// Lift an incident's legal holds.
     ReleaseIncident,
+    /// Copy a stored bundle out (recorded as an `exported` custody event).
+    Download,
+    /// Verify a stored bundle against the store (recorded as `verified`).
+    Verify,
 }
 
 impl Action {
@@ -21,14 +25,29 @@ impl Action {
             Action::Read => "read",
             Action::OpenIncident => "open an incident",
             Action::ReleaseIncident => "release an incident",
+            Action::Download => "download evidence",
+            Action::Verify => "verify evidence",
+        }
+    }
+
+    /// The roles that may, for the refusal's text.
+    pub fn who_may(self) -> &'static str {
+        match self {
+            Action::Read => "every role",
+            Action::OpenIncident | Action::ReleaseIncident => "responder or admin",
+            Action::Download | Action::Verify => "auditor, responder or admin",
         }
     }
 }
 
-/// viewer and auditor read; responder and admin also open and release.
+/// Every role reads; auditor also downloads and verifies evidence;
+/// responder and admin do all that and open and release incidents.
 pub fn allowed(role: Role, action: Action) -> bool {
     match action {
         Action::Read => true,
+        Action::Download | Action::Verify => {
+            matches!(role, Role::Auditor | Role::Responder | Role::Admin)
+        }
         Action::OpenIncident | Action::ReleaseIncident => {
             matches!(role, Role::Responder | Role::Admin)
         }
@@ -44,13 +63,14 @@ mod tests {
         use Action::*;
         use Role::*;
         let want = [
-            (Viewer, [true, false, false]),
-            (Auditor, [true, false, false]),
-            (Responder, [true, true, true]),
-            (Admin, [true, true, true]),
+            (Viewer, [true, false, false, false, false]),
+            (Auditor, [true, false, false, true, true]),
+            (Responder, [true, true, true, true, true]),
+            (Admin, [true, true, true, true, true]),
         ];
         for (role, row) in want {
-            let got = [Read, OpenIncident, ReleaseIncident].map(|a| allowed(role, a));
+            let got =
+                [Read, OpenIncident, ReleaseIncident, Download, Verify].map(|a| allowed(role, a));
             assert_eq!(got, row, "{role:?}");
         }
     }

@@ -53,9 +53,18 @@ impl Lang {
 }
 
 /// Every message of `lang`, by id, for the templates (`t["login-name"]`).
-/// The files have no arguments; a message that does not format is shown
-/// by its id, never dropped.
+/// A message that does not format is shown by its id, never dropped.
 pub fn messages(lang: Lang) -> BTreeMap<String, String> {
+    messages_with(lang, &[])
+}
+
+/// [`messages`] with the Fluent arguments `args` (`$quiet`, …) given to
+/// every message (a message ignores those it does not use).
+pub fn messages_with(lang: Lang, args: &[(&str, u64)]) -> BTreeMap<String, String> {
+    let mut fargs = fluent_bundle::FluentArgs::new();
+    for (k, v) in args {
+        fargs.set(*k, *v);
+    }
     let mut out = BTreeMap::new();
     let Ok(resource) = FluentResource::try_new(lang.source().to_string()) else {
         return out;
@@ -81,7 +90,9 @@ pub fn messages(lang: Lang) -> BTreeMap<String, String> {
             .and_then(|m| m.value())
             .map(|p| {
                 let mut errors = Vec::new();
-                bundle.format_pattern(p, None, &mut errors).into_owned()
+                bundle
+                    .format_pattern(p, Some(&fargs), &mut errors)
+                    .into_owned()
             })
             .unwrap_or_else(|| id.clone());
         out.insert(id, text);

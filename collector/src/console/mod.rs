@@ -11,9 +11,10 @@
 //! the session's CSRF token; opening an incident needs responder or admin.
 //!
 //! Pages so far: login, dashboard (hosts green / yellow / red by last
-//! poll, incidents, the open-an-incident form), incident detail. Still to
-//! come (issue 10): host detail, coverage heatmap, custody trail, findings
-//! and reports, operators, sortable tables and CSV export.
+//! poll, sortable, CSV; incidents; the open-an-incident form), incident
+//! detail (progress, bundle download and verification, custody trail).
+//! Still to come (issue 10): host detail, coverage heatmap, findings and
+//! reports, operators.
 
 pub mod i18n;
 pub mod table;
@@ -188,21 +189,41 @@ pub async fn handle(
         }
         (Method::GET, p) if p.starts_with("/console/incidents/") => {
             let id = &p["/console/incidents/".len()..];
-            match commands::status(&api.state_dir, id) {
-                Ok(s) => page(
-                    StatusCode::OK,
-                    "incident.html",
-                    lang,
-                    Some(&op),
-                    context! { s => s },
-                ),
-                Err(e) => dashboard(
-                    api,
-                    lang,
-                    &op,
-                    Some((StatusCode::NOT_FOUND, format!("{e:#}"))),
-                ),
+            incident_page(api, lang, &op, id, None).await
+        }
+        (Method::POST, p) if p.starts_with("/console/incidents/") && p.ends_with("/verify") => {
+            let parts: Vec<&str> = p.split('/').collect();
+            // "", "console", "incidents", ID, "hosts", HOST, "verify"
+            let (id, host) = match parts.as_slice() {
+                ["", "console", "incidents", id, "hosts", host, "verify"] => {
+                    (decode(id), decode(host))
+                }
+                _ => {
+                    return dashboard(
+                        api,
+                        lang,
+                        &op,
+                        Some((StatusCode::NOT_FOUND, format!("{path}: no such page"))),
+                    )
+                }
+            };
+            if !allowed(op.role, Action::Verify) {
+                tracing::warn!(operator = %op.name, role = op.role.as_str(), "console: refused: may not verify evidence");
+                let why = format!(
+                    "operator {} ({}) may not verify evidence; {} may",
+                    op.name,
+                    op.role.as_str(),
+                    Action::Verify.who_may()
+                );
+                return incident_page(api, lang, &op, &id, Some(Err((StatusCode::FORBIDDEN, why))))
+                    .await;
             }
+            if let Err(e) = form(&op, req).await {
+                return incident_page(api, lang, &op, &id, Some(Err(e))).await;
+            }
+            api.app.metrics.api_changes.fetch_add(1, Ordering::Relaxed);
+            let done = crate::api::evidence::verification(api, &op, &id, &host).await;
+            incident_page(api, lang, &op, &id, Some(done)).await
         }
         (Method::POST, "/console/logout") => match form(&op, req).await {
             Err(e) => dashboard(api, lang, &op, Some(e)),
@@ -281,6 +302,60 @@ pub async fn handle(
     }
 }
 
+/// A percent-decoded path segment (hosts and ids are linked encoded).
+fn decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("x={segment}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// An incident's page: progress per host, the bundles' actions, each
+/// bundle's custody trail, and a verification's outcome when one was just
+/// asked for.
+async fn incident_page(
+    api: &Api,
+    lang: Lang,
+    op: &Operator,
+    id: &str,
+    verified: Option<Result<serde_json::Value, (StatusCode, String)>>,
+) -> Reply {
+    let s = match commands::status(&api.state_dir, id) {
+        Ok(s) => s,
+        Err(e) => {
+            return dashboard(
+                api,
+                lang,
+                op,
+                Some((StatusCode::NOT_FOUND, format!("{e:#}"))),
+            )
+        }
+    };
+    let trails = crate::api::evidence::trails(api, id)
+        .await
+        .unwrap_or_default();
+    let (status, verified, error) = match verified {
+        None => (StatusCode::OK, None, None),
+        Some(Ok(v)) => (StatusCode::OK, Some(v), None),
+        Some(Err((status, why))) => (status, None, Some(why)),
+    };
+    page(
+        status,
+        "incident.html",
+        lang,
+        Some(op),
+        context! {
+            here => format!("/console/incidents/{}", s.id),
+            s => s,
+            trails => trails,
+            verified => verified,
+            error => error,
+            may_download => allowed(op.role, Action::Download),
+            may_verify => allowed(op.role, Action::Verify) && matches!(op.via, Via::Session { .. }),
+        },
+    )
+}
+
 /// The columns the hosts and incidents tables export (and sort by).
 const HOST_COLUMNS: [&str; 6] = [
     "host",
@@ -352,6 +427,10 @@ fn dashboard_sorted(
             order => if sort.descending { "desc" } else { "asc" },
             incidents => incidents,
             may_open => allowed(op.role, Action::OpenIncident) && matches!(op.via, Via::Session { .. }),
+            state_rule => i18n::messages_with(lang, &[
+                ("quiet", api.thresholds.quiet_after.as_secs()),
+                ("silent", api.thresholds.silent_after.as_secs()),
+            ]).remove("state-rule"),
             error => message,
         },
     )

@@ -26,6 +26,10 @@ pub struct BundleFacts {
     pub last_event: (Vec<u8>, EventLine),
     /// `data/shipped.json`, when present and decodable.
     pub shipped: Option<ShippedList>,
+    /// `custody.jsonl` as stored: every event the bag itself carries (a
+    /// custodian shows them in its custody trail before the events it
+    /// appended beside the bundle).
+    pub custody_log: Vec<u8>,
 }
 
 /// Why a bundle's facts could not be read.
@@ -101,6 +105,7 @@ impl BundleFacts {
             bag_sha256: Sha256::digest(&tagmanifest),
             last_event: (last, event),
             shipped,
+            custody_log: log,
         })
     }
 
