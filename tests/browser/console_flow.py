@@ -81,6 +81,17 @@ def main() -> int:
         driver.find_element(By.ID, "submit").click()
         out["dashboard"] = look(driver, "dashboard", args.screenshot_dir)
         out["cookie_visible_to_script"] = driver.execute_script("return document.cookie")
+        host = args.hosts.split(",")[0].strip()
+        for link in driver.find_elements(By.CSS_SELECTOR, "#hosts td.host a"):
+            if link.text == host:
+                link.click()
+                break
+        out["host_page"] = look(driver, "host", args.screenshot_dir)
+        out["host_streams"] = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#streams tbody tr')).map(r => "
+            "({stream: r.querySelector('.stream').innerText, segments: r.querySelector('.segments').innerText}))"
+        )
+        driver.find_element(By.ID, "back").click()
         driver.find_element(By.ID, "open-id").send_keys(args.incident)
         driver.find_element(By.ID, "open-hosts").send_keys(args.hosts)
         driver.find_element(By.ID, "open-reason").send_keys(args.reason)
@@ -110,7 +121,6 @@ def main() -> int:
         # must turn yellow once it has not polled for the quiet threshold.
         print("PAUSE", flush=True)
         sys.stdin.readline()
-        host = args.hosts.split(",")[0].strip()
         deadline = time.time() + 120
         while time.time() < deadline:
             driver.get(f"{args.base}/console/?lang=en")

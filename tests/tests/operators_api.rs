@@ -123,6 +123,23 @@ fn trail_actions(trail: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Every file under `dir` (none if it does not exist).
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 fn collector(args: &[&str]) -> std::process::Output {
     Command::new(&bins().collector)
         .args(args)
@@ -206,6 +223,49 @@ fn operators_read_open_and_are_refused_by_role_on_the_api() {
     });
     assert_eq!(hosts["enrolled"], true);
     assert_eq!(hosts["revoked"], false);
+
+    // The host's page: its stream as the store holds it, the newest
+    // segment named so an auditor can check it with stock tools.
+    let detail = wait_for("the agent's stream in the store", WAIT, || {
+        agent.check_running()?;
+        let path = format!("/api/v1/hosts/{}", env.host_id);
+        let a = api.call(vera, "GET", &path, None, &[]);
+        match a.json["streams"].as_array() {
+            Some(s) if !s.is_empty() => Ok(a.json),
+            _ => Err(format!("{} {}", a.status, a.json)),
+        }
+    });
+    let stream = &detail["streams"][0];
+    assert_eq!(stream["category"], "app", "{detail}");
+    assert!(stream["segments"].as_u64().unwrap() >= 1, "{detail}");
+    assert!(stream["lag_seconds"].as_i64().unwrap() < 600, "{detail}");
+    assert_eq!(detail["summary"]["state"], "green", "{detail}");
+    let newest = stream["newest_segment"].as_str().unwrap();
+    let payload = setup
+        .store
+        .join(newest.strip_suffix(".seg.json").unwrap().to_string() + ".zst");
+    let raw = Command::new("zstd")
+        .arg("-dc")
+        .arg(&payload)
+        .output()
+        .expect("zstd");
+    assert!(raw.status.success(), "zstd -dc {}", payload.display());
+    assert_eq!(
+        stream["newest_raw_sha256"],
+        custody_evidence::Sha256::digest(&raw.stdout).to_string(),
+        "{detail}"
+    );
+    assert!(
+        detail["newest_digest"]["key"].is_string() || detail["newest_digest"].is_null(),
+        "{detail}"
+    );
+    for (path, want) in [
+        ("/api/v1/hosts/..%2F..%2Fetc", 400),
+        ("/api/v1/hosts/no-such-host", 404),
+    ] {
+        let a = api.call(vera, "GET", path, None, &[]);
+        assert_eq!(a.status, want, "{path}: {}", a.json);
+    }
 
     // A viewer may not open an incident: 403, nothing written.
     let open = format!(
@@ -959,6 +1019,14 @@ fn the_console_in_a_browser() {
             .then_some(())
             .ok_or_else(|| "not yet".to_string())
     });
+    let streams_dir = setup.store.join("v1").join(&env.host_id).join("streams");
+    wait_for("a segment of the agent's in the store", WAIT, || {
+        agent.check_running()?;
+        let found = walk_files(&streams_dir)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".seg.json"));
+        found.then_some(()).ok_or_else(|| "not yet".to_string())
+    });
     const HOSTILE: &str =
         "<script>window.__custody_pwned=1</script><img src=x onerror=\"window.__custody_pwned=1\">";
     let shots = env.root.join("screens");
@@ -1030,6 +1098,23 @@ fn the_console_in_a_browser() {
         .unwrap_or_else(|| panic!("the host on the dashboard: {dash}"));
     assert_eq!(row["state"], "state-green", "{row}");
     assert_eq!(row["dot"], "rgb(26, 127, 55)", "drawn green: {row}");
+    // The host's page from its link: the stream the agent ships.
+    assert!(
+        v["host_page"]["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/console/hosts/{}", env.host_id)),
+        "{}",
+        v["host_page"]
+    );
+    let streams = v["host_streams"].as_array().unwrap();
+    assert!(
+        streams
+            .iter()
+            .any(|s| s["stream"].as_str().is_some_and(|n| !n.is_empty())),
+        "{streams:?}: {}",
+        v["host_page"]["text"]
+    );
     assert_eq!(
         v["cookie_visible_to_script"], "",
         "the session cookie is HttpOnly"

@@ -108,6 +108,7 @@ async fn route(api: &Api, op: &Operator, addr: SocketAddr, req: Request<Incoming
             &json!({ "operator": op.name, "role": op.role.as_str(), "serial": op.serial }),
         ),
         (Method::GET, ["hosts"]) => hosts(api),
+        (Method::GET, ["hosts", host]) => super::host_detail::host(api, host).await,
         (Method::POST, ["logout"]) => match admit(op, Action::Read, &req) {
             Err(r) => *r,
             Ok(()) => logout(api, op),
@@ -158,6 +159,7 @@ async fn route(api: &Api, op: &Operator, addr: SocketAddr, req: Request<Incoming
             _,
             ["whoami"]
             | ["hosts"]
+            | ["hosts", _]
             | ["login"]
             | ["logout"]
             | ["incidents"]

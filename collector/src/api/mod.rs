@@ -21,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod evidence;
 pub mod handlers;
+pub mod host_detail;
 pub mod login;
 pub mod passwords;
 pub mod roles;

@@ -12,9 +12,9 @@
 //!
 //! Pages so far: login, dashboard (hosts green / yellow / red by last
 //! poll, sortable, CSV; incidents; the open-an-incident form), incident
-//! detail (progress, bundle download and verification, custody trail).
-//! Still to come (issue 10): host detail, coverage heatmap, findings and
-//! reports, operators.
+//! detail (progress, bundle download and verification, custody trail),
+//! host detail (streams in the store, lag, days kept). Still to come
+//! (issue 10): coverage heatmap, findings and reports, operators.
 
 pub mod i18n;
 pub mod table;
@@ -38,7 +38,7 @@ use i18n::Lang;
 const CSS: &str = include_str!("../../console/console.css");
 /// A padlock-blue square, so browsers do not ask for `/favicon.ico`.
 const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><rect width='16' height='16' rx='3' fill='#1f3a5f'/></svg>";
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 5] = [
     (
         "base.html",
         include_str!("../../console/templates/base.html"),
@@ -50,6 +50,10 @@ const TEMPLATES: [(&str, &str); 4] = [
     (
         "dashboard.html",
         include_str!("../../console/templates/dashboard.html"),
+    ),
+    (
+        "host.html",
+        include_str!("../../console/templates/host.html"),
     ),
     (
         "incident.html",
@@ -186,6 +190,19 @@ pub async fn handle(
         (Method::GET, "/console/incidents.csv") => {
             let rows = incident_rows(api).unwrap_or_default();
             csv_reply("incidents.csv", table::csv(&rows, &INCIDENT_COLUMNS))
+        }
+        (Method::GET, p) if p.starts_with("/console/hosts/") => {
+            let host = decode(&p["/console/hosts/".len()..]);
+            match crate::api::host_detail::detail(api, &host).await {
+                Ok(h) => page(
+                    StatusCode::OK,
+                    "host.html",
+                    lang,
+                    Some(&op),
+                    context! { h => h, here => p.to_string() },
+                ),
+                Err(e) => dashboard(api, lang, &op, Some(e)),
+            }
         }
         (Method::GET, p) if p.starts_with("/console/incidents/") => {
             let id = &p["/console/incidents/".len()..];
